@@ -1,0 +1,127 @@
+"""The tree of memory cgroups: mkdir, rmdir and rename rules, and task membership.
+
+Follows ``kernel/cgroup/cgroup.c`` / ``cgroup-v1.c`` for the directory rules (spec 1.2).
+A task (thread) is in exactly one group; the root holds every task not attached to a
+child. The core does not look at /proc: whoever attaches tasks also tells it, through
+``prune``, which of them have exited.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from .errors import Busy, CrossParent, Exists, Invalid, NoEntry, NoSpace
+from .memcg import MemCgroup
+from .profiles import DEFAULT_PROFILE, Profile
+
+
+class Hierarchy:
+    def __init__(self, profile: Profile = DEFAULT_PROFILE, release_agent: str = "",
+                 owner_uid: int = 0):
+        self.profile = profile
+        #: the user who mounted: plays the part of root for privileged files
+        self.owner_uid = owner_uid
+        self.vm_swappiness = 60
+        self.release_agent = release_agent
+        self.root = MemCgroup(self, "", None)
+        self.nr_groups = 1
+        #: tid -> group, for tasks attached to a non-root group
+        self.task_group: dict[int, MemCgroup] = {}
+
+    # ------------------------------------------------------------------ tree
+
+    def walk(self, group: MemCgroup | None = None) -> Iterator[MemCgroup]:
+        group = group or self.root
+        yield group
+        for child in list(group.children.values()):
+            yield from self.walk(child)
+
+    def lookup(self, path: str) -> MemCgroup:
+        group = self.root
+        for part in filter(None, path.split("/")):
+            try:
+                group = group.children[part]
+            except KeyError:
+                raise NoEntry(path) from None
+        return group
+
+    def mkdir(self, parent: MemCgroup, name: str) -> MemCgroup:
+        """cgroup_mkdir() + mem_cgroup_css_alloc().
+
+        The caller (the filesystem) has already checked that *name* is free in the
+        directory, control-file names included. A new child's kernel data is charged to
+        the parent, so a parent whose limit cannot absorb it refuses with ENOMEM.
+        """
+        if "\n" in name:
+            raise Invalid("group names cannot contain a newline")
+        if name in parent.children:
+            raise Exists(name)
+        if not parent.online:
+            raise NoEntry("parent group was removed")
+        if self.nr_groups >= self.profile.max_groups:
+            raise NoSpace("memcg ID space exhausted")
+        pages = self.profile.mkdir_charge_pages
+        if pages:
+            parent.try_charge_kmem(pages)
+        child = MemCgroup(self, name, parent)
+        child.mkdir_charge = pages
+        parent.children[name] = child
+        self.nr_groups += 1
+        return child
+
+    def rmdir(self, group: MemCgroup) -> None:
+        """cgroup_rmdir(): EBUSY with tasks or child groups (never ENOTEMPTY).
+
+        Remaining charges never block removal (3.x+); the kernel data charged to the
+        parent at mkdir is released with the group.
+        """
+        if group.is_root:
+            raise Busy("the root cannot be removed")
+        if group.children or group.tasks:
+            raise Busy("group has tasks or children")
+        parent = group.parent
+        del parent.children[group.name]
+        group.online = False
+        self.nr_groups -= 1
+        if group.mkdir_charge:
+            parent.uncharge_kmem(group.mkdir_charge)
+            group.mkdir_charge = 0
+
+    def rename(self, group: MemCgroup, new_parent: MemCgroup, new_name: str) -> None:
+        """cgroup1_rename(): same parent only (EIO otherwise); settings are kept."""
+        if "\n" in new_name:
+            raise Invalid("group names cannot contain a newline")
+        if group.parent is not new_parent:
+            raise CrossParent("cgroup v1 groups cannot move to another parent")
+        if new_name == group.name:
+            return
+        if new_name in new_parent.children:
+            raise Exists(new_name)
+        del new_parent.children[group.name]
+        group.name = new_name
+        new_parent.children[new_name] = group
+
+    # ------------------------------------------------------------------ tasks
+
+    def group_of(self, tid: int) -> MemCgroup:
+        return self.task_group.get(tid, self.root)
+
+    def attach(self, tid: int, group: MemCgroup) -> None:
+        """Move one thread. Existing charges stay behind (move_charge comes later)."""
+        old = self.task_group.pop(tid, None)
+        if old is not None:
+            old.tasks.discard(tid)
+        if not group.is_root:
+            group.tasks.add(tid)
+            self.task_group[tid] = group
+
+    def prune(self, is_alive: Callable[[int], bool]) -> None:
+        """Forget tasks that exited: an exited pid must never keep rmdir busy."""
+        for tid in [t for t in self.task_group if not is_alive(t)]:
+            self.task_group.pop(tid).tasks.discard(tid)
+
+    # ------------------------------------------------------------------ OOM
+
+    def oom_recover(self, group: MemCgroup) -> None:
+        """memcg1_oom_recover(): wake tasks waiting on an OOM'ing group. Nothing waits
+        yet; charging and the OOM wait queue arrive with the client socket."""
