@@ -1,0 +1,101 @@
+"""cgroup.event_control: "<event_fd> <control_fd> [args]" (spec 3.9).
+
+Port of memcg_write_event_control(). Both numbers are descriptors of the *writing*
+process; they are looked up through /proc/PID/fd and validated in the kernel's order
+with the kernel's errno. A valid registration is recorded on the group.
+
+Not emulated yet: delivery. Nothing signals a registered eventfd; the registration only
+exists. (The notification issue adds delivery, rmdir signalling and unregistration.)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..core.errors import AccessDenied, BadFd, Invalid
+from . import parsers
+
+if TYPE_CHECKING:
+    from .table import Request
+
+EVENTFD_TARGET = "anon_inode:[eventfd]"
+PRESSURE_LEVELS = ("low", "medium", "critical")
+PRESSURE_MODES = ("default", "hierarchy", "local")
+#: MAX_VMPRESSURE_ARGS_LEN: strlen("critical") + strlen("hierarchy") + 2
+_MAX_PRESSURE_ARGS = 19
+
+
+@attrs.frozen
+class EventRegistration:
+    pid: int
+    event_fd: int
+    control: str  # memory.usage_in_bytes, memory.memsw.usage_in_bytes, ...
+    threshold: int | None = None  # pages, usage files only
+    level: str | None = None  # pressure_level only
+    mode: str | None = None
+
+
+def _strtoul10(s: bytes, i: int) -> tuple[int, int]:
+    """simple_strtoul(s + i, &end, 10): (value, end index)."""
+    j = i
+    while j < len(s) and 48 <= s[j] <= 57:
+        j += 1
+    return (int(s[i:j]) if j > i else 0), j
+
+
+def parse_pressure_args(args: bytes) -> tuple[str, str]:
+    """vmpressure_register_event(): level[,mode], case-sensitive; rest ignored."""
+    tokens = args[:_MAX_PRESSURE_ARGS].decode("latin-1").split(",")
+    if tokens[0] not in PRESSURE_LEVELS:
+        raise Invalid("unknown pressure level")
+    mode = "default"
+    if len(tokens) > 1:
+        if tokens[1] not in PRESSURE_MODES:
+            raise Invalid("unknown pressure mode")
+        mode = tokens[1]
+    return tokens[0], mode
+
+
+def register_event(req: Request, buf: bytes) -> None:
+    s = parsers.strstrip(buf)
+    efd, end = _strtoul10(s, 0)
+    if s[end:end + 1] != b" ":
+        raise Invalid("expected '<event_fd> <control_fd> [args]'")
+    cfd, end = _strtoul10(s, end + 1)
+    if end < len(s) and s[end:end + 1] != b" ":
+        raise Invalid("expected '<event_fd> <control_fd> [args]'")
+    # With nothing after control_fd the kernel reads past the terminating NUL; what
+    # it finds there is empty in practice, which is what we parse.
+    args = s[end + 1:]
+
+    host, pid = req.host, req.caller.pid
+    target = host.fd_target(pid, efd)
+    if target is None:
+        raise BadFd("event_fd is not open")
+    if target != EVENTFD_TARGET:
+        raise Invalid("event_fd is not an eventfd")
+    control = host.fd_target(pid, cfd)
+    if control is None:
+        raise BadFd("control_fd is not open")
+    resolved = req.resolve(control, req.caller) if req.resolve else None
+    if resolved is not None and not resolved[2]:
+        raise AccessDenied("no read permission on the control file")
+    if resolved is None or resolved[1] not in (
+        "memory.usage_in_bytes", "memory.memsw.usage_in_bytes",
+        "memory.oom_control", "memory.pressure_level",
+    ):
+        raise Invalid("not a memory cgroup event source")
+    group, name, _ = resolved
+    if group is not req.group:
+        raise Invalid("control file belongs to another group")
+
+    if name.endswith("usage_in_bytes"):
+        reg = EventRegistration(pid, efd, name, threshold=parsers.parse_limit(args))
+    elif name == "memory.pressure_level":
+        level, mode = parse_pressure_args(args)
+        reg = EventRegistration(pid, efd, name, level=level, mode=mode)
+    else:
+        reg = EventRegistration(pid, efd, name)
+    req.group.events.append(reg)

@@ -1,0 +1,1 @@
+"""What the emulator learns from the host: processes and their file descriptors."""
