@@ -1,0 +1,5 @@
+import sys
+
+from .cli.mount import main
+
+sys.exit(main())

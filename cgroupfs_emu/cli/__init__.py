@@ -1,0 +1,1 @@
+"""Commands: the mount helper ``cgroupfs_emu``."""

@@ -1,0 +1,119 @@
+"""Command line and ``-o`` options of the mount helper, as pure functions.
+
+``cgroupfs_emu [-f] [-d] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT`` -- the FUSE helper
+convention, so ``mount -t fuse.cgroupfs_emu SOURCE DIR`` (via mount.fuse3) and fstab
+lines work.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..core.profiles import DEFAULT_PROFILE, PROFILES
+
+#: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
+IGNORED = frozenset({
+    "defaults", "nofail", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+    "_netdev", "relatime", "norelatime", "strictatime", "nostrictatime", "lazytime",
+    "nolazytime", "diratime", "nodiratime", "loud", "silent", "nofail", "iversion",
+    "noiversion", "mand", "nomand",
+})
+#: VFS flags handed on to the kernel mount.
+PASSED = frozenset({"rw", "ro", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
+                    "sync", "async", "dirsync", "atime", "noatime"})
+
+
+class UsageError(Exception):
+    """A mistake on the command line: one line to stderr, exit status 2."""
+
+
+@attrs.define
+class MountConfig:
+    mountpoint: str
+    source: str = "cgroup"
+    foreground: bool = False
+    debug: bool = False
+    profile: str = DEFAULT_PROFILE.name
+    allow_other: bool = False
+    release_agent: str = ""
+    log_file: str | None = None
+    fuse_options: set[str] = attrs.field(factory=set)
+
+
+def apply_option(cfg: MountConfig, opt: str) -> None:
+    """Take one ``-o`` option: ours, a VFS flag for the kernel, or an ignored one."""
+    key, eq, value = opt.partition("=")
+    if key == "kernel":
+        if value not in PROFILES:
+            raise UsageError(f"unknown kernel profile {value!r} "
+                             f"(choose from {', '.join(sorted(PROFILES))})")
+        cfg.profile = value
+    elif key == "release_agent" and eq:
+        cfg.release_agent = value
+    elif key == "log" and eq and value:
+        cfg.log_file = value
+    elif opt == "allow_other":
+        cfg.allow_other = True
+    elif opt == "default_permissions":
+        pass  # always on: the kernel checks modes, like kernfs
+    elif opt in PASSED:
+        cfg.fuse_options.add(opt)
+    elif opt in IGNORED or key.startswith("x-") or key in ("comment", "fsname", "subtype"):
+        pass
+    else:
+        raise UsageError(f"unknown mount option {opt!r}")
+
+
+def parse_args(argv: list[str]) -> MountConfig:
+    """Parse ``[-f] [-d] [-o OPTS] [SOURCE] MOUNTPOINT`` (options may come anywhere,
+    as mount.fuse3 puts ``-o`` after the positionals)."""
+    positional: list[str] = []
+    options: list[str] = []
+    flags = {"foreground": False, "debug": False}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-f", "--foreground"):
+            flags["foreground"] = True
+        elif arg in ("-d", "--debug"):
+            flags["debug"] = True
+        elif arg == "-o":
+            if i + 1 >= len(argv):
+                raise UsageError("-o needs an argument")
+            options.extend(o for o in argv[i + 1].split(",") if o)
+            i += 1
+        elif arg.startswith("-o") and len(arg) > 2:
+            options.extend(o for o in arg[2:].split(",") if o)
+        elif arg in ("-h", "--help"):
+            raise UsageError(USAGE)
+        elif arg.startswith("-") and arg != "-":
+            raise UsageError(f"unknown flag {arg!r}")
+        else:
+            positional.append(arg)
+        i += 1
+    if len(positional) == 1:
+        cfg = MountConfig(mountpoint=positional[0])
+    elif len(positional) == 2:
+        cfg = MountConfig(source=positional[0], mountpoint=positional[1])
+    else:
+        raise UsageError("expected [SOURCE] MOUNTPOINT")
+    cfg.debug = flags["debug"]
+    cfg.foreground = flags["foreground"] or cfg.debug
+    for opt in options:
+        apply_option(cfg, opt)
+    return cfg
+
+
+USAGE = """usage: cgroupfs_emu [-f] [-d] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
+
+Mount an emulated cgroup v1 memory hierarchy at MOUNTPOINT. Returns once the mount is
+live and keeps serving in the background (-f: stay in the foreground; -d: debug log,
+implies -f). Unmount with 'fusermount3 -u MOUNTPOINT' or SIGTERM.
+
+options:
+  kernel=NAME          kernel generation to emulate: seeds (default), linux-6
+  allow_other          let other users use the mount (needs user_allow_other)
+  release_agent=PATH   initial release_agent of the hierarchy
+  log=FILE             append the daemon's log to FILE
+  rw,ro,nosuid,...     VFS flags, handed to the kernel
+  defaults,nofail,...  accepted and ignored, as mount(8) adds them"""
