@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("daemon failed")
     finally:
         _finish()
+    log.info("unmounted, exiting with status %d", status)
+    logging.shutdown()
     os._exit(status)
 
 
