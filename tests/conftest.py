@@ -88,6 +88,24 @@ def _mount_fixture(options: str):
 
 
 mnt = _mount_fixture("")  # the default profile (seeds)
+
+
+@pytest.fixture
+def mount_with():
+    """A factory for mounts with particular options; every one is stopped at the end."""
+    if not HAVE_FUSE:
+        pytest.skip("/dev/fuse or fusermount3 missing")
+    mounts = []
+
+    def make(options: str = "") -> Mount:
+        mounts.append(Mount(options))
+        return mounts[-1]
+
+    try:
+        yield make
+    finally:
+        for m in mounts:
+            m.stop()
 linux6 = _mount_fixture("kernel=linux-6")
 
 

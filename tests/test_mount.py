@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import HAVE_FUSE, Mount, errno_of, needs_fuse, read, wait_until, write
+from conftest import errno_of, needs_fuse, read, wait_until, write
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 MAX = "9223372036854771712\n"
@@ -60,14 +60,11 @@ def test_background_mount_is_live_on_return_and_unmount_ends_the_daemon(tmp_path
     assert "exiting with status 0" in logf.read_text()
 
 
-def test_sigterm_unmounts_and_exits_zero():
-    m = Mount()
-    try:
-        m.proc.send_signal(signal.SIGTERM)  # our own child
-        assert m.proc.wait(timeout=15) == 0
-        assert not os.path.ismount(m.path)
-    finally:
-        m.stop()
+def test_sigterm_unmounts_and_exits_zero(mount_with):
+    m = mount_with()
+    m.proc.send_signal(signal.SIGTERM)  # our own child
+    assert m.proc.wait(timeout=15) == 0
+    assert not os.path.ismount(m.path)
 
 
 @pytest.mark.parametrize("args,fragment", [
@@ -90,14 +87,11 @@ def test_mount_errors_reach_the_terminal(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_generic_mount_options_are_accepted(tmp_path):
-    m = Mount("rw,nosuid,nodev,defaults,nofail,relatime,kernel=linux-6")
-    try:
-        with open("/proc/mounts") as f:
-            opts = next(l for l in f if f" {m.path} " in l).split()[3].split(",")
-        assert "nosuid" in opts and "nodev" in opts
-    finally:
-        m.stop()
+def test_generic_mount_options_are_accepted(mount_with):
+    m = mount_with("rw,nosuid,nodev,defaults,nofail,relatime,kernel=linux-6")
+    with open("/proc/mounts") as f:
+        opts = next(l for l in f if f" {m.path} " in l).split()[3].split(",")
+    assert "nosuid" in opts and "nodev" in opts
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mount(8) of a FUSE type needs root")
@@ -176,28 +170,25 @@ def test_stale_descriptors_fail_with_enodev(mnt):
         os.close(wfd)
 
 
-def test_chown_delegates_a_group_to_an_ordinary_user():
+def test_chown_delegates_a_group_to_an_ordinary_user(mount_with):
     if os.geteuid() != 0:
         pytest.skip("needs root to act as another user")
-    m = Mount("allow_other")
-    try:
-        os.mkdir(m.p("d"))
-        for name in [""] + [n for n in os.listdir(m.p("d"))]:
-            os.chown(m.p("d", name) if name else m.p("d"), 65534, 65534)
-        os.chmod(m.p("d", "memory.swappiness"), 0o600)
-        assert stat.S_IMODE(os.stat(m.p("d", "memory.swappiness")).st_mode) == 0o600
-        script = ('echo 4M > "$1/memory.limit_in_bytes" && mkdir "$1/sub" && '
-                  '{ (echo 1 > "$1/../memory.swappiness") 2>/dev/null || echo root-denied; }')
-        r = subprocess.run(["/bin/sh", "-c", script, "sh", m.p("d")], user=65534, group=65534,
-                           capture_output=True, text=True, timeout=30, cwd="/")
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == "root-denied"
-        assert read(m.p("d", "memory.limit_in_bytes")) == "4194304\n"
-        assert os.stat(m.p("d", "sub")).st_uid == 65534
-        os.rmdir(m.p("d", "sub"))
-        os.rmdir(m.p("d"))
-    finally:
-        m.stop()
+    m = mount_with("allow_other")
+    os.mkdir(m.p("d"))
+    for name in [""] + [n for n in os.listdir(m.p("d"))]:
+        os.chown(m.p("d", name) if name else m.p("d"), 65534, 65534)
+    os.chmod(m.p("d", "memory.swappiness"), 0o600)
+    assert stat.S_IMODE(os.stat(m.p("d", "memory.swappiness")).st_mode) == 0o600
+    script = ('echo 4M > "$1/memory.limit_in_bytes" && mkdir "$1/sub" && '
+              '{ (echo 1 > "$1/../memory.swappiness") 2>/dev/null || echo root-denied; }')
+    r = subprocess.run(["/bin/sh", "-c", script, "sh", m.p("d")], user=65534, group=65534,
+                       capture_output=True, text=True, timeout=30, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "root-denied"
+    assert read(m.p("d", "memory.limit_in_bytes")) == "4194304\n"
+    assert os.stat(m.p("d", "sub")).st_uid == 65534
+    os.rmdir(m.p("d", "sub"))
+    os.rmdir(m.p("d"))
 
 
 # ---------------------------------------------------------------- read/write mechanics
@@ -277,7 +268,8 @@ def test_tasks_and_procs(mnt):
         assert read(mnt.p("g", "tasks")) == f"{child.pid}\n"
         assert read(mnt.p("g", "cgroup.procs")) == f"{child.pid}\n"
         assert str(child.pid) not in read(mnt.p("tasks")).split()
-        assert str(os.getpid()) in read(mnt.p("cgroup.procs")).split()
+        root_procs = [int(p) for p in read(mnt.p("cgroup.procs")).split()]
+        assert os.getpid() in root_procs and root_procs == sorted(root_procs)
         assert errno_of(os.rmdir, mnt.p("g")) == errno.EBUSY
     finally:
         child.kill()  # the process this test started
@@ -372,27 +364,24 @@ def test_seeds_profile_files(mnt):
     assert errno_of(write, g("memory.use_hierarchy"), "0") == errno.EINVAL
 
 
-def test_seeds_use_hierarchy_zero_cuts_the_hierarchy():
-    m = Mount()
-    try:
-        write(m.p("memory.use_hierarchy"), "0")  # the root has no children yet
-        assert read(m.p("memory.use_hierarchy")) == "0\n"
-        os.mkdir(m.p("a"))
-        assert read(m.p("a", "memory.use_hierarchy")) == "0\n"  # copied at mkdir
-        assert errno_of(write, m.p("memory.use_hierarchy"), "1") == errno.EBUSY
-        write(m.p("a", "memory.limit_in_bytes"), "1M")
-        os.mkdir(m.p("a", "b"))  # a is not hierarchical: b's limits stop at b
-        stat_b = read(m.p("a", "b", "memory.stat"))
-        assert "hierarchical_memory_limit 9223372036854771712\n" in stat_b
-        write(m.p("a", "memory.use_hierarchy"), "0")
-        os.rmdir(m.p("a", "b"))
-        write(m.p("a", "memory.use_hierarchy"), "1")
-        os.mkdir(m.p("a", "b"))
-        assert "hierarchical_memory_limit 1048576\n" in read(m.p("a", "b", "memory.stat"))
-        os.rmdir(m.p("a", "b"))
-        os.rmdir(m.p("a"))
-    finally:
-        m.stop()
+def test_seeds_use_hierarchy_zero_cuts_the_hierarchy(mount_with):
+    m = mount_with()
+    write(m.p("memory.use_hierarchy"), "0")  # the root has no children yet
+    assert read(m.p("memory.use_hierarchy")) == "0\n"
+    os.mkdir(m.p("a"))
+    assert read(m.p("a", "memory.use_hierarchy")) == "0\n"  # copied at mkdir
+    assert errno_of(write, m.p("memory.use_hierarchy"), "1") == errno.EBUSY
+    write(m.p("a", "memory.limit_in_bytes"), "1M")
+    os.mkdir(m.p("a", "b"))  # a is not hierarchical: b's limits stop at b
+    stat_b = read(m.p("a", "b", "memory.stat"))
+    assert "hierarchical_memory_limit 9223372036854771712\n" in stat_b
+    write(m.p("a", "memory.use_hierarchy"), "0")
+    os.rmdir(m.p("a", "b"))
+    write(m.p("a", "memory.use_hierarchy"), "1")
+    os.mkdir(m.p("a", "b"))
+    assert "hierarchical_memory_limit 1048576\n" in read(m.p("a", "b", "memory.stat"))
+    os.rmdir(m.p("a", "b"))
+    os.rmdir(m.p("a"))
 
 
 def test_linux6_profile_differences(linux6):
@@ -406,12 +395,9 @@ def test_linux6_profile_differences(linux6):
     assert errno_of(write, g("memory.move_charge_at_immigrate"), "1") == errno.EINVAL
 
 
-def test_release_agent_option_and_file(tmp_path):
-    m = Mount("release_agent=/sbin/agent")
-    try:
-        assert read(m.p("release_agent")) == "/sbin/agent\n"
-        write(m.p("release_agent"), "  /usr/bin/other \n")
-        assert read(m.p("release_agent")) == "/usr/bin/other\n"
-        assert not os.path.exists(m.p("x", "release_agent"))
-    finally:
-        m.stop()
+def test_release_agent_option_and_file(mount_with):
+    m = mount_with("release_agent=/sbin/agent")
+    assert read(m.p("release_agent")) == "/sbin/agent\n"
+    write(m.p("release_agent"), "  /usr/bin/other \n")
+    assert read(m.p("release_agent")) == "/usr/bin/other\n"
+    assert not os.path.exists(m.p("x", "release_agent"))

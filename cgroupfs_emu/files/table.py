@@ -227,7 +227,7 @@ def _live_tids(req: Request) -> list[int]:
     h, host = req.group.hierarchy, req.host
     h.prune(host.is_alive)
     if req.group.is_root:
-        return [t for t in host.all_tids() if t not in h.task_group]
+        return sorted(t for t in host.all_tids() if t not in h.task_group)
     return sorted(req.group.tasks)
 
 
