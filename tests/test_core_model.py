@@ -6,7 +6,7 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cgroupfs_emu.core import LINUX_6, PAGE_COUNTER_MAX, Hierarchy
-from cgroupfs_emu.core.errors import Busy, CgroupError, Exists, Invalid, NoMemory
+from cgroupfs_emu.core.errors import Busy, Exists, Invalid, NoMemory
 
 NAMES = st.sampled_from(["a", "b", "c"])
 PAGES = st.one_of(st.integers(0, 64), st.just(PAGE_COUNTER_MAX))
