@@ -38,11 +38,9 @@ class EventRegistration:
 
 
 def _strtoul10(s: bytes, i: int) -> tuple[int, int]:
-    """simple_strtoul(s + i, &end, 10): (value, end index)."""
-    j = i
-    while j < len(s) and 48 <= s[j] <= 57:
-        j += 1
-    return (int(s[i:j]) if j > i else 0), j
+    """simple_strtoul(s + i, &end, 10): (value, end index into *s*)."""
+    value, end = parsers.simple_strtoull(s[i:], 10)
+    return value, i + end
 
 
 def parse_pressure_args(args: bytes) -> tuple[str, str]:
