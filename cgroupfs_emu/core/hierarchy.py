@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from .errors import Busy, CrossParent, Exists, Invalid, NoEntry, NoSpace
+from .charge import Charges
 from .memcg import MemCgroup
 from .profiles import DEFAULT_PROFILE, Profile
 
 
 class Hierarchy:
     def __init__(self, profile: Profile = DEFAULT_PROFILE, release_agent: str = "",
-                 owner_uid: int = 0):
+                 owner_uid: int = 0, swap_pages: int = 0, oom_kill: bool = True):
         self.profile = profile
         #: the user who mounted: plays the part of root for privileged files
         self.owner_uid = owner_uid
@@ -27,6 +28,10 @@ class Hierarchy:
         self.nr_groups = 1
         #: tid -> group, for tasks attached to a non-root group
         self.task_group: dict[int, MemCgroup] = {}
+        self.charges = Charges(self, swap_pages=swap_pages, oom_kill=oom_kill)
+        #: called with a group whenever OOM waiters of it may proceed (the service
+        #: wakes its waiting charge requests)
+        self.on_oom_recover: Callable[[MemCgroup], None] = lambda group: None
 
     # ------------------------------------------------------------------ tree
 
@@ -72,7 +77,8 @@ class Hierarchy:
     def rmdir(self, group: MemCgroup) -> None:
         """cgroup_rmdir(): EBUSY with tasks or child groups (never ENOTEMPTY).
 
-        Remaining charges never block removal (3.x+); the kernel data charged to the
+        Remaining charges never block removal (3.x+): kernel memory is uncharged, the
+        rest moves to the parent (Charges.offline); the kernel data charged to the
         parent at mkdir is released with the group.
         """
         if group.is_root:
@@ -80,6 +86,7 @@ class Hierarchy:
         if group.children or group.tasks:
             raise Busy("group has tasks or children")
         parent = group.parent
+        self.charges.offline(group)
         del parent.children[group.name]
         group.online = False
         self.nr_groups -= 1
@@ -123,5 +130,6 @@ class Hierarchy:
     # ------------------------------------------------------------------ OOM
 
     def oom_recover(self, group: MemCgroup) -> None:
-        """memcg1_oom_recover(): wake tasks waiting on an OOM'ing group. Nothing waits
-        yet; charging and the OOM wait queue arrive with the client socket."""
+        """memcg1_oom_recover(): wake tasks waiting on an OOM'ing group (a limit was
+        raised, memory was freed or oom_kill_disable was cleared)."""
+        self.on_oom_recover(group)

@@ -4,9 +4,8 @@ Mirrors ``struct mem_cgroup`` of ``mm/memcontrol.c`` / ``mm/memcontrol-v1.c``. M
 that implement a control-file write carry the kernel function's name in their
 docstring. All amounts are in pages.
 
-Not emulated here: charging from workloads, reclaim and OOM (they arrive with the
-client socket); until then every usage counter only moves through mkdir's charge of a
-child's kernel data to its parent.
+Charging, reclaim and OOM decisions live in ``charge.py``; the writes here that need
+reclaim (lowering a limit, force_empty, shrink_in_bytes) call into it.
 """
 
 from __future__ import annotations
@@ -78,10 +77,10 @@ class MemCgroup:
         # Pre-5.11 kernels chain a child's counters to the parent only when the parent
         # is hierarchical; with 5.11+ hierarchy_forced that is always the case.
         up = parent if parent is not None and parent.use_hierarchy else None
-        self.memory = PageCounter(up.memory if up else None)
-        self.memsw = PageCounter(up.memsw if up else None)
-        self.kmem = PageCounter(up.kmem if up else None)
-        self.tcpmem = PageCounter(up.tcpmem if up else None)
+        self.memory = PageCounter(up.memory if up else None, memcg=self)
+        self.memsw = PageCounter(up.memsw if up else None, memcg=self)
+        self.kmem = PageCounter(up.kmem if up else None, memcg=self)
+        self.tcpmem = PageCounter(up.tcpmem if up else None, memcg=self)
 
         self.soft_limit = PAGE_COUNTER_MAX
         self.move_charge_at_immigrate = 0
@@ -97,6 +96,12 @@ class MemCgroup:
         self.mkdir_charge = 0
         #: cgroup.event_control registrations (opaque to the core)
         self.events: list = []
+        #: what each owner holds here (see charge.Ledger)
+        self.ledgers: dict = {}
+        #: page cache whose owner exited: stays charged until reclaimed
+        self.orphan_file = 0
+        #: this group's slab caches by cache name (charge.SlabCache)
+        self.slab: dict = {}
 
     # ------------------------------------------------------------------ structure
 
@@ -164,7 +169,12 @@ class MemCgroup:
         if not ok:
             raise Invalid("memory.limit_in_bytes must not exceed memory.memsw.limit_in_bytes")
         enlarge = nr_pages > counter.max
-        counter.set_max(nr_pages)  # EBUSY below usage: nothing reclaimable yet
+        if counter.usage > nr_pages:
+            # Drain stocks, then reclaim: the memory limit may swap, memsw may not.
+            charges = self.hierarchy.charges
+            charges._ask_stock_back(self)
+            charges.reclaim(self, counter.usage - nr_pages, may_swap=not memsw)
+        counter.set_max(nr_pages)  # still above: EBUSY, limit unchanged
         if enlarge:
             self.hierarchy.oom_recover(self)
 
@@ -249,13 +259,18 @@ class MemCgroup:
 
     def force_empty(self) -> None:
         """Port of mem_cgroup_force_empty_write(): root is EINVAL; otherwise reclaim as
-        much as possible and succeed. Nothing is reclaimable before charging exists."""
+        much as possible and succeed even if pages remain."""
         if self.is_root:
             raise Invalid("force_empty is not allowed on the root")
+        self.hierarchy.charges._ask_stock_back(self)
+        self.hierarchy.charges.reclaim_all(self)
 
     def shrink_usage_to(self, nr_pages: int) -> None:
         """Seed 004 mem_cgroup_shrink_usage_to(): reclaim until usage <= nr_pages,
         EBUSY if that cannot be reached. The limit is unchanged."""
+        if self.memory.usage > nr_pages:
+            self.hierarchy.charges._ask_stock_back(self)
+            self.hierarchy.charges.reclaim(self, self.memory.usage - nr_pages, may_swap=True)
         if self.memory.usage > nr_pages:
             raise Busy("cannot shrink usage below the requested value")
 

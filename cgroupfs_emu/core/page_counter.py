@@ -20,9 +20,12 @@ PAGE_COUNTER_MAX = ((1 << 63) - 1) // PAGE_SIZE
 class PageCounter:
     """Usage, limit, high-water mark and failure count of one resource in one group."""
 
-    __slots__ = ("usage", "max", "watermark", "failcnt", "parent")
+    __slots__ = ("usage", "max", "watermark", "failcnt", "parent", "memcg")
 
-    def __init__(self, parent: PageCounter | None = None, max: int = PAGE_COUNTER_MAX):
+    def __init__(self, parent: PageCounter | None = None, max: int = PAGE_COUNTER_MAX,
+                 memcg=None):
+        #: the group this counter belongs to (the kernel's container_of), opaque here
+        self.memcg = memcg
         self.usage = 0
         self.max = max
         self.watermark = 0

@@ -1,0 +1,652 @@
+"""Charging, reclaim and OOM decisions: the part of ``mm/memcontrol.c`` that moves
+the counters.
+
+A workload is an :class:`Owner` (one client process, or a pid a privileged client
+charges for). Everything it holds is kept per group in a :class:`Ledger`, so the
+invariant the tests check is simple: the page counters of a group hold exactly what
+the ledgers, the orphaned page cache, the slab pages, the charge stocks and the
+children's mkdir charges of that group (and, when hierarchical, its descendants) say.
+
+Kinds of memory and where they go (spec 3.1, seed 001):
+
+========  ==============================  =================================================
+kind      counters                        memory.stat
+========  ==============================  =================================================
+anon      memory + memsw                  rss, active_anon; swapped out: swap (memsw only)
+file      memory + memsw                  cache, inactive_file (reclaimable page cache)
+shmem     memory + memsw                  cache, shmem, mapped_file, active_anon
+kmem      memory + memsw + kmem, or only  not in memory.stat (v1 has no kmem key)
+          kmem when independent (seeds)
+tcp       kmem.tcp, once activated        not in memory.stat
+========  ==============================  =================================================
+
+The engine never blocks and never signals: when a charge needs an OOM kill or an OOM
+wait it returns an :class:`OomVerdict` and the caller (the service) acts and retries.
+Messages for clients (an eviction of their page cache, a request to return their
+stock) are queued in :attr:`Charges.notices`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Callable, Iterable
+
+import attrs
+
+from .errors import Invalid, NoMemory
+from .page_counter import PAGE_SIZE, PageCounter
+
+if TYPE_CHECKING:
+    from .hierarchy import Hierarchy
+    from .memcg import MemCgroup
+
+KINDS = ("anon", "file", "shmem", "kmem", "tcp")
+#: Kinds a client may serve from its stock: user pages, charged to memory + memsw.
+STOCK_KINDS = ("anon", "file", "shmem")
+#: The kernel's MEMCG_CHARGE_BATCH: the most a stock holds.
+STOCK_BATCH = 64
+#: A stock is granted only while every level keeps this many pages of headroom after
+#: the grant, so near a limit every charge is an exact one.
+STOCK_HEADROOM = 16 * STOCK_BATCH
+
+
+def pages_of(nbytes: int) -> int:
+    """Whole pages for an allocation of *nbytes* (rounded up, like a fault)."""
+    return -(-nbytes // PAGE_SIZE)
+
+
+class Ledger:
+    """What one owner holds in one group, in pages."""
+
+    __slots__ = ("anon", "swap", "file", "shmem", "kmem", "kmem_only", "tcp", "tcp_free")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def total(self) -> int:
+        return sum(getattr(self, n) for n in self.__slots__)
+
+
+_owner_ids = itertools.count(1)
+
+
+class Owner:
+    """A task that charges memory: its pid, its ledgers, its slab objects, its stock."""
+
+    def __init__(self, pid: int):
+        self.id = next(_owner_ids)
+        self.pid = pid
+        self.alive = True
+        self.ledgers: dict[MemCgroup, Ledger] = {}
+        #: (group, cache name) -> objects allocated by this owner
+        self.slab_objects: dict[tuple[MemCgroup, str], int] = {}
+        self.stock = 0
+        self.stock_group: MemCgroup | None = None
+
+    def __repr__(self):
+        return f"Owner(pid={self.pid}, id={self.id})"
+
+    def ledger(self, group: MemCgroup) -> Ledger:
+        led = self.ledgers.get(group)
+        if led is None:
+            led = self.ledgers[group] = Ledger()
+            group.ledgers[self] = led
+        return led
+
+    def badness(self) -> int:
+        """oom_badness(): resident anon + shmem + swap + kernel memory, in pages."""
+        return sum(led.anon + led.swap + led.shmem + led.kmem + led.kmem_only
+                   for led in self.ledgers.values())
+
+    def held(self, kind: str) -> int:
+        return sum(_held(led, kind) for led in self.ledgers.values())
+
+
+def _held(led: Ledger, kind: str) -> int:
+    if kind == "anon":
+        return led.anon + led.swap
+    if kind == "kmem":
+        return led.kmem + led.kmem_only
+    if kind == "tcp":
+        return led.tcp + led.tcp_free
+    return getattr(led, kind)
+
+
+@attrs.frozen
+class OomVerdict:
+    """Reclaim could not make room in *group*: kill *victim* (then retry the charge),
+    or, with *victim* None, wait until the group recovers (oom_kill_disable)."""
+
+    group: MemCgroup
+    victim: Owner | None
+
+
+@attrs.define
+class SlabCache:
+    """A per-group slab cache (seed 001 patches 07-12): objects pack into slabs."""
+
+    display_name: str
+    objsize: int
+    active: int = 0
+    #: of the pages below, how many are charged to kmem only (independent limit)
+    pages_only: int = 0
+    pages_mem: int = 0
+
+    @property
+    def objs_per_slab(self) -> int:
+        return max(1, PAGE_SIZE // self.objsize)
+
+    @property
+    def pages_per_slab(self) -> int:
+        return pages_of(self.objsize) if self.objsize > PAGE_SIZE else 1
+
+    def slabs_for(self, active: int) -> int:
+        return -(-active // self.objs_per_slab)
+
+    def pages_for(self, active: int) -> int:
+        return self.slabs_for(active) * self.pages_per_slab
+
+    @property
+    def num_objs(self) -> int:
+        return self.slabs_for(self.active) * self.objs_per_slab
+
+
+class Charges:
+    """The charging engine of one hierarchy."""
+
+    def __init__(self, hierarchy: Hierarchy, swap_pages: int = 0, oom_kill: bool = True):
+        self.hierarchy = hierarchy
+        #: the emulated swap device (``-o swap=SIZE``)
+        self.swap_total = swap_pages
+        self.swap_used = 0
+        #: False: ``-o oom_kill=none``, an OOM refuses the charge instead of killing
+        self.oom_kill = oom_kill
+        #: pid -> may this pid be signalled? The service refuses pid 1, itself and its
+        #: ancestors; tests of the pure core accept everything.
+        self.may_kill: Callable[[int], bool] = lambda pid: True
+        #: (kind, owner, detail) messages for clients, drained by the service
+        self.notices: list[tuple[str, Owner, dict]] = []
+        self.owners: set[Owner] = set()
+
+    # ------------------------------------------------------------------ owners
+
+    def new_owner(self, pid: int) -> Owner:
+        owner = Owner(pid)
+        self.owners.add(owner)
+        return owner
+
+    def release(self, owner: Owner) -> None:
+        """The task exited (or its client disconnected): anon, swap, shmem, kmem, tcp,
+        slab objects and the stock are freed; page cache stays with its group, owned
+        by nobody, until reclaimed (spec 3.1: page cache outlives its process)."""
+        if not owner.alive:
+            return
+        owner.alive = False
+        self.owners.discard(owner)
+        self._return_stock(owner)
+        for (group, name), count in list(owner.slab_objects.items()):
+            self._slab_change(owner, group, name, -count)
+        touched = []
+        for group, led in list(owner.ledgers.items()):
+            for kind in ("anon", "shmem", "kmem", "tcp"):
+                n = _held(led, kind)
+                if n:
+                    self._uncharge_ledger(group, led, kind, n)
+            if led.file:
+                group.orphan_file += led.file
+                led.file = 0
+            del group.ledgers[owner]
+            touched.append(group)
+        owner.ledgers.clear()
+        for group in touched:
+            self.hierarchy.oom_recover(group)
+
+    # ------------------------------------------------------------------ counters
+
+    def _user_counters(self, group: MemCgroup) -> tuple[PageCounter, ...]:
+        return (group.memsw, group.memory)
+
+    def _try_counters(self, counters: Iterable[PageCounter], nr: int) -> PageCounter | None:
+        """try_charge_memcg(): memsw first, then memory; roll back on a refusal."""
+        done = []
+        for c in counters:
+            fail = c.try_charge(nr)
+            if fail is not None:
+                for d in done:
+                    d.uncharge(nr)
+                return fail
+            done.append(c)
+        return None
+
+    def _kmem_independent(self, group: MemCgroup) -> bool:
+        return (self.hierarchy.profile.kmem_limit == "independent"
+                and group.independent_kmem_limit)
+
+    def _charge_counters(self, owner: Owner, group: MemCgroup, kind: str, nr: int,
+                         may_wait: bool) -> OomVerdict | None:
+        """Charge *nr* pages to the counters *kind* uses, reclaiming on the way.
+
+        Returns None when charged, an OomVerdict when only an OOM kill or an OOM wait
+        can make room. Raises NoMemory when the charge is refused for good.
+        """
+        if kind == "tcp":
+            if not group.tcpmem_active:
+                return None  # v1: socket memory is not accounted until activated
+            if group.tcpmem.try_charge(nr) is not None:
+                raise NoMemory("kmem.tcp limit reached")  # memcg1_charge_skmem: no reclaim
+            return None
+        if kind == "kmem" and self._kmem_independent(group):
+            if group.kmem.try_charge(nr) is not None:
+                raise NoMemory("independent kmem limit reached")
+            return None
+        # try_charge_memcg(): retry while reclaim makes progress, then OOM.
+        while True:
+            fail = self._try_counters(self._user_counters(group), nr)
+            if fail is None:
+                if kind == "kmem":
+                    group.kmem.charge(nr)
+                return None
+            over = fail.memcg
+            need = fail.usage + nr - fail.max
+            may_swap = fail is over.memory
+            self._ask_stock_back(over)
+            if self.reclaim(over, need, may_swap) > 0:
+                continue
+            if not self.oom_kill and not (over.oom_kill_disable and may_wait):
+                raise NoMemory("memory limit reached and OOM kills are disabled (-o oom_kill=none)")
+            if over.oom_kill_disable:
+                if not may_wait or kind not in STOCK_KINDS:
+                    # kernel-internal charges fail instead of sleeping (spec 3.5)
+                    raise NoMemory("memory limit reached, OOM killer disabled")
+                return OomVerdict(over, None)
+            victim = self.select_victim(over)
+            if victim is None:
+                raise NoMemory("Out of memory and no killable processes")
+            return OomVerdict(over, victim)
+
+    # ------------------------------------------------------------------ charge
+
+    def charge(self, owner: Owner, group: MemCgroup, kind: str, nr: int,
+               may_wait: bool = True) -> OomVerdict | None:
+        """Charge *nr* pages of *kind* for *owner* in *group* (the group of the task
+        at the time of the charge). None: done. OomVerdict: act, then call again."""
+        if kind not in KINDS:
+            raise Invalid(f"unknown kind {kind!r}")
+        if nr <= 0:
+            return None
+        verdict = self._charge_counters(owner, group, kind, nr, may_wait)
+        if verdict is not None:
+            return verdict
+        led = owner.ledger(group)
+        if kind == "kmem" and self._kmem_independent(group):
+            led.kmem_only += nr
+        elif kind == "tcp":
+            if group.tcpmem_active:
+                led.tcp += nr
+            else:
+                led.tcp_free += nr
+        else:
+            setattr(led, kind, getattr(led, kind) + nr)
+            self._stat(group, kind, nr)
+        return None
+
+    def uncharge(self, owner: Owner, group: MemCgroup, kind: str, nr: int) -> None:
+        """Free *nr* pages of *kind*: first from *group* (where the task is now), then
+        from the groups it charged before, oldest first. More than held is EINVAL."""
+        if kind not in KINDS:
+            raise Invalid(f"unknown kind {kind!r}")
+        if nr > owner.held(kind):
+            raise Invalid(f"uncharge of {nr} {kind} pages, only {owner.held(kind)} charged")
+        order = sorted(owner.ledgers.items(), key=lambda item: item[0] is not group)
+        left = nr
+        for g, led in order:
+            take = min(left, _held(led, kind))
+            if take:
+                self._uncharge_ledger(g, led, kind, take)
+                self.hierarchy.oom_recover(g)
+                left -= take
+            if not left:
+                break
+
+    def _uncharge_ledger(self, group: MemCgroup, led: Ledger, kind: str, nr: int) -> None:
+        if kind == "anon":
+            resident = min(nr, led.anon)
+            if resident:
+                led.anon -= resident
+                group.memsw.uncharge(resident)
+                group.memory.uncharge(resident)
+                self._stat(group, "anon", -resident)
+            swapped = nr - resident
+            if swapped:
+                led.swap -= swapped
+                self.swap_used -= swapped
+                group.memsw.uncharge(swapped)
+                group.stats["swap"] -= swapped
+        elif kind in ("file", "shmem"):
+            setattr(led, kind, getattr(led, kind) - nr)
+            group.memsw.uncharge(nr)
+            group.memory.uncharge(nr)
+            self._stat(group, kind, -nr)
+        elif kind == "kmem":
+            only = min(nr, led.kmem_only)
+            led.kmem_only -= only
+            group.kmem.uncharge(only)
+            rest = nr - only
+            if rest:
+                led.kmem -= rest
+                group.memsw.uncharge(rest)
+                group.memory.uncharge(rest)
+                group.kmem.uncharge(rest)
+        elif kind == "tcp":
+            free = min(nr, led.tcp_free)
+            led.tcp_free -= free
+            led.tcp -= nr - free
+            group.tcpmem.uncharge(nr - free)
+
+    def _stat(self, group: MemCgroup, kind: str, delta: int) -> None:
+        """memcg_charge_statistics(): page counts per LRU and the page events.
+
+        LRU split (documented in README): anon and shmem are swap-backed and start on
+        the active anon list; page cache starts on the inactive file list."""
+        s = group.stats
+        if kind == "anon":
+            s["rss"] += delta
+            s["active_anon"] += delta
+        elif kind == "shmem":
+            s["cache"] += delta
+            s["shmem"] += delta
+            s["mapped_file"] += delta
+            s["active_anon"] += delta
+        elif kind == "file":
+            s["cache"] += delta
+            s["inactive_file"] += delta
+        if delta > 0:
+            s["pgpgin"] += delta
+            if kind != "file":
+                s["pgfault"] += delta  # first touch of an anon/shmem page is a fault
+        else:
+            s["pgpgout"] -= delta
+
+    # ------------------------------------------------------------------ kmem slabs
+
+    def slab_alloc(self, owner: Owner, group: MemCgroup, name: str, objsize: int,
+                   count: int) -> None:
+        """kmem_cache_alloc() from the group's copy of cache *name*: new slab pages are
+        charged as kmem; all or nothing."""
+        cache = self._cache(group, name, objsize)
+        if count <= 0:
+            raise Invalid("object count must be positive")
+        grow = cache.pages_for(cache.active + count) - cache.pages_for(cache.active)
+        if grow:
+            self._charge_slab_pages(group, cache, grow)
+        cache.active += count
+        key = (group, name)
+        owner.slab_objects[key] = owner.slab_objects.get(key, 0) + count
+        self._publish_cache(group, name, cache)
+
+    def slab_free(self, owner: Owner, name: str, objsize: int, count: int,
+                  group: MemCgroup | None = None) -> None:
+        held = [(g, n) for (g, n), c in owner.slab_objects.items() if n == name and c]
+        held.sort(key=lambda k: k[0] is not group)
+        if count <= 0 or count > sum(owner.slab_objects[k] for k in held):
+            raise Invalid(f"free of {count} {name} objects, fewer allocated")
+        for g, n in held:
+            if g.slab[n].objsize != objsize:
+                raise Invalid(f"cache {name} has object size {g.slab[n].objsize}")
+        left = count
+        for g, n in held:
+            take = min(left, owner.slab_objects[(g, n)])
+            self._slab_change(owner, g, n, -take)
+            left -= take
+            if not left:
+                break
+
+    def _cache(self, group: MemCgroup, name: str, objsize: int) -> SlabCache:
+        if not name or any(c.isspace() for c in name) or len(name) > 64:
+            raise Invalid("cache names are 1-64 characters without whitespace")
+        if objsize <= 0 or objsize > 8 * 1024 * 1024:
+            raise Invalid("object size must be 1..8M bytes")
+        cache = group.slab.get(name)
+        if cache is None:
+            # Seed 001 patch 07: a group's copy is named <cache>(<css_id>:<dir name>).
+            shown = name if group.is_root else f"{name}({group.id}:{group.name})"
+            cache = group.slab[name] = SlabCache(shown, objsize)
+        elif cache.objsize != objsize:
+            raise Invalid(f"cache {name} has object size {cache.objsize}")
+        return cache
+
+    def _charge_slab_pages(self, group: MemCgroup, cache: SlabCache, nr: int) -> None:
+        """Slab pages are kernel memory: charged like kmem, never waiting for OOM."""
+        if self._kmem_independent(group):
+            if group.kmem.try_charge(nr) is not None:
+                raise NoMemory("independent kmem limit reached")
+            cache.pages_only += nr
+            return
+        while True:
+            fail = self._try_counters(self._user_counters(group), nr)
+            if fail is None:
+                group.kmem.charge(nr)
+                cache.pages_mem += nr
+                return
+            over = fail.memcg
+            if self.reclaim(over, fail.usage + nr - fail.max, fail is over.memory) <= 0:
+                raise NoMemory("memory limit reached for slab pages")
+
+    def _slab_change(self, owner: Owner, group: MemCgroup, name: str, delta: int) -> None:
+        cache = group.slab[name]
+        shrink = cache.pages_for(cache.active) - cache.pages_for(cache.active + delta)
+        cache.active += delta
+        key = (group, name)
+        owner.slab_objects[key] += delta
+        if not owner.slab_objects[key]:
+            del owner.slab_objects[key]
+        only = min(shrink, cache.pages_only)
+        cache.pages_only -= only
+        group.kmem.uncharge(only)
+        rest = shrink - only
+        if rest:
+            cache.pages_mem -= rest
+            group.memsw.uncharge(rest)
+            group.memory.uncharge(rest)
+            group.kmem.uncharge(rest)
+        if shrink:
+            self.hierarchy.oom_recover(group)
+        self._publish_cache(group, name, cache)
+
+    def _publish_cache(self, group: MemCgroup, name: str, cache: SlabCache) -> None:
+        """memory.kmem.slabinfo rows; an empty cache is destroyed."""
+        if cache.active == 0 and not cache.pages_only and not cache.pages_mem:
+            del group.slab[name]
+            group.slab_caches.pop(cache.display_name, None)
+        else:
+            group.slab_caches[cache.display_name] = (cache.active, cache.num_objs,
+                                                      cache.objsize)
+
+    # ------------------------------------------------------------------ stock
+
+    def set_stock(self, owner: Owner, group: MemCgroup, consumed: dict[str, int],
+                  want: int) -> int:
+        """Settle a client's stock and grant a new one (the kernel's consume_stock /
+        refill_stock, kept by the client).
+
+        *consumed* says how many pages of the current stock the client used for each
+        stock kind (negative: pages it freed back into the stock); the rest of the
+        stock is returned. Then up to *want* pages (at most STOCK_BATCH) are
+        precharged in *group*, only while every level keeps STOCK_HEADROOM pages free.
+        Returns the pages granted.
+        """
+        for kind, n in consumed.items():
+            if kind not in STOCK_KINDS:
+                raise Invalid(f"{kind} pages cannot come from a stock")
+        if sum(consumed.values()) > owner.stock:
+            raise Invalid(f"consumed more than the stock of {owner.stock} pages")
+        sgroup = owner.stock_group
+        for kind, n in consumed.items():
+            if n < 0 and (sgroup is None or -n > getattr(owner.ledger(sgroup), kind)):
+                raise Invalid(f"returned more {kind} pages than charged from the stock")
+        if sgroup is not None:
+            led = owner.ledger(sgroup)
+            for kind, n in consumed.items():
+                if n:
+                    # the pages were precharged in the counters; only the ledger and
+                    # the statistics learn what they became
+                    setattr(led, kind, getattr(led, kind) + n)
+                    self._stat(sgroup, kind, n)
+                    owner.stock -= n
+        self._return_stock(owner)
+        want = min(max(want, 0), STOCK_BATCH)
+        if not want or not self._roomy(group, want):
+            return 0
+        group.memsw.charge(want)
+        group.memory.charge(want)
+        owner.stock = want
+        owner.stock_group = group
+        return want
+
+    def _roomy(self, group: MemCgroup, want: int) -> bool:
+        for counter in self._user_counters(group):
+            for c in counter.ancestors():
+                if c.max - c.usage < want + STOCK_HEADROOM:
+                    return False
+        return True
+
+    def _return_stock(self, owner: Owner) -> None:
+        """drain_stock(): uncharge what is left of the owner's stock."""
+        if owner.stock and owner.stock_group is not None:
+            owner.stock_group.memsw.uncharge(owner.stock)
+            owner.stock_group.memory.uncharge(owner.stock)
+            self.hierarchy.oom_recover(owner.stock_group)
+        owner.stock = 0
+        owner.stock_group = None
+
+    def _ask_stock_back(self, group: MemCgroup) -> None:
+        """drain_all_stock(): a limit in *group* is near, so every client holding a
+        stock below it is asked to settle (it does so on its next request)."""
+        subtree = set(group.hierarchical_subtree())
+        for owner in self.owners:
+            if owner.stock and owner.stock_group in subtree:
+                self.notices.append(("drain", owner, {}))
+
+    # ------------------------------------------------------------------ reclaim
+
+    def reclaim(self, group: MemCgroup, nr: int, may_swap: bool) -> int:
+        """try_to_free_mem_cgroup_pages() on *group*'s subtree, at least *nr* pages if
+        possible: page cache nobody owns, then clients' page cache (they are told),
+        then, if allowed, anon pages to swap. Returns the pages taken from memory."""
+        got = 0
+        subtree = list(group.hierarchical_subtree())
+        for g in subtree:
+            take = min(nr - got, g.orphan_file)
+            if take > 0:
+                g.orphan_file -= take
+                g.memsw.uncharge(take)
+                g.memory.uncharge(take)
+                self._stat(g, "file", -take)
+                got += take
+        for g in subtree:
+            for owner, led in sorted(g.ledgers.items(), key=lambda item: item[0].id):
+                if got >= nr:
+                    break
+                take = min(nr - got, led.file)
+                if take > 0:
+                    self._uncharge_ledger(g, led, "file", take)
+                    self.notices.append(("evicted", owner, {"file": take, "group": g}))
+                    got += take
+        if may_swap and got < nr:
+            for g in subtree:
+                if g.read_swappiness() == 0:
+                    continue  # swappiness 0: a memcg never swaps (mem_cgroup_swappiness)
+                for owner, led in sorted(g.ledgers.items(), key=lambda item: item[0].id):
+                    take = min(nr - got, led.anon, self.swap_total - self.swap_used)
+                    if take > 0:
+                        # swap-out: the page leaves memory, its swap entry stays in memsw
+                        led.anon -= take
+                        led.swap += take
+                        self.swap_used += take
+                        g.memory.uncharge(take)
+                        self._stat(g, "anon", -take)
+                        g.stats["swap"] += take
+                        got += take
+        return got
+
+    def reclaim_all(self, group: MemCgroup) -> int:
+        """force_empty: everything reclaimable in the subtree."""
+        return self.reclaim(group, 1 << 62, may_swap=True)
+
+    # ------------------------------------------------------------------ OOM
+
+    def select_victim(self, group: MemCgroup) -> Owner | None:
+        """mem_cgroup_out_of_memory() -> select_bad_process(): among live owners whose
+        task is in *group*'s subtree now, the one with the most charged memory."""
+        subtree = set(group.hierarchical_subtree())
+        best = None
+        for owner in self.owners:
+            if (self.hierarchy.group_of(owner.pid) in subtree and self.may_kill(owner.pid)
+                    and (best is None or (owner.badness(), owner.id) > (best.badness(), best.id))):
+                best = owner
+        return best
+
+    def oom_killed(self, victim: Owner) -> None:
+        """The victim was sent SIGKILL: count it in its group and free its memory (the
+        kernel's oom reaper), so the retried charge can succeed."""
+        self.hierarchy.group_of(victim.pid).oom_kill += 1
+        for owner in [o for o in self.owners if o.pid == victim.pid]:
+            self.release(owner)
+        self.release(victim)
+
+    def mark_under_oom(self, group: MemCgroup, delta: int) -> None:
+        """mem_cgroup_mark_under_oom(): under_oom reads 1 in the group and below."""
+        for g in group.hierarchical_subtree():
+            g.under_oom += delta
+
+    # ------------------------------------------------------------------ rmdir
+
+    def offline(self, group: MemCgroup) -> None:
+        """mem_cgroup_css_offline(): kernel memory becomes unaccounted (seed 001 patch
+        03); user pages, page cache and stocks are reparented to the parent."""
+        parent = group.parent
+        for owner, led in list(group.ledgers.items()):
+            if led.kmem or led.kmem_only:
+                self._uncharge_ledger(group, led, "kmem", led.kmem + led.kmem_only)
+            if led.tcp or led.tcp_free:
+                self._uncharge_ledger(group, led, "tcp", led.tcp + led.tcp_free)
+        for name, cache in list(group.slab.items()):
+            for owner in self.owners:
+                owner.slab_objects.pop((group, name), None)
+            self._slab_uncharge_all(group, cache)
+        group.slab.clear()
+        group.slab_caches.clear()
+        for owner, led in list(group.ledgers.items()):
+            pled = owner.ledger(parent)
+            for kind in ("anon", "swap", "file", "shmem"):
+                n = getattr(led, kind)
+                setattr(pled, kind, getattr(pled, kind) + n)
+                setattr(led, kind, 0)
+            del group.ledgers[owner]
+            del owner.ledgers[group]
+        self._reparent_stats(group, parent)
+        parent.orphan_file += group.orphan_file
+        group.orphan_file = 0
+        for owner in self.owners:
+            if owner.stock_group is group:
+                owner.stock_group = parent
+        # Move the counters out of the child's chain into the parent's (rmdir left no
+        # children, so what is left is exactly the reparented pages and stocks).
+        for res in ("memory", "memsw"):
+            n = getattr(group, res).usage
+            getattr(group, res).uncharge(n)
+            getattr(parent, res).charge(n)
+
+    def _slab_uncharge_all(self, group: MemCgroup, cache: SlabCache) -> None:
+        group.kmem.uncharge(cache.pages_only + cache.pages_mem)
+        group.memory.uncharge(cache.pages_mem)
+        group.memsw.uncharge(cache.pages_mem)
+        cache.pages_only = cache.pages_mem = cache.active = 0
+
+    def _reparent_stats(self, group: MemCgroup, parent: MemCgroup) -> None:
+        from .memcg import EVENT_KEYS
+        for key, value in group.stats.items():
+            if key not in EVENT_KEYS:
+                parent.stats[key] += value
+                group.stats[key] = 0
