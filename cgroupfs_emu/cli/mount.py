@@ -16,19 +16,43 @@ import sys
 import pyfuse3
 import trio
 
-from ..core import Hierarchy, get_profile
+from ..core import PAGE_SIZE, Hierarchy, get_profile
 from ..files import ControlTree
 from ..fs import CgroupFS
+from ..service.server import SOCKET_XATTR, ChargeServer, bind_socket, default_socket_path
 from .options import MountConfig, UsageError, parse_args
 
 log = logging.getLogger("cgroupfs_emu")
 
 
-def build(cfg: MountConfig) -> CgroupFS:
-    """Wire the layers: core hierarchy -> control-file tree -> FUSE operations."""
-    hierarchy = Hierarchy(get_profile(cfg.profile), release_agent=cfg.release_agent,
-                          owner_uid=os.getuid())
-    return CgroupFS(ControlTree(hierarchy), cfg.mountpoint)
+class Daemon:
+    """Everything one mount serves, wired layer on layer: core hierarchy -> control-file
+    tree -> FUSE operations, and the client socket beside them."""
+
+    def __init__(self, cfg: MountConfig):
+        self.cfg = cfg
+        self.hierarchy = Hierarchy(get_profile(cfg.profile), release_agent=cfg.release_agent,
+                                   owner_uid=os.getuid(), swap_pages=cfg.swap // PAGE_SIZE,
+                                   oom_kill=cfg.oom_kill)
+        self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
+        self.ops = CgroupFS(ControlTree(self.hierarchy), cfg.mountpoint,
+                            root_xattrs={SOCKET_XATTR: self.socket_path})
+        self.listener = None
+
+    def open_socket(self) -> None:
+        try:
+            self.listener = bind_socket(self.socket_path, self.cfg.socket_mode)
+        except OSError as e:
+            raise UsageError(f"cannot create socket {self.socket_path}: {e.strerror or e}") from None
+
+    def close_socket(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
 
 
 def fuse_options(cfg: MountConfig) -> set[str]:
@@ -41,9 +65,11 @@ def fuse_options(cfg: MountConfig) -> set[str]:
     return opts
 
 
-async def serve() -> int:
-    """Run the FUSE loop until unmounted (fusermount3 -u) or signalled."""
+async def serve(daemon: Daemon) -> int:
+    """Run the FUSE loop and the client socket until unmounted (fusermount3 -u) or
+    signalled."""
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(ChargeServer(daemon.hierarchy, daemon.listener).serve)
         async def on_signal():
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
@@ -71,17 +97,23 @@ def _setup_logging(cfg: MountConfig) -> None:
     root.setLevel(level)
 
 
-def _mount(cfg: MountConfig) -> CgroupFS:
-    ops = build(cfg)
+def _mount(cfg: MountConfig) -> Daemon:
+    """Socket first, then the mount: both exist before anyone hears "mounted"."""
+    daemon = Daemon(cfg)
+    daemon.open_socket()
     try:
-        pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
+        pyfuse3.init(daemon.ops, cfg.mountpoint, fuse_options(cfg))
     except RuntimeError as e:
+        daemon.close_socket()
         raise UsageError(f"cannot mount on {cfg.mountpoint}: {e}") from None
-    return ops
+    return daemon
 
 
-def _finish() -> None:
-    pyfuse3.close(unmount=True)
+def _finish(daemon: Daemon) -> None:
+    try:
+        pyfuse3.close(unmount=True)
+    finally:
+        daemon.close_socket()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if cfg.foreground:
         try:
-            _mount(cfg)
+            daemon = _mount(cfg)
         except UsageError as e:
             print(f"cgroupfs_emu: {e}", file=sys.stderr)
             return 1
         try:
-            return trio.run(serve)
+            return trio.run(serve, daemon)
         finally:
-            _finish()
+            _finish(daemon)
 
     # Background: the child mounts and reports over a pipe before it detaches, so
     # the parent's exit status says whether the mount is live.
@@ -124,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     os.close(rfd)
     os.setsid()
     try:
-        _mount(cfg)
+        daemon = _mount(cfg)
     except BaseException as e:  # report every failure to the waiting parent
         os.write(wfd, str(e).encode() or b"mount failed")
         os._exit(1)
@@ -136,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     os.close(wfd)
     status = 1
     try:
-        status = trio.run(serve)
+        status = trio.run(serve, daemon)
     except BaseException:
         log.exception("daemon failed")
     finally:
-        _finish()
+        _finish(daemon)
     log.info("unmounted, exiting with status %d", status)
     logging.shutdown()
     os._exit(status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 
 from ..core.profiles import DEFAULT_PROFILE, PROFILES
+from ..files.parsers import memparse_strict
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
 IGNORED = frozenset({
@@ -38,6 +39,13 @@ class MountConfig:
     release_agent: str = ""
     log_file: str | None = None
     fuse_options: set[str] = attrs.field(factory=set)
+    #: client socket; None: the default path for this mount (service.socket_path)
+    socket: str | None = None
+    socket_mode: int = 0o600
+    #: bytes of the emulated swap device (0: no swap, as on most container hosts)
+    swap: int = 0
+    #: False: OOM never signals a process, the charge is refused instead
+    oom_kill: bool = True
 
 
 def apply_option(cfg: MountConfig, opt: str) -> None:
@@ -52,6 +60,22 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
         cfg.release_agent = value
     elif key == "log" and eq and value:
         cfg.log_file = value
+    elif key == "socket" and eq and value:
+        cfg.socket = value
+    elif key == "socket_mode" and eq:
+        try:
+            cfg.socket_mode = int(value, 8)
+        except ValueError:
+            raise UsageError(f"socket_mode={value!r} is not an octal mode") from None
+        if not 0 <= cfg.socket_mode <= 0o777:
+            raise UsageError(f"socket_mode={value!r} is not a permission mode")
+    elif key == "swap" and eq:
+        try:
+            cfg.swap = memparse_strict(value)
+        except ValueError:
+            raise UsageError(f"swap={value!r} is not a size (e.g. 64M)") from None
+    elif key == "oom_kill" and value in ("kill", "none"):
+        cfg.oom_kill = value == "kill"
     elif opt == "allow_other":
         cfg.allow_other = True
     elif opt == "default_permissions":
@@ -115,5 +139,9 @@ options:
   allow_other          let other users use the mount (needs user_allow_other)
   release_agent=PATH   initial release_agent of the hierarchy
   log=FILE             append the daemon's log to FILE
+  socket=PATH          client socket (default: see 'cgemu socket --help' / README)
+  socket_mode=OCTAL    permissions of the client socket (default 0600)
+  swap=SIZE            size of the emulated swap device, e.g. 256M (default 0)
+  oom_kill=kill|none   none: an OOM refuses the charge instead of sending SIGKILL
   rw,ro,nosuid,...     VFS flags, handed to the kernel
   defaults,nofail,...  accepted and ignored, as mount(8) adds them"""

@@ -88,6 +88,19 @@ def memparse(s: bytes) -> tuple[int, int]:
     return value, end
 
 
+def memparse_strict(text: str) -> int:
+    """A byte size for command lines and the client protocol: memparse() that must
+    consume the whole, non-empty, plain-digit string ("64M", "4096", "0x1000").
+    ValueError otherwise."""
+    s = text.encode()
+    if not s or not s[:1].isdigit():
+        raise ValueError(f"not a size: {text!r}")
+    value, end = memparse(s)
+    if end != len(s):
+        raise ValueError(f"not a size: {text!r}")
+    return value
+
+
 def parse_limit(buf: bytes) -> int:
     """page_counter_memparse(strstrip(buf), "-1"): a limit in pages."""
     s = strstrip(buf)

@@ -103,8 +103,12 @@ class CgroupFS(pyfuse3.Operations):
     """FUSE operations over a ControlTree."""
 
     def __init__(self, tree, mountpoint: str = "", uid: int | None = None,
-                 gid: int | None = None, timeout: float = 10.0):
+                 gid: int | None = None, timeout: float = 10.0,
+                 root_xattrs: dict[str, str] | None = None):
         super().__init__()
+        #: read-only extended attributes of the mount root (e.g. where the client
+        #: socket is); kernfs without the xattr option has no others: ENODATA
+        self.root_xattrs = {k.encode(): v.encode() for k, v in (root_xattrs or {}).items()}
         self.tree = tree
         self.mountpoint = os.path.abspath(mountpoint) if mountpoint else ""
         self.timeout = timeout
@@ -261,6 +265,28 @@ class CgroupFS(pyfuse3.Operations):
             if fh is not None and fh in self._handles:
                 self._handles[fh].truncated = True
         return self._attrs(node)
+
+    @_boundary
+    def getxattr(self, inode, name, ctx):
+        self._node(inode)
+        if inode == pyfuse3.ROOT_INODE and name in self.root_xattrs:
+            return self.root_xattrs[name]
+        raise pyfuse3.FUSEError(errno.ENODATA)
+
+    @_boundary
+    def listxattr(self, inode, ctx):
+        self._node(inode)
+        return list(self.root_xattrs) if inode == pyfuse3.ROOT_INODE else []
+
+    @_boundary
+    def setxattr(self, inode, name, value, ctx):
+        self._node(inode)
+        raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
+
+    @_boundary
+    def removexattr(self, inode, name, ctx):
+        self._node(inode)
+        raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
 
     @_boundary
     def statfs(self, ctx):

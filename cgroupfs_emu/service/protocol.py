@@ -1,0 +1,160 @@
+"""The client protocol, version 1, as pure functions (docs/protocol.md is the contract).
+
+One request per line, one reply per request, events in between::
+
+    request  VERB [ARG ...] [key=value ...]\\n
+    reply    ok [key=value ...]\\n   |   err ERRNONAME message\\n
+    event    event NAME [key=value ...]\\n
+
+Lines are ASCII, at most MAX_LINE bytes, ``\\r\\n`` accepted. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import attrs
+
+from ..core.charge import KINDS, STOCK_KINDS
+from ..files.parsers import memparse_strict
+
+VERSION = 1
+MAX_LINE = 4096
+#: Larger sizes are refused: 1 PiB is more than any emulated group will hold.
+MAX_SIZE = 1 << 50
+
+
+class ProtocolError(Exception):
+    """A request that gets an ``err`` reply."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+    def reply(self) -> bytes:
+        return err_line(self.code, str(self))
+
+
+@attrs.frozen
+class Request:
+    verb: str
+    args: tuple[str, ...]
+    options: dict[str, str]
+
+
+#: verb -> (minimum, maximum) positional arguments, allowed options
+VERBS = {
+    "hello": (1, 1, ()),
+    "charge": (2, 2, ("pid",)),
+    "uncharge": (2, 2, ("pid",)),
+    "slab_alloc": (2, 3, ("pid",)),
+    "slab_free": (2, 3, ("pid",)),
+    "stock": (1, 1, STOCK_KINDS),
+    "status": (0, 0, ("pid",)),
+}
+
+
+def parse_request(line: bytes) -> Request:
+    """Split one request line (without its newline). Raises ProtocolError(EINVAL)."""
+    try:
+        text = line.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError(errno.EINVAL, "requests are ASCII") from None
+    words = text.split()
+    if not words:
+        raise ProtocolError(errno.EINVAL, "empty request")
+    verb, rest = words[0], words[1:]
+    if verb not in VERBS:
+        raise ProtocolError(errno.EINVAL, f"unknown request {verb!r}")
+    lo, hi, allowed = VERBS[verb]
+    args, options = [], {}
+    for word in rest:
+        key, eq, value = word.partition("=")
+        if eq:
+            if key not in allowed:
+                raise ProtocolError(errno.EINVAL, f"{verb}: unknown option {key!r}")
+            if key in options:
+                raise ProtocolError(errno.EINVAL, f"{verb}: {key} given twice")
+            options[key] = value
+        elif options:
+            raise ProtocolError(errno.EINVAL, f"{verb}: arguments come before options")
+        else:
+            args.append(word)
+    if not lo <= len(args) <= hi:
+        want = str(lo) if lo == hi else f"{lo}-{hi}"
+        raise ProtocolError(errno.EINVAL, f"{verb}: expected {want} arguments")
+    return Request(verb, tuple(args), options)
+
+
+def size_arg(text: str, what: str = "size") -> int:
+    """A byte count: digits with an optional K/M/G/T/P/E suffix (memparse)."""
+    try:
+        value = memparse_strict(text)
+    except ValueError:
+        raise ProtocolError(errno.EINVAL, f"{what} {text!r} is not a size") from None
+    if value > MAX_SIZE:
+        raise ProtocolError(errno.EINVAL, f"{what} {text!r} is too large")
+    return value
+
+
+def count_arg(text: str, what: str) -> int:
+    if not text.isdigit() or len(text) > 12:
+        raise ProtocolError(errno.EINVAL, f"{what} {text!r} is not a count")
+    return int(text)
+
+
+def signed_arg(text: str, what: str) -> int:
+    body = text[1:] if text[:1] == "-" else text
+    if not body.isdigit() or len(body) > 12:
+        raise ProtocolError(errno.EINVAL, f"{what} {text!r} is not a number")
+    return int(text)
+
+
+def kind_arg(text: str) -> str:
+    if text not in KINDS:
+        raise ProtocolError(errno.EINVAL, f"kind {text!r} is not one of {', '.join(KINDS)}")
+    return text
+
+
+def pid_option(req: Request) -> int | None:
+    if "pid" not in req.options:
+        return None
+    pid = count_arg(req.options["pid"], "pid")
+    if pid <= 0:
+        raise ProtocolError(errno.EINVAL, "pid must be positive")
+    return pid
+
+
+def _fields(fields: dict) -> str:
+    return "".join(f" {k}={v}" for k, v in fields.items())
+
+
+def ok_line(**fields) -> bytes:
+    return f"ok{_fields(fields)}\n".encode()
+
+
+def err_line(code: int, message: str) -> bytes:
+    name = errno.errorcode.get(code, "EIO")
+    message = " ".join(message.split())  # one line, whatever the message held
+    return f"err {name} {message}\n".encode()
+
+
+def event_line(name: str, **fields) -> bytes:
+    return f"event {name}{_fields(fields)}\n".encode()
+
+
+def parse_reply(line: str) -> tuple[str, dict[str, str] | tuple[str, str]]:
+    """Client side: ("ok", fields) | ("err", (errno name, message)) |
+    ("event", fields with "event" = name)."""
+    head, _, rest = line.partition(" ")
+    if head == "ok":
+        return "ok", dict(w.partition("=")[::2] for w in rest.split())
+    if head == "err":
+        name, _, message = rest.partition(" ")
+        return "err", (name, message)
+    if head == "event":
+        name, _, rest = rest.partition(" ")
+        fields = dict(w.partition("=")[::2] for w in rest.split())
+        fields["event"] = name
+        return "event", fields
+    raise ValueError(f"not a reply: {line!r}")

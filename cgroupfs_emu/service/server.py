@@ -1,0 +1,398 @@
+"""The client socket: workloads tell the core what they allocate and free.
+
+Runs in the daemon's one trio run, beside pyfuse3's loop, so a charge and a control
+file read never interleave inside the core. Each connection is a process (SO_PEERCRED
+says which); its charges belong to an Owner per pid it charges for. The server does
+what the core decides and cannot do itself: it sends SIGKILL to OOM victims (through a
+pidfd opened when the client connected, so a reused pid is never hit), it parks
+charges that wait for an OOM'ing group, and it delivers notices to clients.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import signal
+import socket
+import struct
+
+import trio
+
+from ..core.charge import STOCK_KINDS, Owner, pages_of
+from ..core.errors import CgroupError
+from ..core.hierarchy import Hierarchy
+from ..core.page_counter import PAGE_SIZE
+from . import protocol
+from .host import Host
+from .protocol import ProtocolError
+
+log = logging.getLogger("cgroupfs_emu.service")
+
+#: extended attribute of the mount root that names the socket
+SOCKET_XATTR = "user.cgroupfs_emu.socket"
+#: events a slow client may have queued before newer ones are dropped
+EVENT_QUEUE = 256
+
+
+def default_socket_path(mountpoint: str, uid: int | None = None) -> str:
+    """Per-mount default: /run/cgroupfs_emu/ for root, $XDG_RUNTIME_DIR/cgroupfs_emu/
+    or /tmp/cgroupfs_emu-UID/ otherwise; the name hashes the mount point's real path
+    so it stays short and unique."""
+    uid = os.getuid() if uid is None else uid
+    if uid == 0:
+        base = "/run/cgroupfs_emu"
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        base = os.path.join(os.environ["XDG_RUNTIME_DIR"], "cgroupfs_emu")
+    else:
+        base = f"/tmp/cgroupfs_emu-{uid}"
+    digest = hashlib.sha256(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
+    return os.path.join(base, f"mount-{digest}.sock")
+
+
+def bind_socket(path: str, mode: int) -> socket.socket:
+    """Create the listening socket before the mount is reported ready. A socket file
+    left by a dead daemon is replaced; one with a live listener is an error."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale
+        else:
+            probe.close()
+            sock.close()
+            raise OSError(errno.EADDRINUSE, f"socket {path} is in use by another daemon")
+        finally:
+            probe.close()
+    old = os.umask(0o777)  # no window in which the socket is more open than asked
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
+    sock.listen(128)
+    return sock
+
+
+def protected_pids() -> set[int]:
+    """pid 1, the daemon and every ancestor of it: never signalled."""
+    pids = {1, os.getpid()}
+    pid = os.getpid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        pids.add(pid)
+    return pids
+
+
+class Connection:
+    def __init__(self, server: ChargeServer, sock: trio.socket.SocketType):
+        self.server = server
+        self.sock = sock
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        self.pid, self.uid, self.gid = struct.unpack("3i", creds)
+        self.hello = False
+        #: pid -> Owner: the peer itself, and pids a root client charges for
+        self.owners: dict[int, Owner] = {}
+        self.stream = trio.SocketStream(sock)
+        self.send_q, self.recv_q = trio.open_memory_channel(EVENT_QUEUE)
+
+    def owner(self, pid: int | None) -> Owner:
+        pid = self.pid if pid is None else pid
+        if pid != self.pid and self.uid != 0:
+            raise ProtocolError(errno.EPERM, "only root may charge for another pid")
+        owner = self.owners.get(pid)
+        if owner is None or not owner.alive:
+            pidfd = self.server.open_pidfd(pid)
+            owner = self.server.hierarchy.charges.new_owner(pid)
+            self.server.pidfds[owner] = pidfd
+            self.server.conn_of[owner] = self
+            self.owners[pid] = owner
+        return owner
+
+    def notify(self, line: bytes) -> None:
+        try:
+            self.send_q.send_nowait(line)
+        except trio.WouldBlock:
+            log.warning("client pid %d does not read its events; one dropped", self.pid)
+        except trio.ClosedResourceError:
+            pass
+
+
+class ChargeServer:
+    def __init__(self, hierarchy: Hierarchy, listener: socket.socket, host: Host | None = None):
+        self.hierarchy = hierarchy
+        self.charges = hierarchy.charges
+        self.listener = trio.socket.from_stdlib_socket(listener)
+        self.host = host or Host()
+        self.pidfds: dict[Owner, int] = {}
+        self.conn_of: dict[Owner, Connection] = {}
+        self._protected = protected_pids()
+        self.charges.may_kill = lambda pid: pid not in self._protected
+        self._recovered = trio.Event()
+        hierarchy.on_oom_recover = self._on_oom_recover
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                sock, _ = await self.listener.accept()
+                nursery.start_soon(self._run_connection, sock)
+
+    async def _run_connection(self, sock) -> None:
+        try:
+            conn = Connection(self, sock)
+        except OSError:
+            sock.close()
+            return
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, conn)
+                try:
+                    await self._reader(conn)
+                finally:
+                    conn.send_q.close()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:  # a bug in one connection must not take the daemon down
+            log.exception("connection of pid %d failed", conn.pid)
+        finally:
+            self._disconnect(conn)
+            sock.close()
+
+    async def _writer(self, conn: Connection) -> None:
+        async for line in conn.recv_q:
+            try:
+                await conn.stream.send_all(line)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def _reader(self, conn: Connection) -> None:
+        buf = b""
+        discarding = False
+        while True:
+            data = await conn.stream.receive_some(65536)
+            if not data:
+                if buf.strip() and not discarding:  # a last request without newline
+                    await conn.send_q.send(await self._handle(conn, buf.rstrip(b"\r")))
+                return
+            buf += data
+            while True:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    if len(buf) > protocol.MAX_LINE:
+                        if not discarding:
+                            await conn.send_q.send(protocol.err_line(
+                                errno.E2BIG, f"request longer than {protocol.MAX_LINE} bytes"))
+                        discarding = True
+                        buf = b""
+                    break
+                line, buf = buf[:nl], buf[nl + 1:]
+                if discarding:  # the tail of an over-long line
+                    discarding = False
+                    continue
+                if len(line) > protocol.MAX_LINE:
+                    await conn.send_q.send(protocol.err_line(
+                        errno.E2BIG, f"request longer than {protocol.MAX_LINE} bytes"))
+                    continue
+                reply = await self._handle(conn, line.rstrip(b"\r"))
+                await conn.send_q.send(reply)
+                self._flush_notices()
+
+    def _disconnect(self, conn: Connection) -> None:
+        """A client that goes away is a process that exited (issue 3, item 8)."""
+        for owner in conn.owners.values():
+            self.charges.release(owner)
+            self.conn_of.pop(owner, None)
+            fd = self.pidfds.pop(owner, None)
+            if fd is not None:
+                os.close(fd)
+        conn.owners.clear()
+        self._flush_notices()
+
+    def open_pidfd(self, pid: int) -> int:
+        try:
+            return os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise ProtocolError(errno.ESRCH, f"no process {pid}") from None
+        except OSError as e:
+            raise ProtocolError(e.errno or errno.EIO, f"pidfd_open({pid}): {e.strerror}") from None
+
+    def _flush_notices(self) -> None:
+        notices, self.charges.notices = self.charges.notices, []
+        for kind, owner, detail in notices:
+            conn = self.conn_of.get(owner)
+            if conn is None:
+                continue
+            if kind == "evicted":
+                conn.notify(protocol.event_line(
+                    "evicted", kind="file", bytes=detail["file"] * PAGE_SIZE,
+                    group=detail["group"].path(), pid=owner.pid))
+            elif kind == "drain":
+                conn.notify(protocol.event_line("drain"))
+
+    def _on_oom_recover(self, group) -> None:
+        self._recovered.set()
+        self._recovered = trio.Event()
+
+    # ------------------------------------------------------------------ requests
+
+    async def _handle(self, conn: Connection, line: bytes) -> bytes:
+        try:
+            req = protocol.parse_request(line)
+            if req.verb == "hello":
+                return self._hello(conn, req)
+            if not conn.hello:
+                raise ProtocolError(errno.EPROTO, "say 'hello 1' first")
+            return await getattr(self, f"_do_{req.verb}")(conn, req)
+        except ProtocolError as e:
+            return e.reply()
+        except CgroupError as e:
+            return protocol.err_line(e.errno, str(e))
+        except Exception:  # a bug must not take the daemon down: log it, reply EIO
+            log.exception("request %r failed", line[:200])
+            return protocol.err_line(errno.EIO, "internal error, see the daemon log")
+
+    def _hello(self, conn: Connection, req) -> bytes:
+        version = protocol.count_arg(req.args[0], "version")
+        if version != protocol.VERSION:
+            raise ProtocolError(errno.EPROTONOSUPPORT,
+                                f"protocol version {version} unsupported; this server speaks 1")
+        conn.hello = True
+        return protocol.ok_line(version=protocol.VERSION, pid=conn.pid, uid=conn.uid,
+                                group=self.hierarchy.group_of(conn.pid).path(),
+                                page_size=PAGE_SIZE, stock_batch=64)
+
+    def _usage(self, group) -> int:
+        return group.memory.usage * PAGE_SIZE
+
+    async def _charge_pages(self, owner: Owner, kind: str, nr: int) -> None:
+        """Charge, killing or waiting as the core decides, until done or refused."""
+        while True:
+            group = self.hierarchy.group_of(owner.pid)
+            verdict = self.charges.charge(owner, group, kind, nr)
+            self._flush_notices()
+            if verdict is None:
+                return
+            if verdict.victim is not None:
+                self._kill(verdict.victim, verdict.group)
+                if verdict.victim.pid == owner.pid:
+                    raise ProtocolError(errno.ENOMEM, "killed by the OOM killer")
+                continue
+            # oom_kill_disable: sleep on the group's OOM wait queue
+            self.charges.mark_under_oom(verdict.group, +1)
+            try:
+                exited = await self._oom_wait(owner)
+            finally:
+                self.charges.mark_under_oom(verdict.group, -1)
+            if exited or not owner.alive:
+                raise ProtocolError(errno.ENOMEM, "killed while waiting for memory")
+
+    async def _oom_wait(self, owner: Owner) -> bool:
+        """Sleep until the group may have recovered, or the waiting process exits (its
+        pidfd turns readable; a killed waiter must not keep under_oom set).
+        Returns True if the process exited."""
+        exited = False
+        recovered = self._recovered
+        async with trio.open_nursery() as nursery:
+            async def wake():
+                await recovered.wait()
+                nursery.cancel_scope.cancel()
+
+            async def death():
+                nonlocal exited
+                await trio.lowlevel.wait_readable(self.pidfds[owner])
+                exited = True
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(wake)
+            nursery.start_soon(death)
+        return exited
+
+    def _kill(self, victim: Owner, group) -> None:
+        """oom_kill_process(): SIGKILL through the pidfd opened at connect time."""
+        pidfd = self.pidfds.get(victim)
+        log.warning("memory cgroup out of memory in %s: killing pid %d (%d pages)",
+                    group.path(), victim.pid, victim.badness())
+        if pidfd is not None and self.charges.may_kill(victim.pid):
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.charges.oom_killed(victim)
+
+    async def _do_charge(self, conn: Connection, req) -> bytes:
+        kind = protocol.kind_arg(req.args[0])
+        nr = pages_of(protocol.size_arg(req.args[1]))
+        owner = conn.owner(protocol.pid_option(req))
+        await self._charge_pages(owner, kind, nr)
+        group = self.hierarchy.group_of(owner.pid)
+        return protocol.ok_line(pages=nr, group=group.path(), usage=self._usage(group))
+
+    async def _do_uncharge(self, conn: Connection, req) -> bytes:
+        kind = protocol.kind_arg(req.args[0])
+        nr = pages_of(protocol.size_arg(req.args[1]))
+        owner = conn.owner(protocol.pid_option(req))
+        group = self.hierarchy.group_of(owner.pid)
+        self.charges.uncharge(owner, group, kind, nr)
+        return protocol.ok_line(pages=nr, group=group.path(), usage=self._usage(group))
+
+    def _slab_args(self, req) -> tuple[str, int, int]:
+        name = req.args[0]
+        objsize = protocol.size_arg(req.args[1], "object size")
+        count = protocol.count_arg(req.args[2], "count") if len(req.args) > 2 else 1
+        return name, objsize, count
+
+    async def _do_slab_alloc(self, conn: Connection, req) -> bytes:
+        name, objsize, count = self._slab_args(req)
+        owner = conn.owner(protocol.pid_option(req))
+        group = self.hierarchy.group_of(owner.pid)
+        self.charges.slab_alloc(owner, group, name, objsize, count)
+        self._flush_notices()
+        return self._slab_reply(owner, group, name)
+
+    async def _do_slab_free(self, conn: Connection, req) -> bytes:
+        name, objsize, count = self._slab_args(req)
+        owner = conn.owner(protocol.pid_option(req))
+        group = self.hierarchy.group_of(owner.pid)
+        self.charges.slab_free(owner, name, objsize, count, group)
+        return self._slab_reply(owner, group, name)
+
+    def _slab_reply(self, owner: Owner, group, name: str) -> bytes:
+        objects = sum(c for (g, n), c in owner.slab_objects.items() if n == name)
+        cache = group.slab.get(name)
+        pages = (cache.pages_only + cache.pages_mem) if cache else 0
+        return protocol.ok_line(objects=objects, slab_pages=pages, group=group.path(),
+                                usage=self._usage(group))
+
+    async def _do_stock(self, conn: Connection, req) -> bytes:
+        want = protocol.count_arg(req.args[0], "stock")
+        consumed = {k: protocol.signed_arg(v, k) for k, v in req.options.items()}
+        owner = conn.owner(None)
+        group = self.hierarchy.group_of(owner.pid)
+        granted = self.charges.set_stock(owner, group, consumed, want)
+        return protocol.ok_line(granted=granted, group=group.path(), usage=self._usage(group))
+
+    async def _do_status(self, conn: Connection, req) -> bytes:
+        owner = conn.owner(protocol.pid_option(req))
+        group = self.hierarchy.group_of(owner.pid)
+        fields = {"pid": owner.pid, "group": group.path()}
+        for kind in ("anon", "swap", "file", "shmem", "kmem", "tcp"):
+            n = sum(getattr(led, kind) for led in owner.ledgers.values()) if kind in (
+                "swap", "file", "shmem", "anon") else owner.held(kind)
+            fields[kind] = n * PAGE_SIZE
+        fields["slab_objects"] = sum(owner.slab_objects.values())
+        fields["stock"] = owner.stock * PAGE_SIZE
+        return protocol.ok_line(**fields)
+
+
+assert set(STOCK_KINDS) <= set(protocol.VERBS["stock"][2])
