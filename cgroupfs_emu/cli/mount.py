@@ -19,7 +19,8 @@ import trio
 from ..core import PAGE_SIZE, Hierarchy, get_profile
 from ..files import ControlTree
 from ..fs import CgroupFS
-from ..service.server import SOCKET_XATTR, ChargeServer, bind_socket, default_socket_path
+from ..service.protocol import SOCKET_XATTR, default_socket_path
+from ..service.server import ChargeServer, bind_socket
 from .options import MountConfig, UsageError, parse_args
 
 log = logging.getLogger("cgroupfs_emu")

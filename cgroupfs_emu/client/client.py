@@ -20,8 +20,7 @@ import socket
 
 from ..core.charge import STOCK_BATCH, STOCK_KINDS, pages_of
 from ..core.page_counter import PAGE_SIZE
-from ..service.protocol import VERSION, parse_reply
-from ..service.server import SOCKET_XATTR, default_socket_path
+from ..service.protocol import SOCKET_XATTR, VERSION, default_socket_path, parse_reply
 
 #: After a refused stock, this many charges go straight to the daemon before asking
 #: again, so a client near a limit does not pay two round trips per charge.

@@ -83,6 +83,8 @@ class Owner:
         self.slab_objects: dict[tuple[MemCgroup, str], int] = {}
         self.stock = 0
         self.stock_group: MemCgroup | None = None
+        #: a "drain" notice was sent and the client has not settled since
+        self.drain_asked = False
 
     def __repr__(self):
         return f"Owner(pid={self.pid}, id={self.id})"
@@ -165,9 +167,17 @@ class Charges:
         #: pid -> may this pid be signalled? The service refuses pid 1, itself and its
         #: ancestors; tests of the pure core accept everything.
         self.may_kill: Callable[[int], bool] = lambda pid: True
-        #: (kind, owner, detail) messages for clients, drained by the service
+        #: (kind, owner, detail) messages for clients, kept until the service drains
+        #: them, or handed to ``on_notice`` at once when the service sets it
         self.notices: list[tuple[str, Owner, dict]] = []
+        self.on_notice: Callable[[str, Owner, dict], None] | None = None
         self.owners: set[Owner] = set()
+
+    def _notice(self, kind: str, owner: Owner, detail: dict) -> None:
+        if self.on_notice is not None:
+            self.on_notice(kind, owner, detail)
+        else:
+            self.notices.append((kind, owner, detail))
 
     # ------------------------------------------------------------------ owners
 
@@ -519,14 +529,16 @@ class Charges:
             self.hierarchy.oom_recover(owner.stock_group)
         owner.stock = 0
         owner.stock_group = None
+        owner.drain_asked = False
 
     def _ask_stock_back(self, group: MemCgroup) -> None:
         """drain_all_stock(): a limit in *group* is near, so every client holding a
         stock below it is asked to settle (it does so on its next request)."""
         subtree = set(group.hierarchical_subtree())
         for owner in self.owners:
-            if owner.stock and owner.stock_group in subtree:
-                self.notices.append(("drain", owner, {}))
+            if owner.stock and owner.stock_group in subtree and not owner.drain_asked:
+                owner.drain_asked = True
+                self._notice("drain", owner, {})
 
     # ------------------------------------------------------------------ reclaim
 
@@ -551,7 +563,7 @@ class Charges:
                 take = min(nr - got, led.file)
                 if take > 0:
                     self._uncharge_ledger(g, led, "file", take)
-                    self.notices.append(("evicted", owner, {"file": take, "group": g}))
+                    self._notice("evicted", owner, {"file": take, "group": g})
                     got += take
         if may_swap and got < nr:
             for g in subtree:

@@ -98,6 +98,13 @@ def memparse_strict(text: str) -> int:
     value, end = memparse(s)
     if end != len(s):
         raise ValueError(f"not a size: {text!r}")
+    # memparse() wraps silently at 2^64; a command line must not
+    digits = s[:-1] if s[-1] in _SHIFTS else s
+    base = 16 if digits[:2].lower() == b"0x" else 8 if digits[:1] == b"0" and len(digits) > 1 else 10
+    unwrapped = int(digits[2:] if base == 16 else digits, base) << (
+        10 * _SHIFTS[s[-1]] if s[-1] in _SHIFTS else 0)
+    if unwrapped != value:
+        raise ValueError(f"size out of range: {text!r}")
     return value
 
 

@@ -12,6 +12,8 @@ Lines are ASCII, at most MAX_LINE bytes, ``\\r\\n`` accepted. Nothing here does 
 from __future__ import annotations
 
 import errno
+import hashlib
+import os
 
 import attrs
 
@@ -22,6 +24,25 @@ VERSION = 1
 MAX_LINE = 4096
 #: Larger sizes are refused: 1 PiB is more than any emulated group will hold.
 MAX_SIZE = 1 << 50
+
+
+#: extended attribute of the mount root that names the socket
+SOCKET_XATTR = "user.cgroupfs_emu.socket"
+
+
+def default_socket_path(mountpoint: str, uid: int | None = None) -> str:
+    """Per-mount default: /run/cgroupfs_emu/ for root, $XDG_RUNTIME_DIR/cgroupfs_emu/
+    or /tmp/cgroupfs_emu-UID/ otherwise; the name hashes the mount point's real path
+    so it stays short and unique."""
+    uid = os.getuid() if uid is None else uid
+    if uid == 0:
+        base = "/run/cgroupfs_emu"
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        base = os.path.join(os.environ["XDG_RUNTIME_DIR"], "cgroupfs_emu")
+    else:
+        base = f"/tmp/cgroupfs_emu-{uid}"
+    digest = hashlib.sha256(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
+    return os.path.join(base, f"mount-{digest}.sock")
 
 
 class ProtocolError(Exception):

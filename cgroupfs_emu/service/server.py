@@ -11,7 +11,6 @@ charges that wait for an OOM'ing group, and it delivers notices to clients.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import signal
@@ -30,25 +29,8 @@ from .protocol import ProtocolError
 
 log = logging.getLogger("cgroupfs_emu.service")
 
-#: extended attribute of the mount root that names the socket
-SOCKET_XATTR = "user.cgroupfs_emu.socket"
 #: events a slow client may have queued before newer ones are dropped
 EVENT_QUEUE = 256
-
-
-def default_socket_path(mountpoint: str, uid: int | None = None) -> str:
-    """Per-mount default: /run/cgroupfs_emu/ for root, $XDG_RUNTIME_DIR/cgroupfs_emu/
-    or /tmp/cgroupfs_emu-UID/ otherwise; the name hashes the mount point's real path
-    so it stays short and unique."""
-    uid = os.getuid() if uid is None else uid
-    if uid == 0:
-        base = "/run/cgroupfs_emu"
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        base = os.path.join(os.environ["XDG_RUNTIME_DIR"], "cgroupfs_emu")
-    else:
-        base = f"/tmp/cgroupfs_emu-{uid}"
-    digest = hashlib.sha256(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
-    return os.path.join(base, f"mount-{digest}.sock")
 
 
 def bind_socket(path: str, mode: int) -> socket.socket:
@@ -140,6 +122,9 @@ class ChargeServer:
         self.charges.may_kill = lambda pid: pid not in self._protected
         self._recovered = trio.Event()
         hierarchy.on_oom_recover = self._on_oom_recover
+        # Notices go out as they happen, whether a socket request or a control-file
+        # write (a lowered limit) caused the reclaim.
+        self.charges.on_notice = self._deliver
 
     # ------------------------------------------------------------------ plumbing
 
@@ -207,7 +192,6 @@ class ChargeServer:
                     continue
                 reply = await self._handle(conn, line.rstrip(b"\r"))
                 await conn.send_q.send(reply)
-                self._flush_notices()
 
     def _disconnect(self, conn: Connection) -> None:
         """A client that goes away is a process that exited (issue 3, item 8)."""
@@ -218,7 +202,6 @@ class ChargeServer:
             if fd is not None:
                 os.close(fd)
         conn.owners.clear()
-        self._flush_notices()
 
     def open_pidfd(self, pid: int) -> int:
         try:
@@ -228,18 +211,16 @@ class ChargeServer:
         except OSError as e:
             raise ProtocolError(e.errno or errno.EIO, f"pidfd_open({pid}): {e.strerror}") from None
 
-    def _flush_notices(self) -> None:
-        notices, self.charges.notices = self.charges.notices, []
-        for kind, owner, detail in notices:
-            conn = self.conn_of.get(owner)
-            if conn is None:
-                continue
-            if kind == "evicted":
-                conn.notify(protocol.event_line(
-                    "evicted", kind="file", bytes=detail["file"] * PAGE_SIZE,
-                    group=detail["group"].path(), pid=owner.pid))
-            elif kind == "drain":
-                conn.notify(protocol.event_line("drain"))
+    def _deliver(self, kind: str, owner: Owner, detail: dict) -> None:
+        conn = self.conn_of.get(owner)
+        if conn is None:
+            return
+        if kind == "evicted":
+            conn.notify(protocol.event_line(
+                "evicted", kind="file", bytes=detail["file"] * PAGE_SIZE,
+                group=detail["group"].path(), pid=owner.pid))
+        elif kind == "drain":
+            conn.notify(protocol.event_line("drain"))
 
     def _on_oom_recover(self, group) -> None:
         self._recovered.set()
@@ -281,7 +262,6 @@ class ChargeServer:
         while True:
             group = self.hierarchy.group_of(owner.pid)
             verdict = self.charges.charge(owner, group, kind, nr)
-            self._flush_notices()
             if verdict is None:
                 return
             if verdict.victim is not None:
@@ -357,7 +337,6 @@ class ChargeServer:
         owner = conn.owner(protocol.pid_option(req))
         group = self.hierarchy.group_of(owner.pid)
         self.charges.slab_alloc(owner, group, name, objsize, count)
-        self._flush_notices()
         return self._slab_reply(owner, group, name)
 
     async def _do_slab_free(self, conn: Connection, req) -> bytes:
