@@ -9,8 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
-import time
 
 import pytest
 

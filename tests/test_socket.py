@@ -6,11 +6,13 @@ from __future__ import annotations
 import errno
 import os
 import select
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -487,3 +489,39 @@ def test_cgemu_alloc_is_killed_by_the_oom_killer(mount_with):
                           "--anon 128K"], capture_output=True, text=True)
     assert out.returncode == -signal.SIGKILL
     assert read(f"{g}/memory.oom_control").endswith("oom_kill 1\n")
+
+
+# ---------------------------------------------------------------------- C example
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory other users can traverse (pytest's tmp_path is 0700)."""
+    d = tempfile.mkdtemp(prefix="cgemu-open-")
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_c_example_client_speaks_the_protocol(mount_with, open_dir):
+    """examples/charge_client.c, built here, as root and as an unprivileged user."""
+    exe = os.path.join(open_dir, "charge_client")
+    src = os.path.join(os.path.dirname(__file__), "..", "examples", "charge_client.c")
+    subprocess.run(["cc", "-Wall", "-Werror", "-o", exe, src], check=True)
+    sock = os.path.join(open_dir, "s")
+    m = mount_with(f"socket={sock},socket_mode=0666")
+    g = group(m, "g", limit_in_bytes="64K")
+    run = subprocess.run(["sh", "-c", f"echo $$ > {g}/tasks && exec {exe} {sock} anon 8K"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "ok pages=2 group=/g usage=8192\n"
+    assert stat_of(f"{g}/memory.stat")["pgpgin"] == 2
+    assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") == 0)  # it exited
+    run = subprocess.run([exe, sock, "anon", "zero"], capture_output=True, text=True)
+    assert run.returncode == 1 and run.stdout.startswith("err EINVAL ")
+    if os.getuid() == 0:
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        run = subprocess.run(nobody + [exe, sock, "anon", "4K", "pid=1"],
+                             capture_output=True, text=True)
+        assert run.returncode == 1 and run.stdout.startswith("err EPERM "), run

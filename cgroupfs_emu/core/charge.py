@@ -306,6 +306,11 @@ class Charges:
         from the groups it charged before, oldest first. More than held is EINVAL."""
         if kind not in KINDS:
             raise Invalid(f"unknown kind {kind!r}")
+        led = owner.ledgers.get(group)
+        if led is not None and _held(led, kind) >= nr:  # the common case: all here
+            self._uncharge_ledger(group, led, kind, nr)
+            self.hierarchy.oom_recover(group)
+            return
         if nr > owner.held(kind):
             raise Invalid(f"uncharge of {nr} {kind} pages, only {owner.held(kind)} charged")
         order = sorted(owner.ledgers.items(), key=lambda item: item[0] is not group)

@@ -47,18 +47,20 @@ class PageCounter:
         the refusing counter is returned; None means success. As in the kernel, the
         watermarks of levels charged before the failure keep their raised value.
         """
-        charged = []
-        for c in self.ancestors():
+        c = self
+        while c is not None:
             new = c.usage + nr_pages
             if new > c.max:
                 c.failcnt += 1
-                for done in charged:
+                done = self
+                while done is not c:
                     done.usage -= nr_pages
+                    done = done.parent
                 return c
             c.usage = new
             if new > c.watermark:
                 c.watermark = new
-            charged.append(c)
+            c = c.parent
         return None
 
     def charge(self, nr_pages: int) -> None:
@@ -71,8 +73,10 @@ class PageCounter:
     def uncharge(self, nr_pages: int) -> None:
         """Port of page_counter_uncharge(). Usage never goes below zero (the kernel
         warns and clamps the same way in page_counter_cancel())."""
-        for c in self.ancestors():
-            c.usage = max(0, c.usage - nr_pages)
+        c = self
+        while c is not None:
+            c.usage = c.usage - nr_pages if c.usage > nr_pages else 0
+            c = c.parent
 
     def set_max(self, nr_pages: int) -> None:
         """Port of page_counter_set_max(): refuse (EBUSY) a max below current usage."""

@@ -109,6 +109,8 @@ def parse_request(line: bytes) -> Request:
 
 def size_arg(text: str, what: str = "size") -> int:
     """A byte count: digits with an optional K/M/G/T/P/E suffix (memparse)."""
+    if text.isdigit() and text[0] != "0" and len(text) < 16:  # plain decimal: fast
+        return int(text)
     try:
         value = memparse_strict(text)
     except ValueError:

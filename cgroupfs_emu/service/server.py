@@ -83,10 +83,32 @@ class Connection:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         self.pid, self.uid, self.gid = struct.unpack("3i", creds)
         self.hello = False
+        #: request line -> parsed Request (see ChargeServer._handle)
+        self.parsed: dict[bytes, protocol.Request] = {}
         #: pid -> Owner: the peer itself, and pids a root client charges for
         self.owners: dict[int, Owner] = {}
         self.stream = trio.SocketStream(sock)
+        #: replies are written by the reader itself; events, which arise outside any
+        #: request, go through this queue to a writer task; the lock keeps lines whole
+        self.send_lock = trio.StrictFIFOLock()
         self.send_q, self.recv_q = trio.open_memory_channel(EVENT_QUEUE)
+
+    async def send(self, data: bytes) -> None:
+        """Write whole lines. The fast path is one non-blocking write(2) without a
+        trip through trio's scheduler; a full socket buffer falls back to send_all."""
+        try:
+            self.send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self.send_lock.acquire()
+        try:
+            try:
+                sent = os.write(self.sock.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                await self.stream.send_all(data[sent:])
+        finally:
+            self.send_lock.release()
 
     def owner(self, pid: int | None) -> Owner:
         pid = self.pid if pid is None else pid
@@ -121,6 +143,7 @@ class ChargeServer:
         self._protected = protected_pids()
         self.charges.may_kill = lambda pid: pid not in self._protected
         self._recovered = trio.Event()
+        self._oom_waiters = 0
         hierarchy.on_oom_recover = self._on_oom_recover
         # Notices go out as they happen, whether a socket request or a control-file
         # write (a lowered limit) caused the reclaim.
@@ -158,7 +181,7 @@ class ChargeServer:
     async def _writer(self, conn: Connection) -> None:
         async for line in conn.recv_q:
             try:
-                await conn.stream.send_all(line)
+                await conn.send(line)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
 
@@ -169,7 +192,7 @@ class ChargeServer:
             data = await conn.stream.receive_some(65536)
             if not data:
                 if buf.strip() and not discarding:  # a last request without newline
-                    await conn.send_q.send(await self._handle(conn, buf.rstrip(b"\r")))
+                    await conn.send(await self._handle(conn, buf.rstrip(b"\r")))
                 return
             buf += data
             while True:
@@ -177,7 +200,7 @@ class ChargeServer:
                 if nl < 0:
                     if len(buf) > protocol.MAX_LINE:
                         if not discarding:
-                            await conn.send_q.send(protocol.err_line(
+                            await conn.send(protocol.err_line(
                                 errno.E2BIG, f"request longer than {protocol.MAX_LINE} bytes"))
                         discarding = True
                         buf = b""
@@ -187,11 +210,10 @@ class ChargeServer:
                     discarding = False
                     continue
                 if len(line) > protocol.MAX_LINE:
-                    await conn.send_q.send(protocol.err_line(
+                    await conn.send(protocol.err_line(
                         errno.E2BIG, f"request longer than {protocol.MAX_LINE} bytes"))
                     continue
-                reply = await self._handle(conn, line.rstrip(b"\r"))
-                await conn.send_q.send(reply)
+                await conn.send(await self._handle(conn, line.rstrip(b"\r")))
 
     def _disconnect(self, conn: Connection) -> None:
         """A client that goes away is a process that exited (issue 3, item 8)."""
@@ -223,14 +245,20 @@ class ChargeServer:
             conn.notify(protocol.event_line("drain"))
 
     def _on_oom_recover(self, group) -> None:
-        self._recovered.set()
-        self._recovered = trio.Event()
+        if self._oom_waiters:
+            self._recovered.set()
+            self._recovered = trio.Event()
 
     # ------------------------------------------------------------------ requests
 
     async def _handle(self, conn: Connection, line: bytes) -> bytes:
         try:
-            req = protocol.parse_request(line)
+            # Workloads repeat the same few lines; parse each once per connection.
+            req = conn.parsed.get(line)
+            if req is None:
+                req = protocol.parse_request(line)
+                if len(conn.parsed) < 64:
+                    conn.parsed[line] = req
             if req.verb == "hello":
                 return self._hello(conn, req)
             if not conn.hello:
@@ -271,9 +299,11 @@ class ChargeServer:
                 continue
             # oom_kill_disable: sleep on the group's OOM wait queue
             self.charges.mark_under_oom(verdict.group, +1)
+            self._oom_waiters += 1
             try:
                 exited = await self._oom_wait(owner)
             finally:
+                self._oom_waiters -= 1
                 self.charges.mark_under_oom(verdict.group, -1)
             if exited or not owner.alive:
                 raise ProtocolError(errno.ENOMEM, "killed while waiting for memory")
@@ -316,7 +346,7 @@ class ChargeServer:
         owner = conn.owner(protocol.pid_option(req))
         await self._charge_pages(owner, kind, nr)
         group = self.hierarchy.group_of(owner.pid)
-        return protocol.ok_line(pages=nr, group=group.path(), usage=self._usage(group))
+        return f"ok pages={nr} group={group.path()} usage={group.memory.usage * PAGE_SIZE}\n".encode()
 
     async def _do_uncharge(self, conn: Connection, req) -> bytes:
         kind = protocol.kind_arg(req.args[0])
@@ -324,7 +354,7 @@ class ChargeServer:
         owner = conn.owner(protocol.pid_option(req))
         group = self.hierarchy.group_of(owner.pid)
         self.charges.uncharge(owner, group, kind, nr)
-        return protocol.ok_line(pages=nr, group=group.path(), usage=self._usage(group))
+        return f"ok pages={nr} group={group.path()} usage={group.memory.usage * PAGE_SIZE}\n".encode()
 
     def _slab_args(self, req) -> tuple[str, int, int]:
         name = req.args[0]
