@@ -346,18 +346,21 @@ class Charges:
         elif kind == "kmem":
             only = min(nr, led.kmem_only)
             led.kmem_only -= only
-            group.kmem.uncharge(only)
-            rest = nr - only
-            if rest:
-                led.kmem -= rest
-                group.memsw.uncharge(rest)
-                group.memory.uncharge(rest)
-                group.kmem.uncharge(rest)
+            led.kmem -= nr - only
+            self._uncharge_kmem_pages(group, only, nr - only)
         elif kind == "tcp":
             free = min(nr, led.tcp_free)
             led.tcp_free -= free
             led.tcp -= nr - free
             group.tcpmem.uncharge(nr - free)
+
+    def _uncharge_kmem_pages(self, group: MemCgroup, only: int, mem: int) -> None:
+        """Kernel pages leave the kmem counter; those charged while not independent
+        leave memory and memsw too (seed 001 patch 02)."""
+        group.kmem.uncharge(only + mem)
+        if mem:
+            group.memsw.uncharge(mem)
+            group.memory.uncharge(mem)
 
     def _stat(self, group: MemCgroup, kind: str, delta: int) -> None:
         """memcg_charge_statistics(): page counts per LRU and the page events.
@@ -458,13 +461,8 @@ class Charges:
             del owner.slab_objects[key]
         only = min(shrink, cache.pages_only)
         cache.pages_only -= only
-        group.kmem.uncharge(only)
-        rest = shrink - only
-        if rest:
-            cache.pages_mem -= rest
-            group.memsw.uncharge(rest)
-            group.memory.uncharge(rest)
-            group.kmem.uncharge(rest)
+        cache.pages_mem -= shrink - only
+        self._uncharge_kmem_pages(group, only, shrink - only)
         if shrink:
             self.hierarchy.oom_recover(group)
         self._publish_cache(group, name, cache)
@@ -656,9 +654,7 @@ class Charges:
             getattr(parent, res).charge(n)
 
     def _slab_uncharge_all(self, group: MemCgroup, cache: SlabCache) -> None:
-        group.kmem.uncharge(cache.pages_only + cache.pages_mem)
-        group.memory.uncharge(cache.pages_mem)
-        group.memsw.uncharge(cache.pages_mem)
+        self._uncharge_kmem_pages(group, cache.pages_only, cache.pages_mem)
         cache.pages_only = cache.pages_mem = cache.active = 0
 
     def _reparent_stats(self, group: MemCgroup, parent: MemCgroup) -> None:

@@ -363,20 +363,19 @@ class ChargeServer:
         return name, objsize, count
 
     async def _do_slab_alloc(self, conn: Connection, req) -> bytes:
-        name, objsize, count = self._slab_args(req)
-        owner = conn.owner(protocol.pid_option(req))
-        group = self.hierarchy.group_of(owner.pid)
-        self.charges.slab_alloc(owner, group, name, objsize, count)
-        return self._slab_reply(owner, group, name)
+        return self._slab(conn, req, alloc=True)
 
     async def _do_slab_free(self, conn: Connection, req) -> bytes:
+        return self._slab(conn, req, alloc=False)
+
+    def _slab(self, conn: Connection, req, alloc: bool) -> bytes:
         name, objsize, count = self._slab_args(req)
         owner = conn.owner(protocol.pid_option(req))
         group = self.hierarchy.group_of(owner.pid)
-        self.charges.slab_free(owner, name, objsize, count, group)
-        return self._slab_reply(owner, group, name)
-
-    def _slab_reply(self, owner: Owner, group, name: str) -> bytes:
+        if alloc:
+            self.charges.slab_alloc(owner, group, name, objsize, count)
+        else:
+            self.charges.slab_free(owner, name, objsize, count, group)
         objects = sum(c for (g, n), c in owner.slab_objects.items() if n == name)
         cache = group.slab.get(name)
         pages = (cache.pages_only + cache.pages_mem) if cache else 0
