@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -131,3 +132,125 @@ def errno_of(fn, *args) -> int:
     except OSError as e:
         return e.errno
     return 0
+
+
+# ---------------------------------------------------------------------- workloads
+
+HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
+P = 4096
+
+
+class Helper:
+    """A helper process (tests/helpers/*.py) we started, driven by lines on stdin and
+    answering lines on stdout; stopped by closing its stdin, or killed by its pid."""
+
+    def __init__(self, script: str, *args: str):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HELPERS, script), *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.pid = self.proc.pid
+        self._out = b""  # read with os.read: select() must see everything unread
+        self.first = self.line()
+
+    def _fill(self, timeout: float) -> bool:
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:
+            return False
+        data = os.read(self.proc.stdout.fileno(), 65536)
+        if not data:
+            return False
+        self._out += data
+        return True
+
+    def line(self, timeout: float = 10.0) -> str:
+        while b"\n" not in self._out:
+            assert self._fill(timeout), "helper did not answer: " + self._out.decode()
+        line, _, self._out = self._out.partition(b"\n")
+        return line.decode().strip()
+
+    def quiet(self, seconds: float = 0.3) -> bool:
+        """Nothing more to say for *seconds*."""
+        return b"\n" not in self._out and not self._fill(seconds)
+
+    def send(self, cmd: str) -> None:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+
+    def do(self, cmd: str, timeout: float = 10.0) -> str:
+        self.send(cmd)
+        return self.line(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+class Charger(Helper):
+    """A socket client (helpers/charger.py): ``do("charge anon 4096")`` -> "ok 1"."""
+
+    def __init__(self, where: str, *extra: str):
+        super().__init__("charger.py", where, *extra)
+        assert self.first.startswith("ready"), self.first + self.proc.stderr.read()
+
+
+class Listener(Helper):
+    """An eventfd listener (helpers/listener.py) registered on one control file."""
+
+    def __init__(self, group_dir: str, control: str, args: str = ""):
+        super().__init__("listener.py", group_dir, control, args)
+
+    def events(self, seconds: float = 1.0) -> int:
+        """Eventfd reads that arrive within *seconds* (summing their counts)."""
+        total = 0
+        while not self.quiet(seconds):
+            line = self.line()
+            assert line.startswith("event "), line
+            total += int(line.split()[1])
+            seconds = 0.2
+        return total
+
+
+def _starter(cls):
+    @pytest.fixture
+    def fixture():
+        started: list[Helper] = []
+
+        def start(*args: str) -> Helper:
+            started.append(cls(*args))
+            return started[-1]
+
+        try:
+            yield start
+        finally:
+            for helper in started:
+                helper.stop()
+    fixture.__doc__ = f"Start {cls.__name__} processes; all are stopped at the end."
+    return fixture
+
+
+chargers = _starter(Charger)
+listeners = _starter(Listener)
+
+
+def num(path: str) -> int:
+    return int(read(path))
+
+
+def stat_of(path: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in read(path).splitlines())}
+
+
+def group(m: Mount, name: str, **settings: str) -> str:
+    os.makedirs(m.p(name))
+    for key, value in settings.items():
+        write(m.p(name, f"memory.{key}"), value)
+    return m.p(name)

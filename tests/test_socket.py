@@ -16,82 +16,9 @@ import tempfile
 
 import pytest
 
-from conftest import Mount, errno_of, needs_fuse, read, wait_until, write
+from conftest import P, Mount, errno_of, group, needs_fuse, num, read, stat_of, wait_until, write
 
 pytestmark = [pytest.mark.mount, needs_fuse]
-
-HELPER = os.path.join(os.path.dirname(__file__), "helpers", "charger.py")
-P = 4096
-
-
-class Charger:
-    """A client process (tests/helpers/charger.py) we started; stopped by its pid."""
-
-    def __init__(self, where: str, *extra: str):
-        self.proc = subprocess.Popen([sys.executable, HELPER, where, *extra],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
-        first = self.line()
-        assert first.startswith("ready"), first + self.proc.stderr.read()
-        self.pid = int(first.split()[1])
-
-    def line(self, timeout: float = 10.0) -> str:
-        ready = select.select([self.proc.stdout], [], [], timeout)[0]
-        assert ready, "helper did not answer"
-        return self.proc.stdout.readline().strip()
-
-    def send(self, cmd: str) -> None:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-
-    def do(self, cmd: str, timeout: float = 10.0) -> str:
-        self.send(cmd)
-        return self.line(timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for f in (self.proc.stdout, self.proc.stderr):
-            f.close()
-
-
-@pytest.fixture
-def chargers():
-    started: list[Charger] = []
-
-    def start(where: str, *extra: str) -> Charger:
-        started.append(Charger(where, *extra))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for c in started:
-            c.stop()
-
-
-def num(path: str) -> int:
-    return int(read(path))
-
-
-def stat_of(path: str) -> dict[str, int]:
-    return {k: int(v) for k, v in (line.split() for line in read(path).splitlines())}
-
-
-def group(m: Mount, name: str, **settings: str) -> str:
-    os.makedirs(m.p(name))
-    for key, value in settings.items():
-        write(m.p(name, f"memory.{key}"), value)
-    return m.p(name)
-
 
 # ---------------------------------------------------------------------- the socket
 

@@ -21,6 +21,7 @@ from ..files import ControlTree
 from ..fs import CgroupFS
 from ..service.protocol import SOCKET_XATTR, default_socket_path
 from ..service.server import ChargeServer, bind_socket
+from ..service.watcher import Watcher
 from .options import MountConfig, UsageError, parse_args
 
 log = logging.getLogger("cgroupfs_emu")
@@ -39,6 +40,7 @@ class Daemon:
         self.ops = CgroupFS(ControlTree(self.hierarchy), cfg.mountpoint,
                             root_xattrs={SOCKET_XATTR: self.socket_path})
         self.listener = None
+        self.watcher = Watcher(self.hierarchy, self.ops.tree.host, cfg.poll_ms)
 
     def open_socket(self) -> None:
         try:
@@ -71,6 +73,7 @@ async def serve(daemon: Daemon) -> int:
     signalled."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ChargeServer(daemon.hierarchy, daemon.listener).serve)
+        nursery.start_soon(daemon.watcher.run)
         async def on_signal():
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
@@ -115,6 +118,7 @@ def _finish(daemon: Daemon) -> None:
         pyfuse3.close(unmount=True)
     finally:
         daemon.close_socket()
+        daemon.watcher.close()
 
 
 def main(argv: list[str] | None = None) -> int:

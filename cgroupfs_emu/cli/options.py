@@ -46,6 +46,8 @@ class MountConfig:
     swap: int = 0
     #: False: OOM never signals a process, the charge is refused instead
     oom_kill: bool = True
+    #: how often the daemon looks at real processes (exits, closed eventfds, ...)
+    poll_ms: int = 500
 
 
 def apply_option(cfg: MountConfig, opt: str) -> None:
@@ -74,6 +76,10 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
             cfg.swap = memparse_strict(value)
         except ValueError:
             raise UsageError(f"swap={value!r} is not a size (e.g. 64M)") from None
+    elif key == "poll_ms" and eq:
+        if not value.isdigit() or not 10 <= int(value) <= 60000:
+            raise UsageError(f"poll_ms={value!r}: a number of milliseconds, 10..60000")
+        cfg.poll_ms = int(value)
     elif key == "oom_kill" and value in ("kill", "none"):
         cfg.oom_kill = value == "kill"
     elif opt == "allow_other":
@@ -143,5 +149,6 @@ options:
   socket_mode=OCTAL    permissions of the client socket (default 0600)
   swap=SIZE            size of the emulated swap device, e.g. 256M (default 0)
   oom_kill=kill|none   none: an OOM refuses the charge instead of sending SIGKILL
+  poll_ms=N            how often real processes are looked at (default 500)
   rw,ro,nosuid,...     VFS flags, handed to the kernel
   defaults,nofail,...  accepted and ignored, as mount(8) adds them"""

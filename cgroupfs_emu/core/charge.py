@@ -263,6 +263,7 @@ class Charges:
             self._ask_stock_back(over)
             if self.reclaim(over, need, may_swap) > 0:
                 continue
+            self.hierarchy.oom_notify(over)
             if not self.oom_kill and not (over.oom_kill_disable and may_wait):
                 raise NoMemory("memory limit reached and OOM kills are disabled (-o oom_kill=none)")
             if over.oom_kill_disable:
@@ -449,6 +450,7 @@ class Charges:
                 return
             over = fail.memcg
             if self.reclaim(over, fail.usage + nr - fail.max, fail is over.memory) <= 0:
+                self.hierarchy.oom_notify(over)
                 raise NoMemory("memory limit reached for slab pages")
 
     def _slab_change(self, owner: Owner, group: MemCgroup, name: str, delta: int) -> None:
@@ -545,7 +547,7 @@ class Charges:
 
     # ------------------------------------------------------------------ reclaim
 
-    def reclaim(self, group: MemCgroup, nr: int, may_swap: bool) -> int:
+    def reclaim(self, group: MemCgroup, nr: int, may_swap: bool, report: bool = True) -> int:
         """try_to_free_mem_cgroup_pages() on *group*'s subtree, at least *nr* pages if
         possible: page cache nobody owns, then clients' page cache (they are told),
         then, if allowed, anon pages to swap. Returns the pages taken from memory."""
@@ -583,11 +585,16 @@ class Charges:
                         self._stat(g, "anon", -take)
                         g.stats["swap"] += take
                         got += take
+        if report:
+            self.hierarchy.vmpressure(group, nr, got)
         return got
 
     def reclaim_all(self, group: MemCgroup) -> int:
-        """force_empty: everything reclaimable in the subtree."""
-        return self.reclaim(group, 1 << 62, may_swap=True)
+        """force_empty: everything reclaimable in the subtree (each pass of the
+        kernel's loop reclaims what it scans, so the pressure it reports is low)."""
+        got = self.reclaim(group, 1 << 62, may_swap=True, report=False)
+        self.hierarchy.vmpressure(group, got, got)
+        return got
 
     # ------------------------------------------------------------------ OOM
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from .errors import Busy, CrossParent, Exists, Invalid, NoEntry, NoSpace
+from . import notify
 from .charge import Charges
 from .memcg import MemCgroup
 from .profiles import DEFAULT_PROFILE, Profile
@@ -32,6 +33,11 @@ class Hierarchy:
         #: called with a group whenever OOM waiters of it may proceed (the service
         #: wakes its waiting charge requests)
         self.on_oom_recover: Callable[[MemCgroup], None] = lambda group: None
+        #: signal one event listener (its eventfd); drop one (close the duplicate)
+        self.on_event: Callable[[notify.EventListener], None] = lambda listener: None
+        self.on_unregister: Callable[[notify.EventListener], None] = lambda listener: None
+        #: a group with notify_on_release became empty: run release_agent with its path
+        self.on_release: Callable[[str], None] = lambda path: None
 
     # ------------------------------------------------------------------ tree
 
@@ -93,6 +99,13 @@ class Hierarchy:
         if group.mkdir_charge:
             parent.uncharge_kmem(group.mkdir_charge)
             group.mkdir_charge = 0
+        # memcg_event_remove at offline: every listener hears once, then is dropped
+        for listener in group.events:
+            self.on_event(listener)
+            self.on_unregister(listener)
+        group.events.clear()
+        self._check_release(parent)
+        self.check_thresholds()
 
     def rename(self, group: MemCgroup, new_parent: MemCgroup, new_name: str) -> None:
         """cgroup1_rename(): same parent only (EIO otherwise); settings are kept."""
@@ -121,11 +134,63 @@ class Hierarchy:
         if not group.is_root:
             group.tasks.add(tid)
             self.task_group[tid] = group
+        if old is not None and old is not group:
+            self._check_release(old)
 
     def prune(self, is_alive: Callable[[int], bool]) -> None:
         """Forget tasks that exited: an exited pid must never keep rmdir busy."""
+        left = set()
         for tid in [t for t in self.task_group if not is_alive(t)]:
-            self.task_group.pop(tid).tasks.discard(tid)
+            group = self.task_group.pop(tid)
+            group.tasks.discard(tid)
+            left.add(group)
+        for group in left:
+            self._check_release(group)
+
+    def _check_release(self, group: MemCgroup) -> None:
+        if notify.is_releasable(group):
+            self.on_release(group.path())
+
+    # ------------------------------------------------------------------ events
+
+    def register_event(self, group: MemCgroup, listener: notify.EventListener) -> None:
+        group.events.append(listener)
+        if listener.kind == notify.THRESHOLD:
+            notify.arm_threshold(group, listener)
+        elif listener.kind == notify.OOM and group.under_oom:
+            self.on_event(listener)  # registered while already under OOM
+
+    def unregister_event(self, listener: notify.EventListener) -> None:
+        for group in self.walk():
+            if listener in group.events:
+                group.events.remove(listener)
+                self.on_unregister(listener)
+                return
+
+    def listeners(self) -> Iterator[notify.EventListener]:
+        for group in self.walk():
+            yield from group.events
+
+    def check_thresholds(self) -> None:
+        for listener in notify.crossed_thresholds(self.walk()):
+            self.on_event(listener)
+
+    def oom_notify(self, group: MemCgroup) -> None:
+        for listener in notify.oom_listeners(group):
+            self.on_event(listener)
+
+    def vmpressure(self, group: MemCgroup, scanned: int, reclaimed: int) -> None:
+        """vmpressure(tree=true) on the group whose limit drove reclaim."""
+        if scanned <= 0:
+            return
+        group.vmpr_scanned += scanned
+        group.vmpr_reclaimed += min(reclaimed, scanned)
+        if group.vmpr_scanned < notify.VMPRESSURE_WIN and reclaimed >= scanned:
+            return
+        level = notify.pressure_level(group.vmpr_scanned, group.vmpr_reclaimed)
+        group.vmpr_scanned = group.vmpr_reclaimed = 0
+        for listener in notify.pressure_listeners(group, level):
+            self.on_event(listener)
 
     # ------------------------------------------------------------------ OOM
 

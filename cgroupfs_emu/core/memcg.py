@@ -94,8 +94,11 @@ class MemCgroup:
         self.slab_caches: dict[str, tuple[int, int, int]] = {}
         #: kernel data charged to the parent for this group at mkdir
         self.mkdir_charge = 0
-        #: cgroup.event_control registrations (opaque to the core)
+        #: cgroup.event_control registrations (notify.EventListener)
         self.events: list = []
+        #: the open vmpressure window: pages scanned and reclaimed so far
+        self.vmpr_scanned = 0
+        self.vmpr_reclaimed = 0
         #: what each owner holds here (see charge.Ledger)
         self.ledgers: dict = {}
         #: page cache whose owner exited: stays charged until reclaimed

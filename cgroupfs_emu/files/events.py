@@ -2,18 +2,17 @@
 
 Port of memcg_write_event_control(). Both numbers are descriptors of the *writing*
 process; they are looked up through /proc/PID/fd and validated in the kernel's order
-with the kernel's errno. A valid registration is recorded on the group.
-
-Not emulated yet: delivery. Nothing signals a registered eventfd; the registration only
-exists. (The notification issue adds delivery, rmdir signalling and unregistration.)
+with the kernel's errno. For a valid registration the emulator takes its own duplicate
+of the writer's eventfd (pidfd_open + pidfd_getfd, which needs root or ptrace rights
+over the writer: the same user, without Yama restrictions) and hands the listener to
+the core, which decides when it fires (core/notify.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import attrs
-
+from ..core import notify
 from ..core.errors import AccessDenied, BadFd, Invalid
 from . import parsers
 
@@ -25,16 +24,6 @@ PRESSURE_LEVELS = ("low", "medium", "critical")
 PRESSURE_MODES = ("default", "hierarchy", "local")
 #: MAX_VMPRESSURE_ARGS_LEN: strlen("critical") + strlen("hierarchy") + 2
 _MAX_PRESSURE_ARGS = 19
-
-
-@attrs.frozen
-class EventRegistration:
-    pid: int
-    event_fd: int
-    control: str  # memory.usage_in_bytes, memory.memsw.usage_in_bytes, ...
-    threshold: int | None = None  # pages, usage files only
-    level: str | None = None  # pressure_level only
-    mode: str | None = None
 
 
 def _strtoul10(s: bytes, i: int) -> tuple[int, int]:
@@ -90,10 +79,13 @@ def register_event(req: Request, buf: bytes) -> None:
         raise Invalid("control file belongs to another group")
 
     if name.endswith("usage_in_bytes"):
-        reg = EventRegistration(pid, efd, name, threshold=parsers.parse_limit(args))
+        listener = notify.EventListener(notify.THRESHOLD, pid, efd,
+                                        threshold=parsers.parse_limit(args),
+                                        memsw=name == "memory.memsw.usage_in_bytes")
     elif name == "memory.pressure_level":
         level, mode = parse_pressure_args(args)
-        reg = EventRegistration(pid, efd, name, level=level, mode=mode)
+        listener = notify.EventListener(notify.PRESSURE, pid, efd, level=level, mode=mode)
     else:
-        reg = EventRegistration(pid, efd, name)
-    req.group.events.append(reg)
+        listener = notify.EventListener(notify.OOM, pid, efd)
+    listener.handle = host.take_eventfd(pid, efd)
+    req.group.hierarchy.register_event(req.group, listener)

@@ -32,7 +32,9 @@ class ControlTree:
         return files_for(group)
 
     def mkdir(self, parent: MemCgroup, name: str) -> MemCgroup:
-        return self.hierarchy.mkdir(parent, name)
+        group = self.hierarchy.mkdir(parent, name)
+        self.hierarchy.check_thresholds()  # the parent was charged the child's data
+        return group
 
     def rmdir(self, group: MemCgroup) -> None:
         # An exited task must never keep a group busy.
@@ -50,4 +52,8 @@ class ControlTree:
         return read_file(self._request(group, cf, caller))
 
     def write(self, group: MemCgroup, cf: ControlFile, caller: Caller, buf: bytes) -> None:
-        write_file(self._request(group, cf, caller), buf)
+        try:
+            write_file(self._request(group, cf, caller), buf)
+        finally:
+            # a write may have reclaimed (a lower limit, force_empty, shrink_in_bytes)
+            self.hierarchy.check_thresholds()

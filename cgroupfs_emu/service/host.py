@@ -1,4 +1,4 @@
-"""Facts about real processes, read from /proc.
+"""Facts about real processes, read from /proc, and the eventfds they register.
 
 Synchronous and cheap; used by the control files that name processes (tasks,
 cgroup.procs) or file descriptors (cgroup.event_control). Nothing here signals or
@@ -7,9 +7,17 @@ changes a process.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import platform
 
 import attrs
+
+#: pidfd_getfd(2) is 438 on every architecture that has the unified syscall table
+#: (x86_64, aarch64, riscv64, ...); Python's os module has no wrapper for it.
+SYS_PIDFD_GETFD = 438
+_libc = ctypes.CDLL(None, use_errno=True)
 
 #: task->flags bits (include/linux/sched.h)
 PF_KTHREAD = 0x00200000
@@ -92,3 +100,68 @@ class Host:
             return os.readlink(f"{self.proc}/{pid}/fd/{fd}")
         except (FileNotFoundError, ProcessLookupError):
             return None
+
+    def take_eventfd(self, pid: int, fd: int) -> EventFd:
+        """Our own duplicate of descriptor *fd* of process *pid* (pidfd_getfd)."""
+        from ..core.errors import NotPermitted
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as e:
+            raise NotPermitted(f"pidfd_open({pid}): {e.strerror}") from None
+        try:
+            ours = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+            if ours < 0:
+                code = ctypes.get_errno()
+                raise NotPermitted(f"pidfd_getfd({pid}, {fd}) on {platform.machine()}: "
+                                   f"{os.strerror(code)} (needs root or ptrace rights)")
+        finally:
+            os.close(pidfd)
+        return EventFd(ours, pid, fd, self.proc)
+
+
+def _eventfd_id(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("eventfd-id:"):
+                    return line.split()[1]
+    except OSError:
+        return None
+    return ""
+
+
+class EventFd:
+    """The emulator's duplicate of a listener's eventfd."""
+
+    def __init__(self, fd: int, pid: int, their_fd: int, proc: str = "/proc"):
+        self.fd = fd
+        self.pid = pid
+        self.their_fd = their_fd
+        self.proc = proc
+        self.id = _eventfd_id(f"/proc/self/fdinfo/{fd}")
+
+    def signal(self) -> None:
+        """eventfd_signal(): add 1 to the counter."""
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, (1).to_bytes(8, "little"))
+        except BlockingIOError:
+            pass  # counter saturated: the listener has events pending anyway
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+
+    def listener_closed(self) -> bool:
+        """True once the registering process no longer holds this eventfd at the
+        number it registered (closed it, or exited). Recent kernels print an
+        eventfd-id in fdinfo; without it, any eventfd at that number counts as ours."""
+        theirs = _eventfd_id(f"{self.proc}/{self.pid}/fdinfo/{self.their_fd}")
+        if theirs is None:
+            return True
+        return theirs != self.id
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

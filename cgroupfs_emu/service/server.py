@@ -213,7 +213,9 @@ class ChargeServer:
                     await conn.send(protocol.err_line(
                         errno.E2BIG, f"request longer than {protocol.MAX_LINE} bytes"))
                     continue
-                await conn.send(await self._handle(conn, line.rstrip(b"\r")))
+                reply = await self._handle(conn, line.rstrip(b"\r"))
+                self.hierarchy.check_thresholds()
+                await conn.send(reply)
 
     def _disconnect(self, conn: Connection) -> None:
         """A client that goes away is a process that exited (issue 3, item 8)."""
@@ -224,6 +226,7 @@ class ChargeServer:
             if fd is not None:
                 os.close(fd)
         conn.owners.clear()
+        self.hierarchy.check_thresholds()
 
     def open_pidfd(self, pid: int) -> int:
         try:
