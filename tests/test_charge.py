@@ -19,7 +19,7 @@ def own(group):
     """Pages a group's own counters hold, from the ledgers (not the counters)."""
     mem = swap = kmem = tcp = 0
     for led in group.ledgers.values():
-        mem += led.anon + led.file + led.shmem + led.kmem
+        mem += led.anon + led.file + led.shmem + led.mapped + led.kmem
         swap += led.swap
         kmem += led.kmem + led.kmem_only
         tcp += led.tcp
@@ -51,7 +51,8 @@ def check_invariant(h):
         assert g.stats["rss"] == sum(led.anon for led in g.ledgers.values())
         assert g.stats["swap"] == sum(led.swap for led in g.ledgers.values())
         assert g.stats["cache"] == g.orphan_file + sum(
-            led.file + led.shmem for led in g.ledgers.values())
+            led.file + led.shmem + led.mapped for led in g.ledgers.values())
+        assert g.stats["unevictable"] == sum(led.locked for led in g.ledgers.values())
         assert all(v >= 0 for v in g.stats.values())
 
 
@@ -304,15 +305,15 @@ class ChargeMachine(RuleBasedStateMachine):
     def groups(self):
         return list(self.h.walk())
 
-    @rule(pid=st.integers(1, 4))
-    def new_owner(self, pid):
-        self.owners.append(self.h.charges.new_owner(pid))
+    @rule(pid=st.integers(1, 4), followed=st.booleans())
+    def new_owner(self, pid, followed):
+        self.owners.append(self.h.charges.new_owner(pid, followed))
 
     @precondition(lambda self: self.owners)
     @rule(data=st.data(), kind=KIND, nr=st.integers(1, 40), wait=st.booleans())
     def charge(self, data, kind, nr, wait):
         o = data.draw(st.sampled_from(self.owners))
-        if not o.alive:
+        if not o.alive or o.followed:
             return
         g = self.h.group_of(o.pid)
         try:
@@ -326,6 +327,8 @@ class ChargeMachine(RuleBasedStateMachine):
     @rule(data=st.data(), kind=KIND, nr=st.integers(1, 40))
     def uncharge(self, data, kind, nr):
         o = data.draw(st.sampled_from(self.owners))
+        if o.followed:
+            return  # a followed task's charges move only through follow()
         try:
             self.h.charges.uncharge(o, self.h.group_of(o.pid), kind, nr)
         except Invalid:
@@ -335,7 +338,7 @@ class ChargeMachine(RuleBasedStateMachine):
     @rule(data=st.data(), n=st.integers(1, 30), size=st.sampled_from([64, 700, 5000]))
     def slab(self, data, n, size):
         o = data.draw(st.sampled_from(self.owners))
-        if not o.alive:
+        if not o.alive or o.followed:
             return
         try:
             if data.draw(st.booleans()):
@@ -349,7 +352,7 @@ class ChargeMachine(RuleBasedStateMachine):
     @rule(data=st.data(), used=st.integers(-5, 64), want=st.integers(0, 64))
     def stock(self, data, used, want):
         o = data.draw(st.sampled_from(self.owners))
-        if not o.alive:
+        if not o.alive or o.followed:
             return
         try:
             self.h.charges.set_stock(o, self.h.group_of(o.pid), {"anon": used}, want)
@@ -366,9 +369,28 @@ class ChargeMachine(RuleBasedStateMachine):
         except (Invalid, Busy):
             pass
 
-    @rule(data=st.data(), pid=st.integers(1, 4))
-    def move(self, data, pid):
-        self.h.attach(pid, data.draw(st.sampled_from(self.groups())))
+    @rule(data=st.data(), pid=st.integers(1, 4), mask=st.integers(0, 3))
+    def move(self, data, pid, mask):
+        dst = data.draw(st.sampled_from(self.groups()))
+        src = self.h.group_of(pid)
+        owners = [o for o in self.owners if o.pid == pid and o.alive]
+        try:
+            self.h.charges.move_charge(owners, src, dst, mask)
+        except NoMemory:
+            return
+        self.h.attach(pid, dst)
+
+    @precondition(lambda self: self.owners)
+    @rule(data=st.data(), anon=st.integers(0, 30), shmem=st.integers(0, 10),
+          mapped=st.integers(0, 10), locked=st.integers(0, 20))
+    def follow(self, data, anon, shmem, mapped, locked):
+        o = data.draw(st.sampled_from(self.owners))
+        if not o.alive or not o.followed:
+            return
+        verdict = self.h.charges.follow(o, self.h.group_of(o.pid),
+                                        {"anon": anon, "shmem": shmem, "mapped": mapped}, locked)
+        if verdict is not None and verdict.victim is not None:
+            self.h.charges.oom_killed(verdict.victim)
 
     @rule(data=st.data())
     def shrink_or_empty(self, data):

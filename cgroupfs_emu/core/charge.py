@@ -15,6 +15,7 @@ kind      counters                        memory.stat
 anon      memory + memsw                  rss, active_anon; swapped out: swap (memsw only)
 file      memory + memsw                  cache, inactive_file (reclaimable page cache)
 shmem     memory + memsw                  cache, shmem, mapped_file, active_anon
+mapped    memory + memsw                  cache, mapped_file, active_file (followed tasks)
 kmem      memory + memsw + kmem, or only  not in memory.stat (v1 has no kmem key)
           kmem when independent (seeds)
 tcp       kmem.tcp, once activated        not in memory.stat
@@ -40,7 +41,13 @@ if TYPE_CHECKING:
     from .hierarchy import Hierarchy
     from .memcg import MemCgroup
 
+#: what a client may charge through the socket
 KINDS = ("anon", "file", "shmem", "kmem", "tcp")
+#: what the daemon reads from /proc for a followed task: anon (RssAnon), shmem
+#: (RssShmem), mapped (RssFile: file pages mapped by the task)
+FOLLOWED_KINDS = ("anon", "shmem", "mapped")
+#: kinds a task never frees by exiting: page cache stays with its group
+USER_KINDS = ("anon", "file", "shmem", "mapped")
 #: Kinds a client may serve from its stock: user pages, charged to memory + memsw.
 STOCK_KINDS = ("anon", "file", "shmem")
 #: The kernel's MEMCG_CHARGE_BATCH: the most a stock holds.
@@ -58,25 +65,33 @@ def pages_of(nbytes: int) -> int:
 class Ledger:
     """What one owner holds in one group, in pages."""
 
-    __slots__ = ("anon", "swap", "file", "shmem", "kmem", "kmem_only", "tcp", "tcp_free")
+    __slots__ = ("anon", "swap", "file", "shmem", "mapped", "kmem", "kmem_only", "tcp",
+                 "tcp_free", "locked")
 
     def __init__(self):
         for name in self.__slots__:
             setattr(self, name, 0)
 
     def total(self) -> int:
-        return sum(getattr(self, n) for n in self.__slots__)
+        return sum(getattr(self, n) for n in self.__slots__ if n != "locked")
 
 
 _owner_ids = itertools.count(1)
 
 
 class Owner:
-    """A task that charges memory: its pid, its ledgers, its slab objects, its stock."""
+    """A task that charges memory: its pid, its ledgers, its slab objects, its stock.
 
-    def __init__(self, pid: int):
+    ``followed`` owners are real processes whose memory the daemon reads from /proc;
+    the others are socket clients."""
+
+    def __init__(self, pid: int, followed: bool = False):
         self.id = next(_owner_ids)
         self.pid = pid
+        self.followed = followed
+        #: followed tasks: pages charged so far per kind, and locked pages counted
+        self.charged = dict.fromkeys(FOLLOWED_KINDS, 0)
+        self.locked = 0
         self.alive = True
         self.ledgers: dict[MemCgroup, Ledger] = {}
         #: (group, cache name) -> objects allocated by this owner
@@ -97,8 +112,9 @@ class Owner:
         return led
 
     def badness(self) -> int:
-        """oom_badness(): resident anon + shmem + swap + kernel memory, in pages."""
-        return sum(led.anon + led.swap + led.shmem + led.kmem + led.kmem_only
+        """oom_badness(): resident anon + shmem + mapped file + swap + kernel memory,
+        in pages."""
+        return sum(led.anon + led.swap + led.shmem + led.mapped + led.kmem + led.kmem_only
                    for led in self.ledgers.values())
 
     def held(self, kind: str) -> int:
@@ -181,8 +197,8 @@ class Charges:
 
     # ------------------------------------------------------------------ owners
 
-    def new_owner(self, pid: int) -> Owner:
-        owner = Owner(pid)
+    def new_owner(self, pid: int, followed: bool = False) -> Owner:
+        owner = Owner(pid, followed)
         self.owners.add(owner)
         return owner
 
@@ -199,7 +215,10 @@ class Charges:
             self._slab_change(owner, group, name, -count)
         touched = []
         for group, led in list(owner.ledgers.items()):
-            for kind in ("anon", "shmem", "kmem", "tcp"):
+            if led.locked:
+                self._stat(group, "locked", -led.locked)
+                led.locked = 0
+            for kind in ("anon", "shmem", "mapped", "kmem", "tcp"):
                 n = _held(led, kind)
                 if n:
                     self._uncharge_ledger(group, led, kind, n)
@@ -267,7 +286,7 @@ class Charges:
             if not self.oom_kill and not (over.oom_kill_disable and may_wait):
                 raise NoMemory("memory limit reached and OOM kills are disabled (-o oom_kill=none)")
             if over.oom_kill_disable:
-                if not may_wait or kind not in STOCK_KINDS:
+                if not may_wait or kind not in USER_KINDS:
                     # kernel-internal charges fail instead of sleeping (spec 3.5)
                     raise NoMemory("memory limit reached, OOM killer disabled")
                 return OomVerdict(over, None)
@@ -282,7 +301,7 @@ class Charges:
                may_wait: bool = True) -> OomVerdict | None:
         """Charge *nr* pages of *kind* for *owner* in *group* (the group of the task
         at the time of the charge). None: done. OomVerdict: act, then call again."""
-        if kind not in KINDS:
+        if kind not in KINDS and kind != "mapped":
             raise Invalid(f"unknown kind {kind!r}")
         if nr <= 0:
             return None
@@ -305,7 +324,7 @@ class Charges:
     def uncharge(self, owner: Owner, group: MemCgroup, kind: str, nr: int) -> None:
         """Free *nr* pages of *kind*: first from *group* (where the task is now), then
         from the groups it charged before, oldest first. More than held is EINVAL."""
-        if kind not in KINDS:
+        if kind not in KINDS and kind != "mapped":
             raise Invalid(f"unknown kind {kind!r}")
         led = owner.ledgers.get(group)
         if led is not None and _held(led, kind) >= nr:  # the common case: all here
@@ -339,7 +358,7 @@ class Charges:
                 self.swap_used -= swapped
                 group.memsw.uncharge(swapped)
                 group.stats["swap"] -= swapped
-        elif kind in ("file", "shmem"):
+        elif kind in ("file", "shmem", "mapped"):
             setattr(led, kind, getattr(led, kind) - nr)
             group.memsw.uncharge(nr)
             group.memory.uncharge(nr)
@@ -380,6 +399,16 @@ class Charges:
         elif kind == "file":
             s["cache"] += delta
             s["inactive_file"] += delta
+        elif kind == "mapped":
+            s["cache"] += delta
+            s["mapped_file"] += delta
+            s["active_file"] += delta
+        elif kind == "locked":
+            # mlocked pages leave their LRU for the unevictable list; the followed
+            # task's locked pages are counted as coming off the anon list
+            s["unevictable"] += delta
+            s["active_anon"] -= delta
+            return
         if delta > 0:
             s["pgpgin"] += delta
             if kind != "file":
@@ -575,6 +604,8 @@ class Charges:
                 if g.read_swappiness() == 0:
                     continue  # swappiness 0: a memcg never swaps (mem_cgroup_swappiness)
                 for owner, led in sorted(g.ledgers.items(), key=lambda item: item[0].id):
+                    if owner.followed:
+                        continue  # a real task's memory cannot be reclaimed from outside
                     take = min(nr - got, led.anon, self.swap_total - self.swap_used)
                     if take > 0:
                         # swap-out: the page leaves memory, its swap entry stays in memsw
@@ -595,6 +626,110 @@ class Charges:
         got = self.reclaim(group, 1 << 62, may_swap=True, report=False)
         self.hierarchy.vmpressure(group, got, got)
         return got
+
+    # ------------------------------------------------------------------ followed tasks
+
+    def follow(self, owner: Owner, group: MemCgroup, usage: dict[str, int],
+               locked: int) -> OomVerdict | None:
+        """Bring a followed task's charges to *usage* (pages per FOLLOWED_KINDS touched
+        since it joined): growth is charged in *group*, its group now; shrinking is
+        uncharged from *group* first, then from the groups it was in before.
+
+        Returns an OomVerdict when growth does not fit; that growth stays uncharged
+        (real memory cannot be reclaimed from outside) until a later call fits it.
+        """
+        for kind in FOLLOWED_KINDS:
+            have, want = owner.charged[kind], max(0, usage.get(kind, 0))
+            if want < have:
+                self.uncharge(owner, group, kind, have - want)
+                owner.charged[kind] = want
+        for kind in FOLLOWED_KINDS:
+            have, want = owner.charged[kind], max(0, usage.get(kind, 0))
+            if want > have:
+                verdict = self.charge(owner, group, kind, want - have)
+                if verdict is not None:
+                    return verdict
+                owner.charged[kind] = want
+        # counted off the anon list: at most the anon and shmem pages charged
+        self._follow_locked(owner, group, min(locked, owner.charged["anon"] + owner.charged["shmem"]))
+        return None
+
+    def _follow_locked(self, owner: Owner, group: MemCgroup, locked: int) -> None:
+        delta = locked - owner.locked
+        if not delta:
+            return
+        led = owner.ledger(group)
+        if delta < 0:  # unlock in the current group first, like uncharge
+            for g, other in sorted(owner.ledgers.items(), key=lambda i: i[0] is not group):
+                take = min(-delta, other.locked)
+                other.locked -= take
+                self._stat(g, "locked", -take)
+                delta += take
+        else:
+            led.locked += delta
+            self._stat(group, "locked", delta)
+        owner.locked = locked
+
+    def move_charge(self, owners: list[Owner], src: MemCgroup, dst: MemCgroup,
+                    mask: int) -> None:
+        """mem_cgroup_move_charge(): when a thread-group leader moves into *dst*, move
+        the charges its task holds in *src* if *dst*'s move_charge_at_immigrate asks:
+        bit 0 anon (and its swap), bit 1 shmem and mapped file pages. The destination
+        is precharged first (reclaim allowed); if it cannot take them, nothing moves
+        and the move fails with ENOMEM."""
+        kinds = (("anon", "swap") if mask & 1 else ()) + (("shmem", "mapped") if mask & 2 else ())
+        if not kinds or src is dst:
+            return
+        moves = []
+        for owner in owners:
+            led = owner.ledgers.get(src)
+            if led is not None:
+                moves.extend((owner, led, k, getattr(led, k)) for k in kinds if getattr(led, k))
+        resident = sum(n for _, _, k, n in moves if k != "swap")
+        swapped = sum(n for _, _, k, n in moves if k == "swap")
+        if not resident and not swapped:
+            return
+        # precharge: memsw for everything, memory for resident pages
+        for counter, n in ((dst.memsw, resident + swapped), (dst.memory, resident)):
+            if not n:
+                continue
+            while True:
+                fail = counter.try_charge(n)
+                if fail is None:
+                    break
+                over = fail.memcg
+                if self.reclaim(over, fail.usage + n - fail.max,
+                                fail is over.memory and counter is dst.memory) <= 0:
+                    if counter is dst.memory and resident + swapped:
+                        dst.memsw.uncharge(resident + swapped)
+                    raise NoMemory("destination cannot take the moved charges")
+        for owner, led, kind, n in moves:
+            setattr(led, kind, 0)
+            dled = owner.ledger(dst)
+            setattr(dled, kind, getattr(dled, kind) + n)
+            src.memsw.uncharge(n)
+            if kind == "swap":
+                src.stats["swap"] -= n
+                dst.stats["swap"] += n
+            else:
+                src.memory.uncharge(n)
+                self._move_stat(src, dst, kind, n)
+            if kind == "anon" and led.locked:
+                take = min(led.locked, n)
+                led.locked -= take
+                dled.locked += take
+                self._stat(src, "locked", -take)
+                self._stat(dst, "locked", take)
+        self.hierarchy.oom_recover(src)
+
+    def _move_stat(self, src: MemCgroup, dst: MemCgroup, kind: str, n: int) -> None:
+        """Statistics follow the pages; page events stay where they happened."""
+        self._stat(src, kind, -n)
+        src.stats["pgpgout"] -= n
+        self._stat(dst, kind, n)
+        dst.stats["pgpgin"] -= n
+        if kind != "file":
+            dst.stats["pgfault"] -= n
 
     # ------------------------------------------------------------------ OOM
 
@@ -641,7 +776,7 @@ class Charges:
         group.slab_caches.clear()
         for owner, led in list(group.ledgers.items()):
             pled = owner.ledger(parent)
-            for kind in ("anon", "swap", "file", "shmem"):
+            for kind in ("anon", "swap", "file", "shmem", "mapped", "locked"):
                 n = getattr(led, kind)
                 setattr(pled, kind, getattr(pled, kind) + n)
                 setattr(led, kind, 0)
