@@ -145,7 +145,10 @@ class Helper:
     answering lines on stdout; stopped by closing its stdin, or killed by its pid."""
 
     def __init__(self, script: str, *args: str):
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HELPERS, script), *args],
+        """*script*: a Python file in tests/helpers, or the path of an executable."""
+        argv = ([sys.executable, os.path.join(HELPERS, script)] if script.endswith(".py")
+                else [script])
+        self.proc = subprocess.Popen(argv + list(args),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
         self.pid = self.proc.pid

@@ -29,6 +29,16 @@ a process killed by the emulated OOM killer dies of SIGKILL (137 in a shell).
 While holding, eviction notices of page cache are printed as they arrive."""
 
 
+EXEC_HELP = """\
+Start CMD already inside GROUP: the new process writes itself into the group's
+cgroup.procs before it executes CMD, so its very first page is charged there. The exit
+status of CMD is passed through (128+N when it dies of signal N).
+
+examples:
+  cgemu exec -g jobs/a -- ./my-test --quick
+  cgemu exec -m /mnt/memory -g box -- sh -c 'echo 16M > /dev/null'"""
+
+
 def _size(text: str) -> int:
     try:
         return memparse_strict(text)
@@ -64,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("socket", help="print the client socket of a mount")
     _where(s)
+
+    e = sub.add_parser("exec", help="run a command inside a group (like cgexec)",
+                       description=EXEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("-g", "--group", required=True, help="group path below the mount, e.g. jobs/a")
+    e.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
+    e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
+                   help="the command to run")
+
+    ps = sub.add_parser("ps", help="list the tasks of every group")
+    ps.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
+    ps.add_argument("--all", action="store_true", help="include the root group's tasks")
     return p
 
 
@@ -160,9 +181,86 @@ def cmd_socket(args) -> int:
     return 0
 
 
+def find_mount() -> str:
+    """The first cgroupfs_emu mount in /proc/mounts."""
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "fuse.cgroupfs_emu":
+                return fields[1].replace("\\040", " ")
+    raise FileNotFoundError("no cgroupfs_emu mount found (give -m MOUNT)")
+
+
+def cmd_exec(args) -> int:
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not command:
+        print("cgemu exec: no command given", file=sys.stderr)
+        return 2
+    try:
+        mount = args.mount or find_mount()
+    except OSError as e:
+        print(f"cgemu: {e}", file=sys.stderr)
+        return 1
+    procs = os.path.join(mount, args.group.strip("/"), "cgroup.procs")
+    # Join in the child, between fork and exec: "0" is the writer itself.
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            os.execvp(command[0], command)
+        except OSError as e:
+            os.write(2, f"cgemu exec: {e}\n".encode())
+            os._exit(127)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def cmd_ps(args) -> int:
+    """PID, group and command of every task in a group, from the tasks files."""
+    try:
+        mount = args.mount or find_mount()
+    except OSError as e:
+        print(f"cgemu: {e}", file=sys.stderr)
+        return 1
+    rows = []
+    for dirpath, dirnames, _ in os.walk(mount):
+        dirnames.sort()
+        group = "/" if dirpath == mount else "/" + os.path.relpath(dirpath, mount)
+        if group == "/" and not args.all:
+            continue
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            rows.append((pid, group, comm))
+    print(f"{'PID':>7}  {'GROUP':<24} COMMAND")
+    for pid, group, comm in rows:
+        print(f"{pid:>7}  {group:<24} {comm}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"alloc": cmd_alloc, "socket": cmd_socket}[args.command](args)
+    return {"alloc": cmd_alloc, "socket": cmd_socket, "exec": cmd_exec,
+            "ps": cmd_ps}[args.command](args)
 
 
 if __name__ == "__main__":

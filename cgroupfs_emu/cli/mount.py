@@ -21,6 +21,8 @@ from ..files import ControlTree
 from ..fs import CgroupFS
 from ..service.protocol import SOCKET_XATTR, default_socket_path
 from ..service.server import ChargeServer, bind_socket
+from ..service.signals import Signaller
+from ..service.tracker import ProcessTracker
 from ..service.watcher import Watcher
 from .options import MountConfig, UsageError, parse_args
 
@@ -40,7 +42,10 @@ class Daemon:
         self.ops = CgroupFS(ControlTree(self.hierarchy), cfg.mountpoint,
                             root_xattrs={SOCKET_XATTR: self.socket_path})
         self.listener = None
-        self.watcher = Watcher(self.hierarchy, self.ops.tree.host, cfg.poll_ms)
+        self.signals = Signaller()
+        host = self.ops.tree.host
+        self.tracker = ProcessTracker(self.hierarchy, host, self.signals)
+        self.watcher = Watcher(self.hierarchy, host, cfg.poll_ms, self.tracker)
 
     def open_socket(self) -> None:
         try:
@@ -72,7 +77,8 @@ async def serve(daemon: Daemon) -> int:
     """Run the FUSE loop and the client socket until unmounted (fusermount3 -u) or
     signalled."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(ChargeServer(daemon.hierarchy, daemon.listener).serve)
+        nursery.start_soon(ChargeServer(daemon.hierarchy, daemon.listener,
+                                        signals=daemon.signals).serve)
         nursery.start_soon(daemon.watcher.run)
         async def on_signal():
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

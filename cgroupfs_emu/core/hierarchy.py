@@ -38,6 +38,10 @@ class Hierarchy:
         self.on_unregister: Callable[[notify.EventListener], None] = lambda listener: None
         #: a group with notify_on_release became empty: run release_agent with its path
         self.on_release: Callable[[str], None] = lambda path: None
+        #: a thread-group leader is about to move (the process tracker settles it)
+        self.before_move: Callable[[int], None] = lambda tgid: None
+        #: grows at every oom_recover: a refused growth is worth retrying
+        self.recover_gen = 0
 
     # ------------------------------------------------------------------ tree
 
@@ -197,4 +201,5 @@ class Hierarchy:
     def oom_recover(self, group: MemCgroup) -> None:
         """memcg1_oom_recover(): wake tasks waiting on an OOM'ing group (a limit was
         raised, memory was freed or oom_kill_disable was cleared)."""
+        self.recover_gen += 1
         self.on_oom_recover(group)

@@ -260,12 +260,20 @@ def _attach(req: Request, buf: bytes, threadgroup: bool) -> None:
     if req.caller.uid not in (0, info.uid, info.suid):
         raise AccessDenied("not allowed to move this task")
     tids = host.threads(info.tgid) if threadgroup else [info.tid]
+    h, dst = req.group.hierarchy, req.group
+    if info.tgid in tids:
+        # The mm owner moves: settle what it used where it was, then move its
+        # charges if the destination asks (ENOMEM leaves the task where it was).
+        h.before_move(info.tgid)
+        src = h.group_of(info.tgid)
+        owners = [o for o in h.charges.owners if o.pid == info.tgid]
+        h.charges.move_charge(owners, src, dst, dst.move_charge_at_immigrate)
     for tid in tids:
         t = host.task(tid)
         if t is None:
             continue
         host.remember(t)
-        req.group.hierarchy.attach(tid, req.group)
+        h.attach(tid, dst)
 
 
 def write_tasks(req: Request, buf: bytes) -> None:

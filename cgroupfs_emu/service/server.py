@@ -26,6 +26,7 @@ from ..core.page_counter import PAGE_SIZE
 from . import protocol
 from .host import Host
 from .protocol import ProtocolError
+from .signals import Signaller
 
 log = logging.getLogger("cgroupfs_emu.service")
 
@@ -61,19 +62,12 @@ def bind_socket(path: str, mode: int) -> socket.socket:
     return sock
 
 
-def protected_pids() -> set[int]:
-    """pid 1, the daemon and every ancestor of it: never signalled."""
-    pids = {1, os.getpid()}
-    pid = os.getpid()
-    while pid > 1:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            break
-        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        pids.add(pid)
-    return pids
+def oom_kill(charges, signals: Signaller, victim: Owner, group) -> None:
+    """oom_kill_process(): SIGKILL the victim, count it, free its memory."""
+    log.warning("memory cgroup out of memory in %s: killing pid %d (%d pages)",
+                group.path(), victim.pid, victim.badness())
+    signals.send(victim, signal.SIGKILL)
+    charges.oom_killed(victim)
 
 
 class Connection:
@@ -118,7 +112,7 @@ class Connection:
         if owner is None or not owner.alive:
             pidfd = self.server.open_pidfd(pid)
             owner = self.server.hierarchy.charges.new_owner(pid)
-            self.server.pidfds[owner] = pidfd
+            self.server.signals.adopt(owner, pidfd)
             self.server.conn_of[owner] = self
             self.owners[pid] = owner
         return owner
@@ -133,15 +127,15 @@ class Connection:
 
 
 class ChargeServer:
-    def __init__(self, hierarchy: Hierarchy, listener: socket.socket, host: Host | None = None):
+    def __init__(self, hierarchy: Hierarchy, listener: socket.socket, host: Host | None = None,
+                 signals: Signaller | None = None):
         self.hierarchy = hierarchy
         self.charges = hierarchy.charges
         self.listener = trio.socket.from_stdlib_socket(listener)
         self.host = host or Host()
-        self.pidfds: dict[Owner, int] = {}
+        self.signals = signals or Signaller()
         self.conn_of: dict[Owner, Connection] = {}
-        self._protected = protected_pids()
-        self.charges.may_kill = lambda pid: pid not in self._protected
+        self.charges.may_kill = self.signals.may_signal
         self._recovered = trio.Event()
         self._oom_waiters = 0
         hierarchy.on_oom_recover = self._on_oom_recover
@@ -222,9 +216,7 @@ class ChargeServer:
         for owner in conn.owners.values():
             self.charges.release(owner)
             self.conn_of.pop(owner, None)
-            fd = self.pidfds.pop(owner, None)
-            if fd is not None:
-                os.close(fd)
+            self.signals.forget(owner)
         conn.owners.clear()
         self.hierarchy.check_thresholds()
 
@@ -281,6 +273,7 @@ class ChargeServer:
             raise ProtocolError(errno.EPROTONOSUPPORT,
                                 f"protocol version {version} unsupported; this server speaks 1")
         conn.hello = True
+        conn.owner(None)  # from now on this process is a client, not followed from /proc
         return protocol.ok_line(version=protocol.VERSION, pid=conn.pid, uid=conn.uid,
                                 group=self.hierarchy.group_of(conn.pid).path(),
                                 page_size=PAGE_SIZE, stock_batch=64)
@@ -324,7 +317,7 @@ class ChargeServer:
 
             async def death():
                 nonlocal exited
-                await trio.lowlevel.wait_readable(self.pidfds[owner])
+                await trio.lowlevel.wait_readable(self.signals.pidfd(owner))
                 exited = True
                 nursery.cancel_scope.cancel()
             nursery.start_soon(wake)
@@ -332,16 +325,7 @@ class ChargeServer:
         return exited
 
     def _kill(self, victim: Owner, group) -> None:
-        """oom_kill_process(): SIGKILL through the pidfd opened at connect time."""
-        pidfd = self.pidfds.get(victim)
-        log.warning("memory cgroup out of memory in %s: killing pid %d (%d pages)",
-                    group.path(), victim.pid, victim.badness())
-        if pidfd is not None and self.charges.may_kill(victim.pid):
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.charges.oom_killed(victim)
+        oom_kill(self.charges, self.signals, victim, group)
 
     async def _do_charge(self, conn: Connection, req) -> bytes:
         kind = protocol.kind_arg(req.args[0])

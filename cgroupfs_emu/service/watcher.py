@@ -1,8 +1,9 @@
 """Background duties of the daemon: delivering events, noticing what changed outside
 any request, running the release agent.
 
-Every ``poll_ms`` it forgets tasks that exited (which may make a group releasable),
-drops registrations whose listener closed its eventfd, and re-checks thresholds.
+Every ``poll_ms`` it follows real processes (service/tracker.py), forgets tasks that
+exited (which may make a group releasable), drops registrations whose listener closed
+its eventfd, and re-checks thresholds.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ RELEASE_ENV = {"HOME": "/", "PATH": "/sbin:/bin:/usr/sbin:/usr/bin"}
 
 
 class Watcher:
-    def __init__(self, hierarchy: Hierarchy, host: Host | None = None, poll_ms: int = 500):
+    def __init__(self, hierarchy: Hierarchy, host: Host | None = None, poll_ms: int = 500,
+                 tracker=None):
         self.hierarchy = hierarchy
         self.host = host or Host()
+        #: the ProcessTracker, when real processes are followed
+        self.tracker = tracker
         self.interval = poll_ms / 1000
         self._nursery: trio.Nursery | None = None
         self._pending_agents: list[str] = []
@@ -64,6 +68,8 @@ class Watcher:
 
     def poll(self) -> None:
         """One round of the duties above (synchronous: atomic for the core)."""
+        if self.tracker is not None:
+            self.tracker.poll()
         self.hierarchy.prune(self.host.is_alive)
         for listener in list(self.hierarchy.listeners()):
             if listener.handle is not None and listener.handle.listener_closed():
@@ -84,6 +90,8 @@ class Watcher:
                 await trio.sleep(self.interval)
 
     def close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
         for listener in list(self.hierarchy.listeners()):
             self._close(listener)
 
