@@ -81,10 +81,23 @@ class Host:
     def remember(self, info: TaskInfo) -> None:
         self._start_times[info.tid] = info.start_time
 
+    def start_time(self, tid: int) -> int | None:
+        try:
+            fd = os.open(f"{self.proc}/{tid}/stat", os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            stat = os.read(fd, 4096)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+
     def is_alive(self, tid: int) -> bool:
         """True while the task the emulator learned of still runs (not a reused tid)."""
-        info = self.task(tid)
-        alive = info is not None and info.start_time == self._start_times.get(tid)
+        start = self.start_time(tid)
+        alive = start is not None and start == self._start_times.get(tid)
         if not alive:
             self._start_times.pop(tid, None)
         return alive

@@ -54,6 +54,7 @@ class MemSample:
     pages: dict[str, int]
     mm: tuple[int, int]
     start_time: int
+    threads: int = 1
 
 
 def read_sample(proc: str, pid: int) -> MemSample | None:
@@ -75,13 +76,18 @@ def read_sample(proc: str, pid: int) -> MemSample | None:
     fields = stat[stat.rindex(b")") + 2:].split()
     if fields[0] in (b"Z", b"X"):
         return None  # a zombie has no memory left
-    pages = dict.fromkeys(("anon", "shmem", "file", "locked"), 0)
-    for line in status.split(b"\n"):
-        key = _STATUS_KEYS.get(line[:line.find(b":") + 1])
-        if key:
-            pages[key] = int(line.split()[1]) // _KB_PER_PAGE
-    # fields[23] startcode, fields[25] startstack (man 5 proc: fields 26 and 28)
-    return MemSample(pages, (int(fields[23]), int(fields[25])), int(fields[19]))
+    pages = {}
+    for key, kind in _STATUS_KEYS.items():
+        i = status.find(key)
+        if i < 0:
+            pages[kind] = 0
+            continue
+        i += len(key)
+        pages[kind] = int(status[i:status.index(b" kB", i)]) // _KB_PER_PAGE
+    # fields[17] num_threads, fields[19] starttime, fields[23] startcode, fields[25]
+    # startstack (man 5 proc: fields 20, 22, 26 and 28)
+    return MemSample(pages, (int(fields[23]), int(fields[25])), int(fields[19]),
+                     int(fields[17]))
 
 
 def program_file_pages(proc: str, pid: int) -> int:
@@ -129,6 +135,8 @@ class Followed:
     #: RssFile at the last smaps scan, and the program pages found then
     file_seen: int = -1
     program_pages: int = 0
+    #: threads counted at the last poll: more means new threads to adopt
+    threads: int = 1
 
     def mapped(self, tracker_proc: str, file_total: int) -> int:
         """Data-file pages mapped: RssFile without the program's own files (smaps is
@@ -148,6 +156,7 @@ class ProcessTracker:
         self.followed: dict[int, Followed] = {}
         #: pid -> start time of every process seen so far (new ones may be children)
         self.seen: dict[int, int] | None = None
+        self.alive: set[int] = set()
         hierarchy.before_move = self.before_move
 
     # ------------------------------------------------------------------ joining
@@ -189,6 +198,8 @@ class ProcessTracker:
     # ------------------------------------------------------------------ polling
 
     def poll(self) -> None:
+        #: leaders seen alive (same start time) in this poll: no need to look again
+        self.alive: set[int] = set()
         self._inherit()
         h = self.hierarchy
         for tgid in [t for t in h.task_group if t not in self.followed]:
@@ -229,16 +240,24 @@ class ProcessTracker:
                         h.attach(tid, group)
                 self._start(pid)
         self.seen = current
-        for tgid, entry in self.followed.items():
-            group = h.task_group.get(tgid)
-            if group is None:
-                continue
-            for tid in self.host.threads(tgid):
-                if tid not in h.task_group:
-                    t = self.host.task(tid)
-                    if t is not None:
-                        self.host.remember(t)
-                        h.attach(tid, group)
+
+    def _adopt_threads(self, entry: Followed, count: int) -> None:
+        """New threads of a process in a group join the group (checked only when the
+        thread count grew since the last poll)."""
+        if count <= entry.threads:
+            entry.threads = count
+            return
+        entry.threads = count
+        h = self.hierarchy
+        group = h.task_group.get(entry.tgid)
+        if group is None:
+            return
+        for tid in self.host.threads(entry.tgid):
+            if tid not in h.task_group:
+                t = self.host.task(tid)
+                if t is not None:
+                    self.host.remember(t)
+                    h.attach(tid, group)
 
     def _ppid(self, pid: int) -> int | None:
         try:
@@ -254,6 +273,8 @@ class ProcessTracker:
                 or not entry.owner.alive):  # exited, or an OOM victim already
             self._exited(entry)
             return
+        self.alive.add(entry.tgid)
+        self._adopt_threads(entry, sample.threads)
         pages = self._pages(entry, sample)
         if sample.mm != entry.mm:  # exec: a new address space, all of it touched anew
             entry.mm = sample.mm

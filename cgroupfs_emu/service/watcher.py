@@ -68,9 +68,11 @@ class Watcher:
 
     def poll(self) -> None:
         """One round of the duties above (synchronous: atomic for the core)."""
+        alive = set()
         if self.tracker is not None:
             self.tracker.poll()
-        self.hierarchy.prune(self.host.is_alive)
+            alive = self.tracker.alive  # checked by their start time a moment ago
+        self.hierarchy.prune(lambda tid: tid in alive or self.host.is_alive(tid))
         for listener in list(self.hierarchy.listeners()):
             if listener.handle is not None and listener.handle.listener_closed():
                 self.hierarchy.unregister_event(listener)
