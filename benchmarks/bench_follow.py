@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
+
+from _daemon import mounted_daemon
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -42,53 +42,32 @@ def main() -> int:
     ap.add_argument("--poll-ms", type=int, default=500)
     args = ap.parse_args()
 
-    work = tempfile.mkdtemp(prefix="cgemu-bench-")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
-    log = open(os.path.join(work, "daemon.log"), "wb")
-    daemon = subprocess.Popen([sys.executable, "-m", "cgroupfs_emu", "-f", "-o",
-                               f"socket={work}/s,poll_ms={args.poll_ms}", "memory", mnt],
-                              stdout=log, stderr=log)
     sleepers: list[subprocess.Popen] = []
-    try:
-        deadline = time.monotonic() + 15
-        while not os.path.ismount(mnt):
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                raise SystemExit("daemon did not start")
-            time.sleep(0.05)
-        os.mkdir(os.path.join(mnt, "many"))
-        idle = share_of_core(daemon.pid, args.seconds)
-
-        procs = os.path.join(mnt, "many", "cgroup.procs")
-        fd = os.open(procs, os.O_WRONLY)
+    with mounted_daemon(f"socket={{work}}/s,poll_ms={args.poll_ms}") as (mnt, _, daemon):
         try:
-            for _ in range(args.tasks):
-                p = subprocess.Popen(["sleep", "3600"])
-                sleepers.append(p)
-                os.write(fd, str(p.pid).encode())
+            os.mkdir(os.path.join(mnt, "many"))
+            idle = share_of_core(daemon.pid, args.seconds)
+            procs = os.path.join(mnt, "many", "cgroup.procs")
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                for _ in range(args.tasks):
+                    p = subprocess.Popen(["sleep", "3600"])
+                    sleepers.append(p)
+                    os.write(fd, str(p.pid).encode())
+            finally:
+                os.close(fd)
+            with open(procs) as f:
+                joined = len(f.read().split())
+            time.sleep(2 * args.poll_ms / 1000)  # let the first polls adopt them all
+            busy = share_of_core(daemon.pid, args.seconds)
         finally:
-            os.close(fd)
-        with open(procs) as f:
-            joined = len(f.read().split())
-        time.sleep(2 * args.poll_ms / 1000)  # let the first polls adopt them all
-        busy = share_of_core(daemon.pid, args.seconds)
-
-        print(f"{joined} tasks followed, poll every {args.poll_ms} ms, {args.seconds}s per run")
-        print(f"daemon CPU, no tasks:    {idle * 100:6.2f} % of one core")
-        print(f"daemon CPU, {joined} tasks: {busy * 100:6.2f} % of one core (target <= 10 %)")
-    finally:
-        for p in sleepers:
-            p.kill()  # our own children
-        for p in sleepers:
-            p.wait()
-        subprocess.run(["fusermount3", "-u", mnt], check=False)
-        try:
-            daemon.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
+            for p in sleepers:
+                p.kill()  # our own children
+            for p in sleepers:
+                p.wait()
+    print(f"{joined} tasks followed, poll every {args.poll_ms} ms, {args.seconds}s per run")
+    print(f"daemon CPU, no tasks:    {idle * 100:6.2f} % of one core")
+    print(f"daemon CPU, {joined} tasks: {busy * 100:6.2f} % of one core (target <= 10 %)")
     return 0
 
 

@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import shutil
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _daemon import HERE, mounted_daemon
+
 sys.path.insert(0, os.path.dirname(HERE))
 
 REQUESTS = (b"charge anon 4096\n", b"uncharge anon 4096\n")
@@ -126,48 +124,33 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    work = tempfile.mkdtemp(prefix="cgemu-bench-")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
-    daemon_sock, echo_sock = os.path.join(work, "daemon.sock"), os.path.join(work, "echo.sock")
-    log = open(os.path.join(work, "daemon.log"), "wb")
-    daemon = subprocess.Popen([sys.executable, "-m", "cgroupfs_emu", "-f", "-o",
-                               f"socket={daemon_sock}", "memory", mnt], stdout=log, stderr=log)
-    echo = mp.get_context("fork").Process(target=echo_server, args=(echo_sock,))
-    echo.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not (os.path.ismount(mnt) and os.path.exists(echo_sock)):
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                raise SystemExit("daemon or echo server did not start")
-            time.sleep(0.05)
-
-        results = {}
-        for clients in (1, 8):
-            d, e = [], []
-            for _ in range(args.repeat):
-                e.append(run_clients(_round_trips, echo_sock, clients, args.seconds))
-                d.append(run_clients(_round_trips, daemon_sock, clients, args.seconds))
-            results[clients] = (statistics.median(d), statistics.median(e))
-        stock = statistics.median(run_clients(_stock_charges, daemon_sock, 8, args.seconds)
-                                  for _ in range(args.repeat))
-
-        print(f"cpus: {os.cpu_count()}, {args.seconds}s per run, median of {args.repeat}")
-        for clients, (d, e) in results.items():
-            print(f"round trips, {clients} client(s): daemon {d:,.0f}/s, trio echo {e:,.0f}/s, "
-                  f"ratio {d / e:.2f}x (target >= 0.9x)")
-        print(f"stock charges, 8 clients: {stock:,.0f} pages/s (target >= 1,000,000)")
-    finally:
-        subprocess.run(["fusermount3", "-u", mnt], check=False)
+    with mounted_daemon("socket={work}/daemon.sock") as (_, work, _daemon):
+        daemon_sock, echo_sock = os.path.join(work, "daemon.sock"), os.path.join(work, "echo.sock")
+        echo = mp.get_context("fork").Process(target=echo_server, args=(echo_sock,))
+        echo.start()
         try:
-            daemon.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        echo.terminate()  # our own child
-        echo.join()
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
+            deadline = time.monotonic() + 15
+            while not os.path.exists(echo_sock):
+                if time.monotonic() > deadline:
+                    raise SystemExit("echo server did not start")
+                time.sleep(0.05)
+            results = {}
+            for clients in (1, 8):
+                d, e = [], []
+                for _ in range(args.repeat):
+                    e.append(run_clients(_round_trips, echo_sock, clients, args.seconds))
+                    d.append(run_clients(_round_trips, daemon_sock, clients, args.seconds))
+                results[clients] = (statistics.median(d), statistics.median(e))
+            stock = statistics.median(run_clients(_stock_charges, daemon_sock, 8, args.seconds)
+                                      for _ in range(args.repeat))
+        finally:
+            echo.terminate()  # our own child
+            echo.join()
+    print(f"cpus: {os.cpu_count()}, {args.seconds}s per run, median of {args.repeat}")
+    for clients, (d, e) in results.items():
+        print(f"round trips, {clients} client(s): daemon {d:,.0f}/s, trio echo {e:,.0f}/s, "
+              f"ratio {d / e:.2f}x (target >= 0.9x)")
+    print(f"stock charges, 8 clients: {stock:,.0f} pages/s (target >= 1,000,000)")
     return 0
 
 

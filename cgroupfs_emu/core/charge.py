@@ -57,6 +57,19 @@ STOCK_BATCH = 64
 STOCK_HEADROOM = 16 * STOCK_BATCH
 
 
+#: memory.stat keys a page of each kind counts in (LRU split: anon and shmem are
+#: swap-backed and start on the active anon list, page cache on the inactive file
+#: list, mapped file pages on the active file list; mlocked pages leave their list for
+#: unevictable, and a followed task's locked pages are counted off the anon list)
+_STAT_KEYS_OF_KIND = {
+    "anon": ("rss", "active_anon"),
+    "shmem": ("cache", "shmem", "mapped_file", "active_anon"),
+    "file": ("cache", "inactive_file"),
+    "mapped": ("cache", "mapped_file", "active_file"),
+    "locked": ("unevictable",),
+}
+
+
 def pages_of(nbytes: int) -> int:
     """Whole pages for an allocation of *nbytes* (rounded up, like a fault)."""
     return -(-nbytes // PAGE_SIZE)
@@ -383,31 +396,13 @@ class Charges:
             group.memory.uncharge(mem)
 
     def _stat(self, group: MemCgroup, kind: str, delta: int) -> None:
-        """memcg_charge_statistics(): page counts per LRU and the page events.
-
-        LRU split (documented in README): anon and shmem are swap-backed and start on
-        the active anon list; page cache starts on the inactive file list."""
+        """memcg_charge_statistics(): page counts per LRU (_STAT_KEYS_OF_KIND) and the
+        page events."""
         s = group.stats
-        if kind == "anon":
-            s["rss"] += delta
-            s["active_anon"] += delta
-        elif kind == "shmem":
-            s["cache"] += delta
-            s["shmem"] += delta
-            s["mapped_file"] += delta
-            s["active_anon"] += delta
-        elif kind == "file":
-            s["cache"] += delta
-            s["inactive_file"] += delta
-        elif kind == "mapped":
-            s["cache"] += delta
-            s["mapped_file"] += delta
-            s["active_file"] += delta
-        elif kind == "locked":
-            # mlocked pages leave their LRU for the unevictable list; the followed
-            # task's locked pages are counted as coming off the anon list
-            s["unevictable"] += delta
-            s["active_anon"] -= delta
+        for key in _STAT_KEYS_OF_KIND[kind]:
+            s[key] += delta
+        if kind == "locked":
+            s["active_anon"] -= delta  # moved, not added: no page event
             return
         if delta > 0:
             s["pgpgin"] += delta
