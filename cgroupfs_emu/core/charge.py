@@ -398,8 +398,11 @@ class Charges:
     def _stat(self, group: MemCgroup, kind: str, delta: int) -> None:
         """memcg_charge_statistics(): page counts per LRU (_STAT_KEYS_OF_KIND) and the
         page events."""
+        keys = _STAT_KEYS_OF_KIND.get(kind)
+        if keys is None:
+            return  # kernel memory: in no memory.stat line, no page events
         s = group.stats
-        for key in _STAT_KEYS_OF_KIND[kind]:
+        for key in keys:
             s[key] += delta
         if kind == "locked":
             s["active_anon"] -= delta  # moved, not added: no page event
