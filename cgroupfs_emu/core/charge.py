@@ -712,12 +712,14 @@ class Charges:
             else:
                 src.memory.uncharge(n)
                 self._move_stat(src, dst, kind, n)
-            if kind == "anon" and led.locked:
-                take = min(led.locked, n)
-                led.locked -= take
-                dled.locked += take
-                self._stat(src, "locked", -take)
-                self._stat(dst, "locked", take)
+        # locked pages go with the anon-list pages that moved
+        for owner, led, _, _ in moves:
+            excess = led.locked - (led.anon + led.shmem)
+            if excess > 0:
+                led.locked -= excess
+                owner.ledger(dst).locked += excess
+                self._stat(src, "locked", -excess)
+                self._stat(dst, "locked", excess)
         self.hierarchy.oom_recover(src)
 
     def _move_stat(self, src: MemCgroup, dst: MemCgroup, kind: str, n: int) -> None:
