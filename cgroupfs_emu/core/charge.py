@@ -653,20 +653,16 @@ class Charges:
         return None
 
     def _follow_locked(self, owner: Owner, group: MemCgroup, locked: int) -> None:
-        delta = locked - owner.locked
-        if not delta:
-            return
-        led = owner.ledger(group)
-        if delta < 0:  # unlock in the current group first, like uncharge
-            for g, other in sorted(owner.ledgers.items(), key=lambda i: i[0] is not group):
-                take = min(-delta, other.locked)
-                other.locked -= take
-                self._stat(g, "locked", -take)
-                delta += take
-        else:
-            led.locked += delta
-            self._stat(group, "locked", delta)
-        owner.locked = locked
+        """Place *locked* pages on the ledgers that hold anon-list pages (anon, shmem),
+        the current group first; only changes are written to the statistics."""
+        left = locked
+        for g, led in sorted(owner.ledgers.items(), key=lambda i: i[0] is not group):
+            want = min(left, led.anon + led.shmem)
+            left -= want
+            if want != led.locked:
+                self._stat(g, "locked", want - led.locked)
+                led.locked = want
+        owner.locked = locked - left
 
     def move_charge(self, owners: list[Owner], src: MemCgroup, dst: MemCgroup,
                     mask: int) -> None:

@@ -42,6 +42,8 @@ class Hierarchy:
         self.before_move: Callable[[int], None] = lambda tgid: None
         #: grows at every oom_recover: a refused growth is worth retrying
         self.recover_gen = 0
+        #: threshold listeners registered anywhere
+        self.thresholds = 0
 
     # ------------------------------------------------------------------ tree
 
@@ -106,6 +108,7 @@ class Hierarchy:
         # memcg_event_remove at offline: every listener hears once, then is dropped
         for listener in group.events:
             self.on_event(listener)
+            self.thresholds -= listener.kind == notify.THRESHOLD
             self.on_unregister(listener)
         group.events.clear()
         self._check_release(parent)
@@ -124,6 +127,7 @@ class Hierarchy:
         del new_parent.children[group.name]
         group.name = new_name
         new_parent.children[new_name] = group
+        group.forget_paths()
 
     # ------------------------------------------------------------------ tasks
 
@@ -160,6 +164,7 @@ class Hierarchy:
     def register_event(self, group: MemCgroup, listener: notify.EventListener) -> None:
         group.events.append(listener)
         if listener.kind == notify.THRESHOLD:
+            self.thresholds += 1
             notify.arm_threshold(group, listener)
         elif listener.kind == notify.OOM and group.under_oom:
             self.on_event(listener)  # registered while already under OOM
@@ -168,6 +173,7 @@ class Hierarchy:
         for group in self.walk():
             if listener in group.events:
                 group.events.remove(listener)
+                self.thresholds -= listener.kind == notify.THRESHOLD
                 self.on_unregister(listener)
                 return
 
@@ -176,6 +182,8 @@ class Hierarchy:
             yield from group.events
 
     def check_thresholds(self) -> None:
+        if not self.thresholds:
+            return  # the common case: called after every request, nothing to check
         for listener in notify.crossed_thresholds(self.walk()):
             self.on_event(listener)
 

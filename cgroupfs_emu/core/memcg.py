@@ -54,6 +54,7 @@ class MemCgroup:
         self.name = name
         self.parent = parent
         self.children: dict[str, MemCgroup] = {}
+        self._path: str | None = None
         self.id = next(_ids)
         self.online = True
         #: tids attached to this group (see Hierarchy.attach)
@@ -116,13 +117,25 @@ class MemCgroup:
         return getattr(self, res.value)
 
     def path(self) -> str:
-        """Path relative to the hierarchy root, as /proc/<pid>/cgroup prints it."""
-        parts = []
-        g = self
-        while g.parent is not None:
-            parts.append(g.name)
-            g = g.parent
-        return "/" + "/".join(reversed(parts))
+        """Path relative to the hierarchy root, as /proc/<pid>/cgroup prints it
+        (cached: every socket reply names the group; rename forgets it)."""
+        if self._path is None:
+            parts = []
+            g = self
+            while g.parent is not None:
+                parts.append(g.name)
+                g = g.parent
+            self._path = "/" + "/".join(reversed(parts))
+        return self._path
+
+    def forget_paths(self) -> None:
+        for g in self.hierarchical_subtree_all():
+            g._path = None
+
+    def hierarchical_subtree_all(self) -> Iterator[MemCgroup]:
+        yield self
+        for child in self.children.values():
+            yield from child.hierarchical_subtree_all()
 
     def hierarchical_subtree(self) -> Iterator[MemCgroup]:
         """This group and every descendant whose charges reach it (the kernel's

@@ -61,6 +61,8 @@ class Request:
     verb: str
     args: tuple[str, ...]
     options: dict[str, str]
+    #: what a handler derived from the request, kept with it (requests are cached)
+    memo: dict = attrs.field(factory=dict, eq=False)
 
 
 #: verb -> (minimum, maximum) positional arguments, allowed options

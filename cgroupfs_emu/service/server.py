@@ -327,18 +327,26 @@ class ChargeServer:
     def _kill(self, victim: Owner, group) -> None:
         oom_kill(self.charges, self.signals, victim, group)
 
+    def _amount(self, req) -> tuple[str, int, int | None]:
+        """(kind, pages, pid) of a charge or uncharge, parsed once per distinct line
+        (requests are cached per connection, so the result is kept on the request)."""
+        cached = req.memo.get("amount")
+        if cached is None:
+            cached = (protocol.kind_arg(req.args[0]),
+                      pages_of(protocol.size_arg(req.args[1])), protocol.pid_option(req))
+            req.memo["amount"] = cached
+        return cached
+
     async def _do_charge(self, conn: Connection, req) -> bytes:
-        kind = protocol.kind_arg(req.args[0])
-        nr = pages_of(protocol.size_arg(req.args[1]))
-        owner = conn.owner(protocol.pid_option(req))
+        kind, nr, pid = self._amount(req)
+        owner = conn.owner(pid)
         await self._charge_pages(owner, kind, nr)
         group = self.hierarchy.group_of(owner.pid)
         return f"ok pages={nr} group={group.path()} usage={group.memory.usage * PAGE_SIZE}\n".encode()
 
     async def _do_uncharge(self, conn: Connection, req) -> bytes:
-        kind = protocol.kind_arg(req.args[0])
-        nr = pages_of(protocol.size_arg(req.args[1]))
-        owner = conn.owner(protocol.pid_option(req))
+        kind, nr, pid = self._amount(req)
+        owner = conn.owner(pid)
         group = self.hierarchy.group_of(owner.pid)
         self.charges.uncharge(owner, group, kind, nr)
         return f"ok pages={nr} group={group.path()} usage={group.memory.usage * PAGE_SIZE}\n".encode()
