@@ -35,8 +35,8 @@ def memhog_exe():
 
 
 class MemHog(Helper):
-    def __init__(self, exe: str):
-        super().__init__(exe)
+    def __init__(self, exe: str, *args: str):
+        super().__init__(exe, *args)
         assert self.first == "ready"
 
     def state(self) -> str:
@@ -48,8 +48,8 @@ class MemHog(Helper):
 def hogs(memhog_exe, tmp_path):
     started: list[MemHog] = []
 
-    def start() -> MemHog:
-        started.append(MemHog(memhog_exe))
+    def start(*args: str) -> MemHog:
+        started.append(MemHog(memhog_exe, *args))
         return started[-1]
 
     try:
@@ -97,6 +97,29 @@ def test_only_memory_touched_after_joining_is_charged_exactly(mnt, hogs, tmp_pat
     assert (s["rss"], s["cache"], s["unevictable"]) == (0, 0, 0)
     assert hog.do("x") == "ok"  # frees the pre-join region: nothing to uncharge
     assert usage_is(g, 0) and num(f"{g}/memory.max_usage_in_bytes") == 87 * P
+
+
+@pytest.mark.parametrize("kind,keys", [
+    ("a", ("rss",)), ("l", ("rss", "unevictable")),
+    ("s", ("cache", "shmem", "mapped_file")), ("m", ("cache", "shmem", "mapped_file")),
+])
+def test_a_signal_driven_helper_is_seen_page_exact(mnt, hogs, kind, keys):
+    """A helper that allocates 65 pages on SIGUSR1 and frees them on the next, watched
+    the way a shell script would: polling usage_in_bytes and memory.stat."""
+    g = group(mnt, "g")
+    hog = hogs(kind, "65")
+    write(f"{g}/tasks", str(hog.pid))
+    for _ in range(2):
+        hog.proc.send_signal(signal.SIGUSR1)  # our own child
+        assert hog.line() == "ok"
+        assert usage_is(g, 65)
+        s = stat_of(f"{g}/memory.stat")
+        assert all(s[k] == 65 * P for k in keys), s
+        hog.proc.send_signal(signal.SIGUSR1)
+        assert hog.line() == "ok"
+        assert usage_is(g, 0)
+        assert all(v == 0 for k, v in stat_of(f"{g}/memory.stat").items()
+                   if k in ("rss", "cache", "shmem", "mapped_file", "unevictable"))
 
 
 def test_moving_keeps_earlier_charges_where_they_were(mnt, hogs):

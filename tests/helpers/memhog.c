@@ -6,6 +6,8 @@
  *   f N PATH   N pages of a new file, mapped shared and read (RssFile)
  *   x          free the newest region              c N   fork a child using N anon pages
  *   q          exit
+ * With arguments "KIND N" (KIND one of a s m l) it works on signals instead: each
+ * SIGUSR1 alternately allocates those N pages and frees them, answering "ok" each time.
  * Children die with their parent (PR_SET_PDEATHSIG). */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -47,55 +49,80 @@ static int readline(void) {
     return 1;
 }
 
-int main(void) {
+static volatile sig_atomic_t poked;
+static void on_usr1(int sig) { (void)sig; poked = 1; }
+
+static void run(const char *cmd);
+
+int main(int argc, char **argv) {
+    if (argc == 3) {  /* signal mode */
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &block, &old);
+        signal(SIGUSR1, on_usr1);
+        say("ready\n");
+        for (int held = 0;; held = !held) {
+            while (!poked) sigsuspend(&old);
+            poked = 0;
+            if (held) run("x");
+            else { strcpy(line, argv[1]); strcat(line, " "); strcat(line, argv[2]); run(line); }
+            say("ok\n");
+        }
+    }
     say("ready\n");
     while (readline()) {
-        long n = atol(line + 2);
-        char *p = NULL;
-        switch (line[0]) {
-        case 'a': case 'l':
-            p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (line[0] == 'l') mlock(p, n * PAGE); else touch(p, n);
-            push(p, n, 0); break;
-        case 'm':
-            p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-            touch(p, n); push(p, n, 0); break;
-        case 's': {
-            int id = shmget(IPC_PRIVATE, n * PAGE, IPC_CREAT | 0600);
-            p = shmat(id, NULL, 0);
-            shmctl(id, IPC_RMID, NULL);  /* freed when detached */
-            touch(p, n); push(p, n, 1); break;
-        }
-        case 'f': {
-            char *path = strchr(line + 2, ' ') + 1;
-            int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-            ftruncate(fd, n * PAGE);
-            p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            close(fd);
-            touch(p, n); push(p, n, 0); break;
-        }
-        case 'x':
-            if (nregions) {
-                nregions--;
-                if (regions[nregions].shm) shmdt(regions[nregions].p);
-                else munmap(regions[nregions].p, regions[nregions].n * PAGE);
-            }
-            break;
-        case 'c': {
+        if (line[0] == 'q') return 0;
+        if (line[0] == 'c') {
+            long n = atol(line + 2);
             pid_t pid = fork();
             if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
-                p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                char *p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
                 touch(p, n);
                 for (;;) pause();
             }
             say_num("ok ", pid);
             continue;
         }
-        case 'q':
-            return 0;
-        }
+        run(line);
         say("ok\n");
     }
     return 0;
+}
+
+static void run(const char *cmd) {
+    long n = atol(cmd + 2);
+    char *p = NULL;
+    switch (cmd[0]) {
+    case 'a': case 'l':
+        p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (cmd[0] == 'l') mlock(p, n * PAGE); else touch(p, n);
+        push(p, n, 0); break;
+    case 'm':
+        p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        touch(p, n); push(p, n, 0); break;
+    case 's': {
+        int id = shmget(IPC_PRIVATE, n * PAGE, IPC_CREAT | 0600);
+        p = shmat(id, NULL, 0);
+        shmctl(id, IPC_RMID, NULL);  /* freed when detached */
+        touch(p, n); push(p, n, 1); break;
+    }
+    case 'f': {
+        const char *path = strchr(cmd + 2, ' ') + 1;
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        ftruncate(fd, n * PAGE);
+        p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        touch(p, n); push(p, n, 0); break;
+    }
+    case 'x':
+        if (nregions) {
+            nregions--;
+            if (regions[nregions].shm) shmdt(regions[nregions].p);
+            else munmap(regions[nregions].p, regions[nregions].n * PAGE);
+        }
+        break;
+    }
 }
