@@ -233,6 +233,8 @@ def test_writing_every_host_pid_kills_nobody(mnt, hogs):
     hog.do("a 100")  # already in use before joining
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
+        # join only once it runs sleep: an exec after joining is charged from zero
+        assert wait_until(lambda: read(f"/proc/{sleeper.pid}/comm").strip() == "sleep")
         for pid in (hog.pid, sleeper.pid):
             write(f"{g}/cgroup.procs", str(pid))
         hog.do("a 10")
