@@ -85,24 +85,27 @@ class Connection:
         #: replies are written by the reader itself; events, which arise outside any
         #: request, go through this queue to a writer task; the lock keeps lines whole
         self.send_lock = trio.StrictFIFOLock()
+        self.sending = False
         self.send_q, self.recv_q = trio.open_memory_channel(EVENT_QUEUE)
 
     async def send(self, data: bytes) -> None:
         """Write whole lines. The fast path is one non-blocking write(2) without a
-        trip through trio's scheduler; a full socket buffer falls back to send_all."""
-        try:
-            self.send_lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self.send_lock.acquire()
-        try:
+        trip through trio's scheduler; when the socket buffer is full, or another
+        task is mid-send, the rest goes through send_all under the lock."""
+        if not self.sending:
             try:
                 sent = os.write(self.sock.fileno(), data)
             except BlockingIOError:
                 sent = 0
-            if sent < len(data):
-                await self.stream.send_all(data[sent:])
-        finally:
-            self.send_lock.release()
+            if sent == len(data):
+                return
+            data = data[sent:]
+        async with self.send_lock:
+            self.sending = True
+            try:
+                await self.stream.send_all(data)
+            finally:
+                self.sending = False
 
     def owner(self, pid: int | None) -> Owner:
         pid = self.pid if pid is None else pid
@@ -207,9 +210,50 @@ class ChargeServer:
                     await conn.send(protocol.err_line(
                         errno.E2BIG, f"request longer than {protocol.MAX_LINE} bytes"))
                     continue
-                reply = await self._handle(conn, line.rstrip(b"\r"))
+                reply = self._fast(conn, line)
+                if reply is None:
+                    reply = await self._handle(conn, line.rstrip(b"\r"))
+                elif type(reply) is tuple:  # a charge that needs an OOM kill or wait
+                    reply = await self._finish_charge(*reply)
                 self.hierarchy.check_thresholds()
                 await conn.send(reply)
+
+    def _fast(self, conn: Connection, line: bytes):
+        """The hot path of a tight loop: a cached charge or uncharge for the client
+        itself, handled without coroutines. None: take the general path."""
+        req = conn.parsed.get(line)
+        if req is None or not conn.hello or req.options:
+            return None
+        verb = req.verb
+        if verb != "charge" and verb != "uncharge":
+            return None
+        kind, nr, _ = req.memo.get("amount") or self._amount(req)
+        owner = conn.owners[conn.pid]
+        group = self.hierarchy.group_of(owner.pid)
+        try:
+            if verb == "charge":
+                verdict = self.charges.charge(owner, group, kind, nr)
+                if verdict is not None:
+                    return (conn, owner, kind, nr, verdict)
+            else:
+                self.charges.uncharge(owner, group, kind, nr)
+        except CgroupError as e:
+            return protocol.err_line(e.errno, str(e))
+        return self._amount_reply(nr, group)
+
+    @staticmethod
+    def _amount_reply(nr: int, group) -> bytes:
+        return b"ok pages=%d group=%s usage=%d\n" % (
+            nr, group.path().encode(), group.memory.usage * PAGE_SIZE)
+
+    async def _finish_charge(self, conn, owner, kind, nr, verdict) -> bytes:
+        try:
+            await self._charge_pages(owner, kind, nr, verdict)
+        except ProtocolError as e:
+            return e.reply()
+        except CgroupError as e:
+            return protocol.err_line(e.errno, str(e))
+        return self._amount_reply(nr, self.hierarchy.group_of(owner.pid))
 
     def _disconnect(self, conn: Connection) -> None:
         """A client that goes away is a process that exited (issue 3, item 8)."""
@@ -281,17 +325,20 @@ class ChargeServer:
     def _usage(self, group) -> int:
         return group.memory.usage * PAGE_SIZE
 
-    async def _charge_pages(self, owner: Owner, kind: str, nr: int) -> None:
-        """Charge, killing or waiting as the core decides, until done or refused."""
+    async def _charge_pages(self, owner: Owner, kind: str, nr: int, verdict=None) -> None:
+        """Charge, killing or waiting as the core decides, until done or refused.
+        *verdict*: the outcome of a first attempt already made."""
         while True:
-            group = self.hierarchy.group_of(owner.pid)
-            verdict = self.charges.charge(owner, group, kind, nr)
+            if verdict is None:
+                group = self.hierarchy.group_of(owner.pid)
+                verdict = self.charges.charge(owner, group, kind, nr)
             if verdict is None:
                 return
             if verdict.victim is not None:
                 self._kill(verdict.victim, verdict.group)
                 if verdict.victim.pid == owner.pid:
                     raise ProtocolError(errno.ENOMEM, "killed by the OOM killer")
+                verdict = None
                 continue
             # oom_kill_disable: sleep on the group's OOM wait queue
             self.charges.mark_under_oom(verdict.group, +1)
@@ -303,6 +350,7 @@ class ChargeServer:
                 self.charges.mark_under_oom(verdict.group, -1)
             if exited or not owner.alive:
                 raise ProtocolError(errno.ENOMEM, "killed while waiting for memory")
+            verdict = None
 
     async def _oom_wait(self, owner: Owner) -> bool:
         """Sleep until the group may have recovered, or the waiting process exits (its
@@ -341,15 +389,14 @@ class ChargeServer:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
         await self._charge_pages(owner, kind, nr)
-        group = self.hierarchy.group_of(owner.pid)
-        return f"ok pages={nr} group={group.path()} usage={group.memory.usage * PAGE_SIZE}\n".encode()
+        return self._amount_reply(nr, self.hierarchy.group_of(owner.pid))
 
     async def _do_uncharge(self, conn: Connection, req) -> bytes:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
         group = self.hierarchy.group_of(owner.pid)
         self.charges.uncharge(owner, group, kind, nr)
-        return f"ok pages={nr} group={group.path()} usage={group.memory.usage * PAGE_SIZE}\n".encode()
+        return self._amount_reply(nr, group)
 
     def _slab_args(self, req) -> tuple[str, int, int]:
         name = req.args[0]
