@@ -227,8 +227,10 @@ class ChargeServer:
         verb = req.verb
         if verb != "charge" and verb != "uncharge":
             return None
+        owner = conn.owners.get(conn.pid)
+        if owner is None or not owner.alive:
+            return None
         kind, nr, _ = req.memo.get("amount") or self._amount(req)
-        owner = conn.owners[conn.pid]
         group = self.hierarchy.group_of(owner.pid)
         try:
             if verb == "charge":
