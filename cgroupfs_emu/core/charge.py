@@ -261,6 +261,17 @@ class Charges:
             done.append(c)
         return None
 
+    @staticmethod
+    def _try_user(group: MemCgroup, nr: int) -> PageCounter | None:
+        """_try_counters() for the two user counters, memsw first (the hot path)."""
+        fail = group.memsw.try_charge(nr)
+        if fail is not None:
+            return fail
+        fail = group.memory.try_charge(nr)
+        if fail is not None:
+            group.memsw.uncharge(nr)
+        return fail
+
     def _kmem_independent(self, group: MemCgroup) -> bool:
         return (self.hierarchy.profile.kmem_limit == "independent"
                 and group.independent_kmem_limit)
@@ -284,7 +295,7 @@ class Charges:
             return None
         # try_charge_memcg(): retry while reclaim makes progress, then OOM.
         while True:
-            fail = self._try_counters(self._user_counters(group), nr)
+            fail = self._try_user(group, nr)
             if fail is None:
                 if kind == "kmem":
                     group.kmem.charge(nr)
@@ -314,10 +325,19 @@ class Charges:
                may_wait: bool = True) -> OomVerdict | None:
         """Charge *nr* pages of *kind* for *owner* in *group* (the group of the task
         at the time of the charge). None: done. OomVerdict: act, then call again."""
-        if kind not in KINDS and kind != "mapped":
-            raise Invalid(f"unknown kind {kind!r}")
         if nr <= 0:
             return None
+        if kind in _STAT_KEYS_OF_KIND and kind != "locked":
+            # user pages: the common case, without the kernel-memory branches
+            verdict = self._charge_counters(owner, group, kind, nr, may_wait)
+            if verdict is not None:
+                return verdict
+            led = owner.ledgers.get(group) or owner.ledger(group)
+            setattr(led, kind, getattr(led, kind) + nr)
+            self._stat(group, kind, nr)
+            return None
+        if kind not in KINDS:
+            raise Invalid(f"unknown kind {kind!r}")
         verdict = self._charge_counters(owner, group, kind, nr, may_wait)
         if verdict is not None:
             return verdict
