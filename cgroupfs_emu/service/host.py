@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import platform
 
@@ -17,6 +18,7 @@ import attrs
 #: pidfd_getfd(2) is 438 on every architecture that has the unified syscall table
 #: (x86_64, aarch64, riscv64, ...); Python's os module has no wrapper for it.
 SYS_PIDFD_GETFD = 438
+log = logging.getLogger("cgroupfs_emu.host")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 #: task->flags bits (include/linux/sched.h)
@@ -154,16 +156,16 @@ class EventFd:
         self.id = _eventfd_id(f"/proc/self/fdinfo/{fd}")
 
     def signal(self) -> None:
-        """eventfd_signal(): add 1 to the counter."""
+        """eventfd_signal(): add 1 to the counter. Delivery never fails the operation
+        that caused it: a saturated counter already has events pending, and a
+        descriptor that went bad is dropped at the next poll."""
         if self.fd < 0:
             return
         try:
             os.write(self.fd, (1).to_bytes(8, "little"))
-        except BlockingIOError:
-            pass  # counter saturated: the listener has events pending anyway
         except OSError as e:
             if e.errno != errno.EAGAIN:
-                raise
+                log.warning("cannot signal eventfd of pid %d: %s", self.pid, e.strerror)
 
     def listener_closed(self) -> bool:
         """True once the registering process no longer holds this eventfd at the
