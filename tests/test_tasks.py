@@ -284,11 +284,15 @@ def test_fork_inheritance(mnt, hogs):
     g = group(mnt, "g")
     hog = hogs()
     write(f"{g}/cgroup.procs", str(hog.pid))
-    reply = hog.do("c 10")
+    hog.do("a 20")
+    assert usage_is(g, 20)
+    reply = hog.do("c 10")  # the child touches 10 new pages right after fork
     child = int(reply.split()[1])
     assert wait_until(lambda: str(child) in read(f"{g}/tasks").split(), timeout=SEEN)
     assert str(child) in read(f"{g}/cgroup.procs").split()
     assert str(child) not in read(mnt.p("tasks")).split()
+    # the pages it shares with its parent stay the parent's; its own are charged
+    assert usage_is(g, 30)
 
 
 def test_nul_padded_pid_writes_at_growing_offsets_on_one_fd(mnt, hogs):

@@ -6,7 +6,9 @@ socket client (those say themselves what they use). Every poll (``-o poll_ms``,
 default 500 ms) the tracker:
 
 * adopts new processes whose parent is in a group, and new threads of followed
-  processes, into that group (fork inheritance; latency: one poll);
+  processes, into that group (fork inheritance; latency: one poll). A child's
+  baseline is what it still shares with its parent, so what it allocated between the
+  fork and the poll is charged; a child that already exec'd is charged from zero;
 * reads ``/proc/PID/status`` of every followed process and charges what changed since
   the last poll: ``RssAnon`` -> anon (rss), ``RssShmem`` -> shmem (cache, shmem,
   mapped_file), ``RssFile`` without the pages of the program's own executable and
@@ -137,6 +139,8 @@ class Followed:
     program_pages: int = 0
     #: threads counted at the last poll: more means new threads to adopt
     threads: int = 1
+    #: pages per kind at the last reading (a forked child's baseline comes from it)
+    last: dict = attrs.field(factory=dict)
 
     def mapped(self, tracker_proc: str, file_total: int) -> int:
         """Data-file pages mapped: RssFile without the program's own files (smaps is
@@ -170,7 +174,11 @@ class ProcessTracker:
         else:
             self._start(tgid)
 
-    def _start(self, tgid: int) -> Followed | None:
+    def _start(self, tgid: int, parent: Followed | None = None) -> Followed | None:
+        """Follow *tgid* from now on. Its baseline is what it uses now; for a child
+        forked by a followed *parent*, only what it shares with the parent (a fresh
+        fork maps the parent's pages copy-on-write; those stay the parent's), or
+        nothing if it has already exec'd."""
         if tgid in self.followed or self._is_client(tgid):
             return self.followed.get(tgid)
         sample = read_sample(self.host.proc, tgid)
@@ -183,7 +191,14 @@ class ProcessTracker:
         owner = self.charges.new_owner(tgid, followed=True)
         self.signals.adopt(owner, pidfd)
         entry = Followed(tgid, owner, sample.start_time, {}, sample.mm)
-        entry.base = self._pages(entry, sample)
+        pages = self._pages(entry, sample)
+        if parent is None:
+            entry.base = pages
+        elif sample.mm != parent.mm:
+            entry.base = dict.fromkeys(pages, 0)
+        else:
+            entry.base = {k: min(n, parent.last.get(k, 0)) for k, n in pages.items()}
+        entry.last = pages
         self.followed[tgid] = entry
         return entry
 
@@ -238,7 +253,7 @@ class ProcessTracker:
                     if t is not None:
                         self.host.remember(t)
                         h.attach(tid, group)
-                self._start(pid)
+                self._start(pid, self.followed.get(parent))
         self.seen = current
 
     def _adopt_threads(self, entry: Followed, count: int) -> None:
@@ -276,6 +291,7 @@ class ProcessTracker:
         self.alive.add(entry.tgid)
         self._adopt_threads(entry, sample.threads)
         pages = self._pages(entry, sample)
+        entry.last = pages
         if sample.mm != entry.mm:  # exec: a new address space, all of it touched anew
             entry.mm = sample.mm
             entry.base = dict.fromkeys(pages, 0)
