@@ -37,7 +37,13 @@ def memhog_exe():
 class MemHog(Helper):
     def __init__(self, exe: str, *args: str):
         super().__init__(exe, *args)
+        self.signal_mode = bool(args)
         assert self.first == "ready"
+
+    def stop(self) -> None:
+        if self.signal_mode and self.proc.poll() is None:
+            self.proc.terminate()  # it reads no stdin in signal mode; our own child
+        super().stop()
 
     def state(self) -> str:
         with open(f"/proc/{self.pid}/stat") as f:
