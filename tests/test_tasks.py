@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -239,8 +240,13 @@ def test_writing_every_host_pid_kills_nobody(mnt, hogs):
     hog.do("a 100")  # already in use before joining
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        # join only once it runs sleep: an exec after joining is charged from zero
-        assert wait_until(lambda: read(f"/proc/{sleeper.pid}/comm").strip() == "sleep")
+        # join only once sleep is asleep: what a process touches while starting up
+        # after joining (an exec, the loader's work) is charged to the group
+        def asleep() -> bool:
+            stat = read(f"/proc/{sleeper.pid}/stat").rsplit(")", 1)[1].split()
+            return read(f"/proc/{sleeper.pid}/comm").strip() == "sleep" and stat[0] == "S"
+        assert wait_until(asleep)
+        time.sleep(0.2)
         for pid in (hog.pid, sleeper.pid):
             write(f"{g}/cgroup.procs", str(pid))
         hog.do("a 10")

@@ -12,8 +12,8 @@ default 500 ms) the tracker:
 * reads ``/proc/PID/status`` of every followed process and charges what changed since
   the last poll: ``RssAnon`` -> anon (rss), ``RssShmem`` -> shmem (cache, shmem,
   mapped_file), ``RssFile`` without the pages of the program's own executable and
-  libraries (from ``smaps``, read only when RssFile changed) -> mapped file pages
-  (cache, mapped_file), ``VmLck`` -> unevictable;
+  libraries and of system files (from ``smaps``, read only when RssFile changed) ->
+  mapped file pages (cache, mapped_file), ``VmLck`` -> unevictable;
 * resumes tasks it stopped for an OOM'ing group with oom_kill_disable once their
   growth fits, and forgets processes that exited (their charges go).
 
@@ -92,10 +92,17 @@ def read_sample(proc: str, pid: int) -> MemSample | None:
                      int(fields[17]))
 
 
+#: files below these directories (libraries, locales, fonts, configuration) are taken
+#: to be in the page cache already, charged to whoever read them first
+SYSTEM_PREFIXES = (b"/usr/", b"/lib", b"/etc/", b"/bin/", b"/sbin/", b"/opt/", b"/var/lib/")
+
+
 def program_file_pages(proc: str, pid: int) -> int:
-    """Resident pages of the files a process runs: its executable and libraries (any
-    file it maps executable). Their page cache was charged to whoever read it first,
-    so these pages never count as the task's mapped_file; RssFile minus this is."""
+    """Resident pages of files the process maps that were in the page cache before
+    it ran: its executable and libraries (any file it maps executable) and system
+    files (SYSTEM_PREFIXES: locale archives and the like). Their page cache was charged
+    to whoever read it first, so they never count as the task's mapped_file; RssFile
+    minus this is."""
     try:
         with open(f"{proc}/{pid}/smaps", "rb") as f:
             data = f.read()
@@ -110,7 +117,7 @@ def program_file_pages(proc: str, pid: int) -> int:
         first = line.split(None, 5)
         if b"-" in first[0] and not first[0].endswith(b":"):  # a mapping's header
             path = first[5] if len(first) == 6 and first[4] != b"0" else None
-            if path is not None and first[1][2:3] == b"x":
+            if path is not None and (first[1][2:3] == b"x" or path.startswith(SYSTEM_PREFIXES)):
                 programs.add(path)
             continue
         if path is not None:
