@@ -380,8 +380,8 @@ def test_only_root_charges_for_another_pid(mnt, chargers):
 
 def test_cgemu_alloc_holds_prints_and_reports_refusal(mnt):
     g = group(mnt, "g", limit_in_bytes="1M")
-    cmd = ["sh", "-c", f'echo $$ > {g}/tasks && exec cgemu alloc -m {mnt.path} '
-           '--anon 64K --file 16K --hold']
+    cmd = ["cgemu", "alloc", "-m", mnt.path, "-g", "g", "--anon", "64K", "--file", "16K",
+           "--hold"]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "charged anon 65536 bytes (16 pages)"
@@ -400,9 +400,8 @@ def test_cgemu_alloc_holds_prints_and_reports_refusal(mnt):
     assert num(f"{g}/memory.usage_in_bytes") == 0
     # with oom_kill_disable a kernel-memory charge fails instead of waiting: exit 3
     write(f"{g}/memory.oom_control", "1")
-    sock = os.getxattr(mnt.path, "user.cgroupfs_emu.socket").decode()
-    refused = subprocess.run(["sh", "-c", f"echo $$ > {g}/tasks && exec cgemu alloc "
-                              f"--socket {sock} --kmem 1M"], capture_output=True, text=True)
+    refused = subprocess.run(["cgemu", "alloc", "-m", mnt.path, "-g", "/g", "--kmem", "1M"],
+                             capture_output=True, text=True)
     assert refused.returncode == 3, refused.stderr
     assert "charge refused" in refused.stderr
     assert subprocess.run(["cgemu", "alloc", "--anon", "12Q"],
@@ -412,8 +411,8 @@ def test_cgemu_alloc_holds_prints_and_reports_refusal(mnt):
 def test_cgemu_alloc_is_killed_by_the_oom_killer(mount_with):
     m = mount_with()
     g = group(m, "g", limit_in_bytes="64K")
-    out = subprocess.run(["sh", "-c", f"echo $$ > {g}/tasks && exec cgemu alloc -m {m.path} "
-                          "--anon 128K"], capture_output=True, text=True)
+    out = subprocess.run(["cgemu", "alloc", "-m", m.path, "-g", "g", "--anon", "128K"],
+                         capture_output=True, text=True)
     assert out.returncode == -signal.SIGKILL
     assert read(f"{g}/memory.oom_control").endswith("oom_kill 1\n")
 
@@ -452,3 +451,40 @@ def test_the_c_example_client_speaks_the_protocol(mount_with, open_dir):
         run = subprocess.run(nobody + [exe, sock, "anon", "4K", "pid=1"],
                              capture_output=True, text=True)
         assert run.returncode == 1 and run.stdout.startswith("err EPERM "), run
+
+
+def test_a_followed_process_that_says_hello_is_counted_once(mnt):
+    """Joined first, followed from /proc; from its hello on only its charges count."""
+    g = group(mnt, "g")
+    script = f"""
+import os, sys, time
+with open({g!r} + "/tasks", "w") as f:
+    f.write(str(os.getpid()))
+hog = bytearray(8 << 20)  # touched after joining: followed from /proc
+for i in range(0, len(hog), 4096):
+    hog[i] = 1
+print("grown", flush=True)
+sys.stdin.readline()
+from cgroupfs_emu.client import Client
+with Client.connect({mnt.path!r}) as c:
+    print("hello", flush=True)
+    sys.stdin.readline()
+"""
+    p = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "grown"
+        assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") >= 8 << 20, timeout=5)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "hello"
+        assert num(f"{g}/memory.usage_in_bytes") == 0  # at once, not a poll later
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()  # our own child
+            p.wait()
+        p.stdin.close()
+        p.stdout.close()

@@ -14,15 +14,19 @@ from ..files.parsers import memparse_strict
 EXIT_REFUSED = 3
 
 ALLOC_HELP = """\
-Charge memory to the group this process is in, print what was charged, and free it
-again on exit. The process joins no group by itself: write its pid into a group's
-tasks first (cgemu exec does that for you), or run it from a shell that is in one.
+Charge memory to a group, print what was charged, and free it again on exit. With
+-g GROUP the command joins that group itself, after it has connected, so only what it
+charges is counted there; without -g it charges in the group it is already in.
 
 examples:
-  cgemu alloc -m /mnt/memory --anon 16M
-  cgemu alloc -m /mnt/memory --anon 16M --file 4M --hold      # until ^C / SIGTERM / EOF
+  cgemu alloc -m /mnt/memory -g jobs/a --anon 16M
+  cgemu alloc -m /mnt/memory -g jobs/a --anon 16M --file 4M --hold   # until ^C / SIGTERM / EOF
   cgemu alloc --socket /run/cgroupfs_emu/mount-0123.sock --kmem 64K --slab dentry:192:100
-  sh -c 'echo $$ > /mnt/memory/g/tasks; exec cgemu alloc -m /mnt/memory --anon 8M'
+
+A process that joins a group before it connects (sh -c 'echo $$ > g/tasks; exec cgemu
+alloc ...') is a real process in that group until it says hello: the daemon follows its
+memory from /proc meanwhile, as the kernel would charge it, and a small limit can OOM
+it before it starts.
 
 exit status: 0 charged (and freed), 3 a charge was refused (ENOMEM), 1 other errors;
 a process killed by the emulated OOM killer dies of SIGKILL (137 in a shell).
@@ -71,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--hold", action="store_true",
                    help="keep the memory until SIGTERM, SIGINT or EOF on stdin")
     a.add_argument("--no-stock", action="store_true", help="charge every page exactly")
+    a.add_argument("-g", "--group", help="join this group (a path below the mount) first")
 
     s = sub.add_parser("socket", help="print the client socket of a mount")
     _where(s)
@@ -130,6 +135,10 @@ def cmd_alloc(args) -> int:
     status = 0
     try:
         with _connect(args, use_stock=not args.no_stock) as client:
+            if args.group:
+                mount = args.mount or find_mount()
+                with open(os.path.join(mount, args.group.strip("/"), "cgroup.procs"), "w") as f:
+                    f.write("0")
             done: list[tuple] = []
             try:
                 for kind in ("anon", "file", "shmem", "kmem", "tcp"):

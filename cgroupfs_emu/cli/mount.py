@@ -82,7 +82,8 @@ async def serve(daemon: Daemon) -> int:
     gc.freeze()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ChargeServer(daemon.hierarchy, daemon.listener,
-                                        signals=daemon.signals).serve)
+                                        signals=daemon.signals,
+                                        on_hello=daemon.tracker.stop_following).serve)
         nursery.start_soon(daemon.watcher.run)
         async def on_signal():
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

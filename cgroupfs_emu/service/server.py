@@ -131,8 +131,11 @@ class Connection:
 
 class ChargeServer:
     def __init__(self, hierarchy: Hierarchy, listener: socket.socket, host: Host | None = None,
-                 signals: Signaller | None = None):
+                 signals: Signaller | None = None, on_hello=None):
         self.hierarchy = hierarchy
+        #: called with a pid that became a client (the process tracker stops
+        #: following it at once, so nothing is counted twice)
+        self.on_hello = on_hello or (lambda pid: None)
         self.charges = hierarchy.charges
         self.listener = trio.socket.from_stdlib_socket(listener)
         self.host = host or Host()
@@ -320,6 +323,7 @@ class ChargeServer:
                                 f"protocol version {version} unsupported; this server speaks 1")
         conn.hello = True
         conn.owner(None)  # from now on this process is a client, not followed from /proc
+        self.on_hello(conn.pid)
         return protocol.ok_line(version=protocol.VERSION, pid=conn.pid, uid=conn.uid,
                                 group=self.hierarchy.group_of(conn.pid).path(),
                                 page_size=PAGE_SIZE, stock_batch=64)

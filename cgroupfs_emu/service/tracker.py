@@ -214,6 +214,12 @@ class ProcessTracker:
         pages["mapped"] = entry.mapped(self.host.proc, pages.pop("file"))
         return pages
 
+    def stop_following(self, pid: int) -> None:
+        """*pid* connected to the socket: what it was charged from /proc goes."""
+        entry = self.followed.get(pid)
+        if entry is not None:
+            self._exited(entry)
+
     def _is_client(self, pid: int) -> bool:
         return any(o.pid == pid and not o.followed for o in self.charges.owners)
 
