@@ -298,5 +298,14 @@ class MemCgroup:
 
     # ------------------------------------------------------------------ statistics
 
+    def usage(self, memsw: bool = False) -> int:
+        """mem_cgroup_usage(), in pages: the page counter, except on the root, which
+        (6.2+) reports global file + anon pages (+ swap for memsw) rather than its
+        counter, so kernel data charged at mkdir does not show there."""
+        if self.is_root:
+            keys = ("cache", "rss", "swap") if memsw else ("cache", "rss")
+            return sum(g.stats[k] for g in self.hierarchy.walk() for k in keys)
+        return (self.memsw if memsw else self.memory).usage
+
     def stat_total(self, key: str) -> int:
         return sum(g.stats[key] for g in self.hierarchical_subtree())

@@ -52,19 +52,10 @@ class EventListener:
     mode: str = "default"
 
 
-def usage_for_events(group: MemCgroup, memsw: bool) -> int:
-    """mem_cgroup_usage(): the counter, except on the root, which reports global
-    file + anon pages (+ swap) like its usage_in_bytes file."""
-    if group.is_root:
-        keys = ("cache", "rss", "swap") if memsw else ("cache", "rss")
-        return sum(g.stats[k] for g in group.hierarchy.walk() for k in keys)
-    return (group.memsw if memsw else group.memory).usage
-
-
 def arm_threshold(group: MemCgroup, listener: EventListener) -> None:
     """At registration the kernel places the threshold against current usage; no
     event fires for where usage already is."""
-    listener.above = listener.threshold <= usage_for_events(group, listener.memsw)
+    listener.above = listener.threshold <= group.usage(listener.memsw)
 
 
 def crossed_thresholds(groups) -> list[EventListener]:
@@ -76,7 +67,7 @@ def crossed_thresholds(groups) -> list[EventListener]:
             if listener.kind != THRESHOLD:
                 continue
             if listener.memsw not in usage:
-                usage[listener.memsw] = usage_for_events(group, listener.memsw)
+                usage[listener.memsw] = group.usage(listener.memsw)
             above = listener.threshold <= usage[listener.memsw]
             if above != listener.above:
                 listener.above = above

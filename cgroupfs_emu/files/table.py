@@ -109,11 +109,8 @@ def read_counter(req: Request) -> int:
     g, attr = req.group, req.cf.attr
     if attr is Attr.FAILCNT:
         return req.counter.failcnt
-    if attr is Attr.USAGE and g.is_root and req.cf.res in (Res.MEM, Res.MEMSW):
-        # 6.2+: the root reports global file + anon pages (+ swap for memsw), not its
-        # page counter, so kernel data charged at mkdir does not show there.
-        keys = ("cache", "rss", "swap") if req.cf.res is Res.MEMSW else ("cache", "rss")
-        return sum(grp.stats[k] for grp in g.hierarchy.walk() for k in keys) * PAGE_SIZE
+    if attr is Attr.USAGE and req.cf.res in (Res.MEM, Res.MEMSW):
+        return g.usage(memsw=req.cf.res is Res.MEMSW) * PAGE_SIZE
     return getattr(req.counter, attr.value) * PAGE_SIZE
 
 
