@@ -427,3 +427,22 @@ class ChargeMachine(RuleBasedStateMachine):
 
 TestChargeMachine = ChargeMachine.TestCase
 TestChargeMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_oom_score_adj_weighs_in_and_minus_1000_is_never_chosen():
+    h, g = setup(memory=100, memsw=100)
+    adj = {11: 0, 12: 0}
+    h.charges.oom_score_adj = adj.get
+    big, small = h.charges.new_owner(11), h.charges.new_owner(12)
+    for o in (big, small):
+        h.attach(o.pid, g)
+    h.charges.charge(big, g, "anon", 60)
+    h.charges.charge(small, g, "anon", 30)
+    assert h.charges.select_victim(g) is big
+    adj[12] = 400  # +40 pages' worth of a 100-page limit: 70 > 60
+    assert h.charges.select_victim(g) is small
+    adj[12] = 0
+    adj[11] = -1000
+    assert h.charges.select_victim(g) is small
+    adj[12] = -1000
+    assert h.charges.select_victim(g) is None

@@ -201,6 +201,22 @@ def test_an_ancestor_limit_kills_the_biggest_task_below_it(mnt, hogs):
     assert usage_is(c2, 50)
 
 
+def test_oom_score_adj_makes_a_smaller_task_the_victim(mnt, hogs):
+    g = group(mnt, "g", limit_in_bytes=str(100 * P))
+    big, small = hogs(), hogs()
+    with open(f"/proc/{small.pid}/oom_score_adj", "w") as f:  # our own child; raising
+        f.write("1000")                                       # needs no privilege
+    for hog in (big, small):
+        write(f"{g}/tasks", str(hog.pid))
+    big.do("a 60")
+    small.do("a 20")
+    assert usage_is(g, 80)
+    big.do("a 30")  # 110 pages: small scores 20 + 1000/1000 of the limit, big 60
+    assert small.proc.wait(timeout=5) == -signal.SIGKILL
+    assert big.proc.poll() is None
+    assert usage_is(g, 90)
+
+
 def test_oom_kill_disable_stops_and_resumes_the_task(mnt, hogs):
     g = group(mnt, "g", limit_in_bytes=str(50 * P), oom_control="1")
     hog = hogs()

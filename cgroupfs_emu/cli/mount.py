@@ -45,6 +45,7 @@ class Daemon:
         self.listener = None
         self.signals = Signaller()
         host = self.ops.tree.host
+        self.hierarchy.charges.oom_score_adj = host.oom_score_adj
         self.tracker = ProcessTracker(self.hierarchy, host, self.signals)
         self.watcher = Watcher(self.hierarchy, host, cfg.poll_ms, self.tracker)
 

@@ -50,6 +50,8 @@ FOLLOWED_KINDS = ("anon", "shmem", "mapped")
 USER_KINDS = ("anon", "file", "shmem", "mapped")
 #: Kinds a client may serve from its stock: user pages, charged to memory + memsw.
 STOCK_KINDS = ("anon", "file", "shmem")
+#: oom_score_adj of a task the OOM killer must never choose
+OOM_SCORE_ADJ_MIN = -1000
 #: The kernel's MEMCG_CHARGE_BATCH: the most a stock holds.
 STOCK_BATCH = 64
 #: A stock is granted only while every level keeps this many pages of headroom after
@@ -196,6 +198,8 @@ class Charges:
         #: pid -> may this pid be signalled? The service refuses pid 1, itself and its
         #: ancestors; tests of the pure core accept everything.
         self.may_kill: Callable[[int], bool] = lambda pid: True
+        #: pid -> its /proc/PID/oom_score_adj (the service reads it; 0 in pure tests)
+        self.oom_score_adj: Callable[[int], int] = lambda pid: 0
         #: (kind, owner, detail) messages for clients, kept until the service drains
         #: them, or handed to ``on_notice`` at once when the service sets it
         self.notices: list[tuple[str, Owner, dict]] = []
@@ -751,13 +755,21 @@ class Charges:
 
     def select_victim(self, group: MemCgroup) -> Owner | None:
         """mem_cgroup_out_of_memory() -> select_bad_process(): among live owners whose
-        task is in *group*'s subtree now, the one with the most charged memory."""
+        task is in *group*'s subtree now, the one with the highest oom_badness():
+        charged pages plus oom_score_adj thousandths of the group's limit. A task
+        with oom_score_adj -1000 is never chosen."""
         subtree = set(group.hierarchical_subtree())
-        best = None
+        limit = min(group.memory.max, group.memsw.max)
+        best, best_points = None, None
         for owner in self.owners:
-            if (self.hierarchy.group_of(owner.pid) in subtree and self.may_kill(owner.pid)
-                    and (best is None or (owner.badness(), owner.id) > (best.badness(), best.id))):
-                best = owner
+            if self.hierarchy.group_of(owner.pid) not in subtree or not self.may_kill(owner.pid):
+                continue
+            adj = self.oom_score_adj(owner.pid)
+            if adj <= OOM_SCORE_ADJ_MIN:
+                continue
+            points = (max(1, owner.badness() + adj * limit // 1000), owner.id)
+            if best is None or points > best_points:
+                best, best_points = owner, points
         return best
 
     def oom_killed(self, victim: Owner) -> None:

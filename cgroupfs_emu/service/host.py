@@ -104,6 +104,14 @@ class Host:
             self._start_times.pop(tid, None)
         return alive
 
+    def oom_score_adj(self, pid: int) -> int:
+        """/proc/PID/oom_score_adj (-1000..1000); 0 when it cannot be read."""
+        try:
+            with open(f"{self.proc}/{pid}/oom_score_adj", "rb") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return 0
+
     def tgid_of(self, tid: int) -> int | None:
         info = self.task(tid)
         return info.tgid if info else None
