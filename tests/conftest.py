@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -23,6 +24,22 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+@contextlib.contextmanager
+def started(argv: list[str], **popen_args):
+    """A process this test starts; whatever happens it is gone at the end (killed by
+    its pid if still running) and its pipes are closed."""
+    p = subprocess.Popen(argv, **popen_args)
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for f in (p.stdin, p.stdout, p.stderr):
+            if f is not None:
+                f.close()
 
 
 class Mount:

@@ -16,7 +16,8 @@ import tempfile
 
 import pytest
 
-from conftest import P, Mount, errno_of, group, needs_fuse, num, read, stat_of, wait_until, write
+from conftest import (P, Mount, errno_of, group, needs_fuse, num, read, started, stat_of,
+                      wait_until, write)
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -360,8 +361,7 @@ def test_malformed_input_gets_error_replies_and_the_daemon_survives(mnt, charger
 
 def test_only_root_charges_for_another_pid(mnt, chargers):
     g = group(mnt, "g")
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
+    with started(["sleep", "30"]) as sleeper:
         write(f"{g}/tasks", str(sleeper.pid))
         c = chargers(mnt.path)
         reply = c.do(f"raw charge anon 8192 pid={sleeper.pid}")
@@ -370,9 +370,6 @@ def test_only_root_charges_for_another_pid(mnt, chargers):
             assert num(f"{g}/memory.usage_in_bytes") == 2 * P
         else:
             assert reply.startswith("ok err EPERM")
-    finally:
-        sleeper.kill()
-        sleeper.wait()
 
 
 # ---------------------------------------------------------------------- cgemu
@@ -382,8 +379,7 @@ def test_cgemu_alloc_holds_prints_and_reports_refusal(mnt):
     g = group(mnt, "g", limit_in_bytes="1M")
     cmd = ["cgemu", "alloc", "-m", mnt.path, "-g", "g", "--anon", "64K", "--file", "16K",
            "--hold"]
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with started(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
         assert p.stdout.readline().strip() == "charged anon 65536 bytes (16 pages)"
         assert p.stdout.readline().strip() == "charged file 16384 bytes (4 pages)"
         assert "group=/g" in p.stdout.readline()
@@ -392,11 +388,6 @@ def test_cgemu_alloc_holds_prints_and_reports_refusal(mnt):
         assert p.stdout.readline().strip() == "evicted file 16384 bytes in /g"
         p.send_signal(signal.SIGTERM)  # our own child
         assert p.wait(timeout=10) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
     assert num(f"{g}/memory.usage_in_bytes") == 0
     # with oom_kill_disable a kernel-memory charge fails instead of waiting: exit 3
     write(f"{g}/memory.oom_control", "1")
@@ -470,9 +461,8 @@ with Client.connect({mnt.path!r}) as c:
     print("hello", flush=True)
     sys.stdin.readline()
 """
-    p = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
-    try:
+    with started([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, text=True) as p:
         assert p.stdout.readline().strip() == "grown"
         assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") >= 8 << 20, timeout=5)
         p.stdin.write("\n")
@@ -482,9 +472,3 @@ with Client.connect({mnt.path!r}) as c:
         p.stdin.write("\n")
         p.stdin.flush()
         assert p.wait(timeout=10) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()  # our own child
-            p.wait()
-        p.stdin.close()
-        p.stdout.close()

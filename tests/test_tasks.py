@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (P, Helper, errno_of, group, needs_fuse, num, read, stat_of,
+from conftest import (P, Helper, errno_of, group, needs_fuse, num, read, started, stat_of,
                       wait_until, write)
 
 pytestmark = [pytest.mark.mount, needs_fuse]
@@ -254,8 +254,7 @@ def test_writing_every_host_pid_kills_nobody(mnt, hogs):
     g = group(mnt, "g", limit_in_bytes=str(64 * P))
     hog = hogs()
     hog.do("a 100")  # already in use before joining
-    sleeper = subprocess.Popen(["sleep", "60"])
-    try:
+    with started(["sleep", "60"]) as sleeper:
         # join only once sleep is asleep: what a process touches while starting up
         # after joining (an exec, the loader's work) is charged to the group
         def asleep() -> bool:
@@ -269,9 +268,6 @@ def test_writing_every_host_pid_kills_nobody(mnt, hogs):
         assert usage_is(g, 10)
         assert hog.proc.poll() is None and sleeper.poll() is None
         assert read(f"{g}/memory.oom_control").endswith("oom_kill 0\n")
-    finally:
-        sleeper.kill()  # our own child
-        sleeper.wait()
 
 
 # ---------------------------------------------------------------------- move_charge
@@ -344,9 +340,8 @@ def test_nul_padded_pid_writes_at_growing_offsets_on_one_fd(mnt, hogs):
 
 def test_cgemu_exec_charges_from_the_first_page_and_passes_the_status(mnt, memhog_exe):
     g = group(mnt, "g")
-    p = subprocess.Popen(["cgemu", "exec", "-m", mnt.path, "-g", "g", "--", memhog_exe],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with started(["cgemu", "exec", "-m", mnt.path, "-g", "g", "--", memhog_exe],
+                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
         assert p.stdout.readline().strip() == "ready"
         assert wait_until(lambda: len(read(f"{g}/cgroup.procs").split()) == 1)
         hog_pid = int(read(f"{g}/cgroup.procs"))
@@ -365,12 +360,6 @@ def test_cgemu_exec_charges_from_the_first_page_and_passes_the_status(mnt, memho
         p.stdin.write("q\n")
         p.stdin.flush()
         assert p.wait(timeout=10) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdin.close()
-        p.stdout.close()
     status = subprocess.run(["cgemu", "exec", "-m", mnt.path, "-g", "g", "--",
                              "sh", "-c", "exit 7"]).returncode
     assert status == 7
