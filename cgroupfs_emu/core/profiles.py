@@ -34,7 +34,7 @@ class Profile:
 
 LINUX_6 = Profile(
     name="linux-6",
-    summary="Linux 6.18 as recorded in shared/golden: hierarchy forced on, "
+    summary="Linux 6.18 as recorded in tests/golden: hierarchy forced on, "
     "move_charge only 0, kmem limit ignored, slabinfo empty.",
     hierarchy_forced=True,
     move_charge_mask=0,
