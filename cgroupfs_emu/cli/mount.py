@@ -25,7 +25,8 @@ from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
 from ..service.tracker import ProcessTracker
 from ..service.watcher import Watcher
-from .options import MountConfig, UsageError, parse_args
+from . import helper
+from .options import MountConfig, ShowAndExit, UsageError, parse_args
 
 log = logging.getLogger("cgroupfs_emu")
 
@@ -41,7 +42,8 @@ class Daemon:
                                    oom_kill=cfg.oom_kill)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
         self.ops = CgroupFS(ControlTree(self.hierarchy), cfg.mountpoint,
-                            root_xattrs={SOCKET_XATTR: self.socket_path})
+                            root_xattrs={SOCKET_XATTR: self.socket_path,
+                                         helper.PID_XATTR: str(os.getpid())})
         self.listener = None
         self.signals = Signaller()
         host = self.ops.tree.host
@@ -98,11 +100,6 @@ async def serve(daemon: Daemon) -> int:
     return 0
 
 
-def _check_mountpoint(path: str) -> None:
-    if not os.path.isdir(path):
-        raise UsageError(f"mountpoint {path!r} is not a directory")
-
-
 def _setup_logging(cfg: MountConfig) -> None:
     level = logging.DEBUG if cfg.debug else logging.INFO
     handler = (logging.FileHandler(cfg.log_file) if cfg.log_file
@@ -125,12 +122,21 @@ def _mount(cfg: MountConfig) -> Daemon:
     return daemon
 
 
+def _announce(daemon: Daemon) -> None:
+    """The mount is live: say so in the log, the pidfile and to systemd."""
+    helper.log_start(daemon.cfg, daemon.socket_path)
+    helper.write_pidfile(daemon.cfg.pidfile)
+    helper.notify_ready()
+
+
 def _finish(daemon: Daemon) -> None:
+    helper.notify_stopping()
     try:
         pyfuse3.close(unmount=True)
     finally:
         daemon.close_socket()
         daemon.watcher.close()
+        helper.remove_pidfile(daemon.cfg.pidfile)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,19 +144,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)
         cfg.mountpoint = os.path.abspath(cfg.mountpoint)
-        _check_mountpoint(cfg.mountpoint)
+        helper.check_mountpoint(cfg.mountpoint)
+    except ShowAndExit as e:
+        print(e)
+        return 0
     except UsageError as e:
-        print(f"cgroupfs_emu: {e}" if not str(e).startswith("usage:") else e, file=sys.stderr)
+        print(f"cgroupfs_emu: {e}", file=sys.stderr)
         return 2
-    _setup_logging(cfg)
 
     if cfg.foreground:
+        _setup_logging(cfg)
         try:
             daemon = _mount(cfg)
         except UsageError as e:
             print(f"cgroupfs_emu: {e}", file=sys.stderr)
             return 1
         try:
+            _announce(daemon)
             return trio.run(serve, daemon)
         finally:
             _finish(daemon)
@@ -171,16 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     os.close(rfd)
-    os.setsid()
     try:
+        helper.detach()
+        helper.close_inherited_fds(keep={wfd})
+        _setup_logging(cfg)
         daemon = _mount(cfg)
+        helper.redirect_stdio(cfg.log_file)
+        _announce(daemon)
     except BaseException as e:  # report every failure to the waiting parent
         os.write(wfd, str(e).encode() or b"mount failed")
         os._exit(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
     os.write(wfd, b"ok")
     os.close(wfd)
     status = 1

@@ -9,9 +9,13 @@ from __future__ import annotations
 from typing import Callable
 
 from ..core.hierarchy import Hierarchy
+from ..core.page_counter import PAGE_SIZE
 from ..core.memcg import MemCgroup
 from ..service.host import Host
 from .table import Caller, ControlFile, Request, files_for, read_file, write_file
+
+
+TASK_MEMORY_XATTR = "user.cgroupfs_emu.task_memory"
 
 
 class ControlTree:
@@ -30,6 +34,20 @@ class ControlTree:
 
     def files(self, group: MemCgroup) -> dict[str, ControlFile]:
         return files_for(group)
+
+    def xattrs(self, group: MemCgroup) -> dict[str, bytes]:
+        """Read-only extended attributes of a group directory. Not a kernel interface:
+        ``user.cgroupfs_emu.task_memory`` tells `cgemu ps` what the emulator charged
+        per task (the kernel keeps no such per-task account; its per-task view is
+        /proc/PID/status). One line per charged task of the group:
+        ``PID ANON SHMEM FILE`` in bytes, what the task holds in every group."""
+        lines = []
+        for owner in sorted(self.hierarchy.charges.owners, key=lambda o: o.pid):
+            if owner.alive and owner.pid in group.tasks:
+                held = [sum(getattr(led, kind) for led in owner.ledgers.values()) * PAGE_SIZE
+                        for kind in ("anon", "shmem", "file")]
+                lines.append(" ".join(map(str, [owner.pid, *held])) + "\n")
+        return {TASK_MEMORY_XATTR: "".join(lines).encode()}
 
     def mkdir(self, parent: MemCgroup, name: str) -> MemCgroup:
         group = self.hierarchy.mkdir(parent, name)
