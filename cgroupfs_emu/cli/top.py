@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -114,6 +115,10 @@ def run_batch(args) -> int:
 
 
 def run_live(args) -> int:
+    # blessed asks the terminal about itself at start and waits up to 5 s per query
+    # for a terminal that never answers (a serial console, some multiplexers); a
+    # terminal that answers does so at once, so a second is plenty.
+    os.environ.setdefault("BLESSED_QUERY_TIMEOUT_SECONDS", "1")
     from blessed import Terminal  # only the live view needs a terminal
 
     term = Terminal()
