@@ -114,6 +114,11 @@ class Connection:
                 sent = os.write(self.sock.fileno(), data)
             except BlockingIOError:
                 sent = 0
+            except (BrokenPipeError, ConnectionResetError):
+                # The client died with a reply pending; its reader sees EOF next
+                # and disconnects it. Raised here it would reach the connection's
+                # nursery as an ExceptionGroup and be logged as a bug.
+                return
             if sent == len(data):
                 return
             data = data[sent:]
