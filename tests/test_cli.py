@@ -19,7 +19,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import termios
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import cgroupfs_emu
-from conftest import Mount, P, group, needs_fuse, num, read, started, wait_until, write
+from conftest import Mount, P, group, needs_fuse, num, read, started, wait_until
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 REPO = Path(__file__).resolve().parents[1]

@@ -25,6 +25,8 @@ from .common import (CgemuError, Parser, add_mount_arg, find_client_socket, find
 __all__ = ["main", "find_mount"]
 
 EXIT_REFUSED = 3
+#: per-task charges of a group directory (written by files.tree.ControlTree.xattrs)
+TASK_MEMORY_XATTR = "user.cgroupfs_emu.task_memory"
 ALLOC_HELP = """\
 Charge memory to a group, print what was charged, and free it again on exit. With
 -g GROUP the command joins that group itself, after it has connected, so only what it
@@ -96,8 +98,8 @@ def _register_alloc(sub) -> None:
                        description=ALLOC_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mount_arg(a)
-    a.add_argument("--socket", help=f"the socket to use (default: that of the mount, "
-                                    f"or $CGROUPFS_EMU_SOCKET)")
+    a.add_argument("--socket", help="the socket to use (default: that of -m MOUNT, else "
+                                    "$CGROUPFS_EMU_SOCKET, else that of the only mount)")
     for kind in ("anon", "file", "shmem", "kmem", "tcp"):
         a.add_argument(f"--{kind}", type=_size, default=0, metavar="SIZE",
                        help=f"bytes of {kind} memory to charge")
@@ -277,9 +279,10 @@ def cmd_exec(args) -> int:
 
 
 def _task_memory(directory: str) -> dict[int, tuple[int, int, int]]:
-    """pid -> (anon, shmem, file) bytes, from the group's task_memory attribute."""
+    """pid -> (anon, shmem, file) bytes, from the group's task_memory attribute
+    (files.tree.ControlTree.xattrs)."""
     try:
-        raw = os.getxattr(directory, "user.cgroupfs_emu.task_memory").decode()
+        raw = os.getxattr(directory, TASK_MEMORY_XATTR).decode()
     except OSError:
         return {}
     found = {}

@@ -27,6 +27,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _unescape(field: str) -> str:
+    """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         field = field.replace(code, char)
     return field
@@ -35,12 +36,15 @@ def _unescape(field: str) -> str:
 def cgroupfs_mounts() -> list[str]:
     """Mount points of cgroupfs_emu in this mount namespace, in mount order."""
     found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            if fields[sep + 1] == FSTYPE:
-                found.append(_unescape(fields[4]))
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-")
+                if fields[sep + 1] == FSTYPE:
+                    found.append(_unescape(fields[4]))
+    except OSError:
+        pass
     return found
 
 

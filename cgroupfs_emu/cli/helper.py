@@ -14,35 +14,13 @@ import socket
 import stat
 
 from .. import __version__
+from .common import cgroupfs_mounts
 from .options import MountConfig, UsageError
 
 log = logging.getLogger("cgroupfs_emu")
 
 #: read-only extended attribute of the mount root: the pid of the serving daemon
 PID_XATTR = "user.cgroupfs_emu.pid"
-FSTYPE = "fuse.cgroupfs_emu"
-
-
-def _unescape(field: str) -> str:
-    """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
-
-
-def mount_type(path: str) -> str | None:
-    """The filesystem type mounted exactly at *path* (the topmost one), or None."""
-    found = None
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) < 10 or _unescape(fields[4]) != path:
-                    continue
-                found = fields[fields.index("-") + 1]
-    except OSError:
-        return None
-    return found
 
 
 def _dead(path: str, e: OSError) -> UsageError:
@@ -64,7 +42,7 @@ def check_mountpoint(path: str) -> None:
         raise UsageError(f"mountpoint {path}: {e.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"mountpoint {path} is not a directory")
-    if mount_type(path) == FSTYPE:
+    if path in cgroupfs_mounts():
         # stat() may have been answered from the kernel's attribute cache; asking
         # the daemon itself tells a live mount from a dead one
         try:
