@@ -7,8 +7,15 @@ import argparse
 import os
 import sys
 
-from .. import __version__
+from importlib.metadata import PackageNotFoundError, version
+
 from ..client import find_socket
+
+try:
+    #: pyproject.toml's version as installed (the package's __version__ reads the same)
+    VERSION = version("cgroupfs_emu")
+except PackageNotFoundError:
+    VERSION = "0+unknown"
 
 MOUNT_ENV = "CGROUPFS_EMU_MOUNT"
 SOCKET_ENV = "CGROUPFS_EMU_SOCKET"
@@ -86,7 +93,7 @@ def add_mount_arg(p: argparse.ArgumentParser) -> None:
 
 
 def version_arg(p: argparse.ArgumentParser, prog: str) -> None:
-    p.add_argument("-V", "--version", action="version", version=f"{prog} {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"{prog} {VERSION}")
 
 
 def group_dir(mount: str, group: str) -> str:

@@ -13,8 +13,7 @@ import os
 import socket
 import stat
 
-from .. import __version__
-from .common import cgroupfs_mounts
+from .common import VERSION, cgroupfs_mounts
 from .options import MountConfig, UsageError
 
 log = logging.getLogger("cgroupfs_emu")
@@ -121,7 +120,7 @@ def remove_pidfile(path: str | None) -> None:
 
 def log_start(cfg: MountConfig, socket_path: str) -> None:
     log.info("cgroupfs_emu %s: mounted %s (source %s), profile %s, socket %s, pid %d, "
-             "options %s", __version__, cfg.mountpoint, cfg.source, cfg.profile,
+             "options %s", VERSION, cfg.mountpoint, cfg.source, cfg.profile,
              socket_path, os.getpid(), ",".join(cfg.options) or "-")
 
 

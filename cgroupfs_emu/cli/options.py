@@ -11,10 +11,10 @@ import os
 
 import attrs
 
-from .. import __version__
 
 from ..core.profiles import DEFAULT_PROFILE, PROFILES
 from ..files.parsers import memparse_strict
+from .common import VERSION
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
 IGNORED = frozenset({
@@ -136,7 +136,7 @@ def parse_args(argv: list[str]) -> MountConfig:
         elif arg in ("-h", "--help"):
             raise ShowAndExit(USAGE)
         elif arg in ("-V", "--version"):
-            raise ShowAndExit(f"cgroupfs_emu {__version__}")
+            raise ShowAndExit(f"cgroupfs_emu {VERSION}")
         elif arg.startswith("-") and arg != "-":
             raise UsageError(f"unknown flag {arg!r}")
         else:
