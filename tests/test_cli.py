@@ -404,8 +404,9 @@ def test_cgemu_exec_statuses(mnt, tmp_path):
 def test_output_to_a_closed_pipe_ends_quietly(mnt, command):
     group(mnt, "g")
     argv = shlex.join(["cgemu", *command, "-m", mnt.path])
-    # the reader is gone before cgemu (an interpreter start away) writes anything
-    r = run("bash", "-c", f"{argv} | (exec 0<&-; sleep 2); echo ${{PIPESTATUS[0]}}")
+    # the reader is gone before cgemu writes anything
+    r = run("bash", "-c", f"(sleep 0.5; exec {argv}) | (exec 0<&-; sleep 3); "
+                          "echo ${PIPESTATUS[0]}")
     assert r.stderr == "" and r.stdout == "141\n"
 
 
