@@ -55,7 +55,7 @@ is charged to the group, and its exit status (or the signal that killed it) is t
 command's own. A CMD that cannot be found exits 127, one that cannot be run 126.
 
 examples:
-  cgemu exec -g jobs/a -- sh -c 'cat /proc/self/cgroup; cat /mnt/memory/jobs/a/tasks'
+  cgemu exec -g jobs/a -- sh -c 'echo "I am $$"; cat /mnt/memory/jobs/a/tasks'
   cgemu exec -m /mnt/memory -g box -- ./my-test --quick"""
 
 SOCKET_HELP = """\
