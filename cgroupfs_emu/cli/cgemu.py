@@ -16,7 +16,7 @@ import signal
 import sys
 
 from ..client import ChargeRefused, Client
-from ..files.parsers import memparse_strict
+from ..units import memparse_strict
 from . import stat as stat_cmd
 from . import top as top_cmd
 from .common import (CgemuError, Parser, add_mount_arg, find_client_socket, find_mount,

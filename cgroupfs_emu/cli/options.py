@@ -11,9 +11,8 @@ import os
 
 import attrs
 
-
 from ..core.profiles import DEFAULT_PROFILE, PROFILES
-from ..files.parsers import memparse_strict
+from ..units import memparse_strict
 from .common import VERSION
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
