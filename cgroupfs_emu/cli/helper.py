@@ -41,7 +41,7 @@ def check_mountpoint(path: str) -> None:
         raise UsageError(f"mountpoint {path}: {e.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"mountpoint {path} is not a directory")
-    if path in cgroupfs_mounts():
+    if os.path.realpath(path) in cgroupfs_mounts():
         # stat() may have been answered from the kernel's attribute cache; asking
         # the daemon itself tells a live mount from a dead one
         try:
@@ -54,9 +54,9 @@ def check_mountpoint(path: str) -> None:
 
 
 def detach() -> None:
-    """The daemon half after fork: a session of its own, "/" as working directory (so
-    it never keeps a file system busy), and no descriptor of its caller. Stdio is
-    pointed elsewhere by redirect_stdio() once mount errors can no longer happen."""
+    """The daemon half after fork: a session of its own and "/" as working directory,
+    so it never keeps a file system busy. close_inherited_fds() and redirect_stdio()
+    do the rest, the latter once mount errors can no longer happen."""
     os.setsid()
     os.chdir("/")
 
