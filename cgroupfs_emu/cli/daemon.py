@@ -81,10 +81,9 @@ class Daemon:
         # charges: it is bound first.
         self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
                                    release_agent=cfg.release_agent, owner_uid=os.getuid())
-        self.tree = ControlTree(self.hierarchy, self.memory, self.host)
+        self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
-        self.ops = CgroupFS(self.tree, cfg.mountpoint,
-                            root_xattrs={SOCKET_XATTR: self.socket_path})
+        self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path})
         self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
                                cfg.poll_ms)
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
