@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import sys
 
 import trio
+
+if sys.version_info < (3, 11):  # trio brings the backport on 3.10
+    from exceptiongroup import ExceptionGroup
 
 from .. import protocol
 from .stream import Stream
