@@ -1,0 +1,971 @@
+/*
+ * libcgemu_preload.so: what a process reads about its own cgroups agrees with the
+ * emulator.
+ *
+ * `cgemu run` mounts the emulator at $CGROUPFS_EMU_VIEW (e.g. /sys/fs/cgroup/memory)
+ * in a private mount namespace and preloads this library.  The kernel still prints
+ * the host's truth in /proc (the emulator is a fuse.cgroupfs_emu mount, the task's
+ * memory cgroup is the host's), so the libc entry points programs use to read those
+ * files are interposed and answer with the text a cgroup v1 host would print:
+ *
+ *   /proc/mounts, /proc/{self,thread-self,PID}/mounts, /etc/mtab -> /proc/self/mounts
+ *   /proc/{self,thread-self,PID}/mountinfo
+ *       the real table with every cgroup/cgroup2 line dropped (those hierarchies are
+ *       hidden from the view) and the view's line shown as type "cgroup", source
+ *       "cgroup", option "memory" -- the shape of mount_cgroup v1's show_options.
+ *   /proc/{self,thread-self,PID}/cgroup, /proc/PID/task/TID/cgroup
+ *       the real lines minus the memory one, plus "N:memory:/GROUP", in the kernel's
+ *       order (proc_cgroup_show() walks the roots newest first: ids descending, 0 last).
+ *   /proc/cgroups
+ *       the real table with memory's hierarchy id and num_cgroups from the emulator.
+ *
+ * GROUP is looked up in the emulator itself: the group whose `tasks` file lists the
+ * pid (children first), else the root -- so a task moved by cgclassify, cgexec or a
+ * plain `echo $$ > tasks` is seen where it now is.  N is the host's memory hierarchy
+ * id when memory is a v1 hierarchy there, else one more than the largest id in use.
+ *
+ * Entry points: open, open64, openat, openat64, their _FORTIFY_SOURCE forms
+ * (__open_2, ...), fopen, fopen64, setmntent (glibc's setmntent and fopen call
+ * their internal open directly, so both are interposed; getmntent/getmntent_r then
+ * read the synthesized stream as they would the real one).  The exec family and
+ * posix_spawn are interposed only to take this library out of LD_PRELOAD for a
+ * program it cannot serve (static, or set-user/group-ID).
+ *
+ * Not reached: statically linked programs (Go without cgo reads /proc with raw
+ * syscalls) and anything that issues open(2) itself, reads relative to a directory
+ * fd, or uses openat2(2); they see the kernel's files.  statfs() still reports FUSE's
+ * magic, not CGROUP_SUPER_MAGIC.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <mntent.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ------------------------------------------------------------------ buffers */
+
+struct buf {
+    char *p;
+    size_t len, cap;
+    int bad;
+};
+
+static void put(struct buf *b, const char *s, size_t n)
+{
+    if (b->bad)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->bad = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void puts_(struct buf *b, const char *s) { put(b, s, strlen(s)); }
+
+/* Read a whole file with raw syscalls, never through the interposed functions. */
+static int slurp(const char *path, struct buf *out)
+{
+    int fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char chunk[8192];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int saved = errno;
+            close(fd);
+            if (n < 0) {
+                errno = saved;
+                return -1;
+            }
+            break;
+        }
+        put(out, chunk, n);
+    }
+    if (!out->p)
+        puts_(out, "");
+    return out->bad ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ the view */
+
+static const char *view_path(void)
+{
+    const char *v = getenv("CGROUPFS_EMU_VIEW");
+    return v && v[0] == '/' ? v : NULL;
+}
+
+/* The kernel's mangle for paths in mounts/mountinfo: space, tab, newline, backslash. */
+static void put_escaped(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\\') {
+            char o[5];
+            snprintf(o, sizeof o, "\\%03o", (unsigned char)*s);
+            puts_(b, o);
+        } else {
+            put(b, s, 1);
+        }
+    }
+}
+
+static int pid_in_tasks(const char *dir, long pid)
+{
+    char path[PATH_MAX];
+    struct buf b = {0};
+    if ((size_t)snprintf(path, sizeof path, "%s/tasks", dir) >= sizeof path)
+        return 0;
+    int found = 0;
+    if (slurp(path, &b) == 0) {
+        char *s = b.p, *end;
+        while (*s) {
+            long v = strtol(s, &end, 10);
+            if (end == s)
+                break;
+            if (v == pid) {
+                found = 1;
+                break;
+            }
+            s = end;
+        }
+    }
+    free(b.p);
+    return found;
+}
+
+/* Depth first, children before their parent: the deepest group listing pid. Also
+ * counts the groups it sees (for /proc/cgroups) when pid is 0. */
+static int walk(char *path, size_t len, long pid, long *count)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+                continue;
+            size_t n = strlen(e->d_name);
+            if (len + 1 + n + 1 > PATH_MAX)
+                continue;
+            path[len] = '/';
+            memcpy(path + len + 1, e->d_name, n + 1);
+            int isdir = e->d_type == DT_DIR;
+            if (e->d_type == DT_UNKNOWN) {
+                struct stat st;
+                isdir = lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+            }
+            if (isdir && walk(path, len + 1 + n, pid, count)) {
+                closedir(d);
+                return 1;
+            }
+            path[len] = 0;
+        }
+        closedir(d);
+    }
+    path[len] = 0;
+    if (count)
+        (*count)++;
+    return pid > 0 && pid_in_tasks(path, pid);
+}
+
+/* The emulated group of pid, "/" when no group lists it. */
+static void group_of(long pid, struct buf *out)
+{
+    const char *v = view_path();
+    char path[PATH_MAX];
+    size_t vl = strlen(v);
+    while (vl > 1 && v[vl - 1] == '/')
+        vl--;
+    if (vl >= sizeof path)
+        vl = sizeof path - 1;
+    memcpy(path, v, vl);
+    path[vl] = 0;
+    if (walk(path, vl, pid, NULL) && path[vl]) {
+        puts_(out, path + vl);
+        return;
+    }
+    puts_(out, "/");
+}
+
+static long group_count(void)
+{
+    const char *v = view_path();
+    char path[PATH_MAX];
+    size_t vl = strlen(v);
+    if (vl >= sizeof path)
+        return 1;
+    memcpy(path, v, vl + 1);
+    long count = 0;
+    walk(path, vl, 0, &count);
+    return count;
+}
+
+/* The hierarchy id memory has in the host's /proc/cgroups, or one past the largest. */
+static int memory_hierarchy(void)
+{
+    struct buf b = {0};
+    int id = 0, max = 0;
+    if (slurp("/proc/cgroups", &b) == 0) {
+        for (char *line = b.p; line && *line;) {
+            char *nl = strchr(line, '\n');
+            char name[64];
+            int h;
+            if (line[0] != '#' && sscanf(line, "%63s %d", name, &h) == 2) {
+                if (h > max)
+                    max = h;
+                if (!strcmp(name, "memory"))
+                    id = h;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    free(b.p);
+    return id > 0 ? id : max + 1;
+}
+
+/* ------------------------------------------------------------- synthesizing */
+
+/* The n-th (0-based) space-separated field of line, copied into out. */
+static int field(const char *line, int n, char *out, size_t size)
+{
+    const char *s = line;
+    for (int i = 0; i < n; i++) {
+        s = strchr(s, ' ');
+        if (!s)
+            return -1;
+        s++;
+    }
+    size_t k = strcspn(s, " \n");
+    if (k >= size)
+        return -1;
+    memcpy(out, s, k);
+    out[k] = 0;
+    return 0;
+}
+
+static int is_cgroup_type(const char *t) { return !strcmp(t, "cgroup") || !strcmp(t, "cgroup2"); }
+
+/* Mount flags as show_mnt_opts()/show_vfsmnt() print them: no FUSE superblock options. */
+static void put_mount_flags(struct buf *b, const char *opts)
+{
+    static const char *const keep[] = {"rw", "ro", "nosuid", "nodev", "noexec", "sync",
+                                       "dirsync", "mand", "noatime", "nodiratime",
+                                       "relatime", "strictatime", "lazytime", NULL};
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", opts);
+    int first = 1;
+    for (char *save, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        for (int i = 0; keep[i]; i++) {
+            if (!strcmp(t, keep[i])) {
+                if (!first)
+                    puts_(b, ",");
+                puts_(b, t);
+                first = 0;
+            }
+        }
+    }
+    if (first)
+        puts_(b, "rw");
+}
+
+static int synth_mounts(const char *real, struct buf *out)
+{
+    struct buf in = {0}, esc = {0};
+    if (slurp(real, &in) < 0)
+        return -1;
+    put_escaped(&esc, view_path());
+    for (char *line = in.p; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        char mp[PATH_MAX], type[256], opts[1024];
+        if (field(line, 1, mp, sizeof mp) == 0 && field(line, 2, type, sizeof type) == 0 &&
+            field(line, 3, opts, sizeof opts) == 0) {
+            if (is_cgroup_type(type)) {
+                line += n;
+                continue;
+            }
+            if (esc.p && !strcmp(mp, esc.p)) {
+                puts_(out, "cgroup ");
+                puts_(out, esc.p);
+                puts_(out, " cgroup ");
+                put_mount_flags(out, opts);
+                puts_(out, ",memory 0 0\n");
+                line += n;
+                continue;
+            }
+        }
+        put(out, line, n);
+        line += n;
+    }
+    free(in.p);
+    free(esc.p);
+    return 0;
+}
+
+static int synth_mountinfo(const char *real, struct buf *out)
+{
+    struct buf in = {0}, esc = {0};
+    if (slurp(real, &in) < 0)
+        return -1;
+    put_escaped(&esc, view_path());
+    for (char *line = in.p; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        char copy[8192], mp[PATH_MAX], type[256], superopts[1024];
+        char *sep = NULL;
+        if (n < sizeof copy) {
+            memcpy(copy, line, n);
+            copy[n] = 0;
+            sep = strstr(copy, " - ");
+        }
+        if (sep && field(copy, 4, mp, sizeof mp) == 0 &&
+            field(sep + 3, 0, type, sizeof type) == 0 &&
+            field(sep + 3, 2, superopts, sizeof superopts) == 0) {
+            if (is_cgroup_type(type)) {
+                line += n;
+                continue;
+            }
+            if (esc.p && !strcmp(mp, esc.p)) {
+                /* the per-mount part is the bind mount's own; the superblock part is
+                 * what cgroup1_show_options() prints for a memory-only hierarchy */
+                put(out, copy, sep - copy);
+                puts_(out, " - cgroup cgroup ");
+                puts_(out, strncmp(superopts, "ro", 2) == 0 && (superopts[2] == ',' || !superopts[2])
+                               ? "ro" : "rw");
+                puts_(out, ",memory\n");
+                line += n;
+                continue;
+            }
+        }
+        put(out, line, n);
+        line += n;
+    }
+    free(in.p);
+    free(esc.p);
+    return 0;
+}
+
+static int synth_cgroup(const char *real, long pid, struct buf *out)
+{
+    struct buf in = {0}, group = {0};
+    if (slurp(real, &in) < 0)
+        return -1;
+    group_of(pid, &group);
+    int n = memory_hierarchy();
+    char mine[PATH_MAX + 64];
+    snprintf(mine, sizeof mine, "%d:memory:%s\n", n, group.p ? group.p : "/");
+    int placed = 0;
+    for (char *line = in.p; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+        int id = atoi(line);
+        /* drop the host's memory line: hierarchy:controllers:path */
+        const char *c = strchr(line, ':');
+        int is_memory = 0;
+        if (c) {
+            const char *e = strchr(c + 1, ':');
+            for (const char *t = c + 1; e && t < e;) {
+                size_t k = strcspn(t, ",:");
+                if (k == 6 && !strncmp(t, "memory", 6))
+                    is_memory = 1;
+                t += k + 1;
+            }
+        }
+        if (!placed && id < n) {
+            puts_(out, mine);
+            placed = 1;
+        }
+        if (!is_memory)
+            put(out, line, len);
+        line += len;
+    }
+    if (!placed)
+        puts_(out, mine);
+    free(in.p);
+    free(group.p);
+    return 0;
+}
+
+static int synth_cgroups(struct buf *out)
+{
+    struct buf in = {0};
+    if (slurp("/proc/cgroups", &in) < 0)
+        return -1;
+    int n = memory_hierarchy();
+    int seen = 0;
+    for (char *line = in.p; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+        if (!strncmp(line, "memory\t", 7) || !strncmp(line, "memory ", 7)) {
+            char row[128];
+            snprintf(row, sizeof row, "memory\t%d\t%ld\t1\n", n, group_count());
+            puts_(out, row);
+            seen = 1;
+        } else {
+            put(out, line, len);
+        }
+        line += len;
+    }
+    if (!seen) {
+        char row[128];
+        snprintf(row, sizeof row, "memory\t%d\t%ld\t1\n", n, group_count());
+        puts_(out, row);
+    }
+    free(in.p);
+    return 0;
+}
+
+/* ------------------------------------------------------------ path matching */
+
+enum kind { NONE, MOUNTS, MOUNTINFO, CGROUP, CGROUPS };
+
+/* Parses "/proc/<who>/<rest>" where who is self, thread-self or digits. */
+static const char *proc_who(const char *path, long *pid)
+{
+    if (strncmp(path, "/proc/", 6))
+        return NULL;
+    const char *s = path + 6;
+    if (!strncmp(s, "self/", 5)) {
+        *pid = getpid();
+        return s + 5;
+    }
+    if (!strncmp(s, "thread-self/", 12)) {
+        *pid = syscall(SYS_gettid);
+        return s + 12;
+    }
+    if (!isdigit((unsigned char)*s))
+        return NULL;
+    char *end;
+    *pid = strtol(s, &end, 10);
+    return *end == '/' ? end + 1 : NULL;
+}
+
+static enum kind classify(const char *path, long *pid)
+{
+    if (!path || !view_path())
+        return NONE;
+    if (!strcmp(path, "/proc/mounts"))
+        return *pid = getpid(), MOUNTS;
+    if (!strcmp(path, "/proc/cgroups"))
+        return CGROUPS;
+    if (!strcmp(path, "/etc/mtab")) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = 0;
+            if (strstr(target, "proc/self/mounts") || strstr(target, "proc/mounts"))
+                return *pid = getpid(), MOUNTS;
+        }
+        return NONE;
+    }
+    const char *rest = proc_who(path, pid);
+    if (!rest)
+        return NONE;
+    if (!strcmp(rest, "cgroup"))
+        return CGROUP;
+    if (!strncmp(rest, "task/", 5)) {
+        char *end;
+        long tid = strtol(rest + 5, &end, 10);
+        if (end != rest + 5 && !strcmp(end, "/cgroup")) {
+            *pid = tid;
+            return CGROUP;
+        }
+        return NONE;
+    }
+    /* another process's mount table is only ours if it shares our namespace; only
+     * our own is rewritten */
+    if (*pid != getpid() && *pid != syscall(SYS_gettid))
+        return NONE;
+    if (!strcmp(rest, "mounts"))
+        return MOUNTS;
+    if (!strcmp(rest, "mountinfo"))
+        return MOUNTINFO;
+    return NONE;
+}
+
+/* An fd reading the synthesized text from offset 0, or -1 (errno set) to fall back. */
+static int synth_fd(const char *path, int flags)
+{
+    long pid = 0;
+    enum kind k = classify(path, &pid);
+    if (k == NONE || (flags & O_ACCMODE) != O_RDONLY)
+        return -2;
+    int saved = errno;
+    struct buf b = {0};
+    int rc;
+    char real[64];
+    switch (k) {
+    case MOUNTS:
+        rc = synth_mounts("/proc/self/mounts", &b);
+        break;
+    case MOUNTINFO:
+        rc = synth_mountinfo("/proc/self/mountinfo", &b);
+        break;
+    case CGROUP:
+        snprintf(real, sizeof real, "/proc/%ld/cgroup", pid);
+        rc = synth_cgroup(real, pid, &b);
+        break;
+    default:
+        rc = synth_cgroups(&b);
+        break;
+    }
+    if (rc < 0 || b.bad) {
+        free(b.p);
+        errno = saved;
+        return -2; /* let the real call report what the kernel says */
+    }
+    int fd = syscall(SYS_memfd_create, "cgroupfs_emu", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+    if (fd < 0) {
+        free(b.p);
+        errno = saved;
+        return -2;
+    }
+    size_t done = 0;
+    while (done < b.len) {
+        ssize_t w = write(fd, b.p + done, b.len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            free(b.p);
+            errno = saved;
+            return -2;
+        }
+        done += w;
+    }
+    free(b.p);
+    lseek(fd, 0, SEEK_SET);
+    errno = saved;
+    return fd;
+}
+
+/* ------------------------------------------------------------- interposers */
+
+/* the next definition of name (libc's), looked up once */
+#define REAL(name) \
+    static __typeof__(&name) real_##name; \
+    if (!real_##name) \
+        real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name)
+
+/* libc declares path nonnull; a NULL must still reach libc (EFAULT), not crash here */
+static inline const char *opaque(const char *p)
+{
+    __asm__("" : "+r"(p));
+    return p;
+}
+
+static int synth_fd(const char *path, int flags);
+
+static int synth_at(const char *path, int flags)
+{
+    path = opaque(path);
+    return path && path[0] == '/' ? synth_fd(path, flags) : -2;
+}
+
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+
+static mode_t mode_arg(int flags, va_list ap)
+{
+    return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
+}
+
+int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = mode_arg(flags, ap);
+    va_end(ap);
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(open);
+    return real_open(path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = mode_arg(flags, ap);
+    va_end(ap);
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(open64);
+    return real_open64(path, flags, mode);
+}
+
+int openat(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = mode_arg(flags, ap);
+    va_end(ap);
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(openat);
+    return real_openat(dirfd, path, flags, mode);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = mode_arg(flags, ap);
+    va_end(ap);
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(openat64);
+    return real_openat64(dirfd, path, flags, mode);
+}
+
+/* _FORTIFY_SOURCE builds call these when the flags are not a compile-time constant */
+int __open_2(const char *path, int flags)
+{
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(__open_2);
+    return real___open_2(path, flags);
+}
+
+int __open64_2(const char *path, int flags)
+{
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(__open64_2);
+    return real___open64_2(path, flags);
+}
+
+int __openat_2(int dirfd, const char *path, int flags)
+{
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(__openat_2);
+    return real___openat_2(dirfd, path, flags);
+}
+
+int __openat64_2(int dirfd, const char *path, int flags)
+{
+    int fd = synth_at(path, flags);
+    if (fd != -2)
+        return fd;
+    REAL(__openat64_2);
+    return real___openat64_2(dirfd, path, flags);
+}
+
+static FILE *synth_file(const char *path, const char *mode)
+{
+    mode = opaque(mode);
+    if (!mode || mode[0] != 'r' || strchr(mode, '+'))
+        return NULL;
+    int fd = synth_at(path, O_RDONLY | (strchr(mode, 'e') ? O_CLOEXEC : 0));
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "r");
+    if (!f)
+        close(fd);
+    return f;
+}
+
+FILE *fopen(const char *path, const char *mode)
+{
+    FILE *f = synth_file(path, mode);
+    if (f)
+        return f;
+    REAL(fopen);
+    return real_fopen(path, mode);
+}
+
+FILE *fopen64(const char *path, const char *mode)
+{
+    FILE *f = synth_file(path, mode);
+    if (f)
+        return f;
+    REAL(fopen64);
+    return real_fopen64(path, mode);
+}
+
+/* glibc's setmntent opens with its internal fopen, which the one above cannot see */
+FILE *setmntent(const char *path, const char *mode)
+{
+    FILE *f = synth_file(path, mode);
+    if (f) {
+        __fsetlocking(f, FSETLOCKING_BYCALLER); /* as glibc's __setmntent does */
+        return f;
+    }
+    REAL(setmntent);
+    return real_setmntent(path, mode);
+}
+
+/* ------------------------------------------- exec: leave what we cannot serve */
+
+static const char *self_path(void)
+{
+    static char path[PATH_MAX];
+    if (!path[0]) {
+        Dl_info info;
+        if (dladdr((void *)self_path, &info) && info.dli_fname)
+            snprintf(path, sizeof path, "%s", info.dli_fname);
+    }
+    return path;
+}
+
+/* 1 when the dynamic loader will run us in the program at path: an ELF file with a
+ * PT_INTERP, without set-user/group-ID bits (secure mode ignores LD_PRELOAD paths).
+ * Scripts and anything unreadable count as served: their interpreter decides. */
+static int served(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return 1;
+    if (st.st_mode & (S_ISUID | S_ISGID))
+        return 0;
+    int fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    Elf64_Ehdr eh;
+    int ok = 1;
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+        ok = 0;
+        for (int i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, eh.e_phoff + (off_t)i * sizeof ph) != (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type == PT_INTERP) {
+                ok = 1;
+                break;
+            }
+        }
+    }
+    close(fd);
+    return ok;
+}
+
+/* The program execvp/posix_spawnp would run, searched along PATH like they do. */
+static int resolve(const char *file, char *out, size_t size)
+{
+    if (strchr(file, '/'))
+        return snprintf(out, size, "%s", file) < (int)size ? 0 : -1;
+    const char *p = getenv("PATH");
+    if (!p)
+        p = "/bin:/usr/bin";
+    while (*p) {
+        size_t k = strcspn(p, ":");
+        if (snprintf(out, size, "%.*s%s%s", (int)k, p, k ? "/" : "", file) < (int)size &&
+            access(out, X_OK) == 0)
+            return 0;
+        p += k + (p[k] == ':');
+    }
+    return -1;
+}
+
+/* envp without this library in LD_PRELOAD (freed by the caller with free_env) */
+static char **cleaned(char *const envp[])
+{
+    size_t n = 0;
+    while (envp && envp[n])
+        n++;
+    char **out = calloc(n + 1, sizeof *out);
+    if (!out)
+        return NULL;
+    const char *me = self_path();
+    const char *base = strrchr(me, '/') ? strrchr(me, '/') + 1 : me;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(envp[i], "LD_PRELOAD=", 11)) {
+            out[j++] = strdup(envp[i]);
+            continue;
+        }
+        struct buf b = {0};
+        puts_(&b, "LD_PRELOAD=");
+        int any = 0;
+        char *copy = strdup(envp[i] + 11);
+        for (char *save, *t = strtok_r(copy, ": ", &save); t; t = strtok_r(NULL, ": ", &save)) {
+            const char *tb = strrchr(t, '/') ? strrchr(t, '/') + 1 : t;
+            if (!strcmp(t, me) || !strcmp(tb, base))
+                continue;
+            if (any)
+                puts_(&b, ":");
+            puts_(&b, t);
+            any = 1;
+        }
+        free(copy);
+        if (any)
+            out[j++] = b.p;
+        else
+            free(b.p);
+    }
+    return out;
+}
+
+static void free_env(char **env)
+{
+    for (size_t i = 0; env && env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+int execve(const char *path, char *const argv[], char *const envp[])
+{
+    REAL(execve);
+    if (served(path))
+        return real_execve(path, argv, envp);
+    char **env = cleaned(envp);
+    int rc = real_execve(path, argv, env ? env : envp);
+    int saved = errno;
+    free_env(env);
+    errno = saved;
+    return rc;
+}
+
+int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+
+int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    REAL(execvpe);
+    char path[PATH_MAX];
+    if (resolve(file, path, sizeof path) < 0 || served(path))
+        return real_execvpe(file, argv, envp);
+    char **env = cleaned(envp);
+    int rc = real_execvpe(file, argv, env ? env : envp);
+    int saved = errno;
+    free_env(env);
+    errno = saved;
+    return rc;
+}
+
+int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
+
+static char **collect(const char *arg0, va_list ap, char ***envp)
+{
+    size_t n = 1, cap = 16;
+    char **argv = malloc(cap * sizeof *argv);
+    if (!argv)
+        return NULL;
+    argv[0] = (char *)arg0;
+    for (;;) {
+        char *a = arg0 ? va_arg(ap, char *) : NULL;
+        if (n + 1 >= cap) {
+            char **p = realloc(argv, (cap *= 2) * sizeof *argv);
+            if (!p) {
+                free(argv);
+                return NULL;
+            }
+            argv = p;
+        }
+        argv[n++] = a;
+        if (!a)
+            break;
+    }
+    if (envp)
+        *envp = va_arg(ap, char **);
+    return argv;
+}
+
+int execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    char **argv = collect(arg, ap, NULL);
+    va_end(ap);
+    if (!argv)
+        return errno = ENOMEM, -1;
+    int rc = execve(path, argv, environ);
+    free(argv);
+    return rc;
+}
+
+int execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    char **argv = collect(arg, ap, NULL);
+    va_end(ap);
+    if (!argv)
+        return errno = ENOMEM, -1;
+    int rc = execvpe(file, argv, environ);
+    free(argv);
+    return rc;
+}
+
+int execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    char **envp;
+    va_start(ap, arg);
+    char **argv = collect(arg, ap, &envp);
+    va_end(ap);
+    if (!argv)
+        return errno = ENOMEM, -1;
+    int rc = execve(path, argv, envp);
+    free(argv);
+    return rc;
+}
+
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+                        const posix_spawnattr_t *, char *const[], char *const[]);
+
+static int spawn(spawn_fn real, const char *found, pid_t *pid, const char *file,
+                 const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *at,
+                 char *const argv[], char *const envp[])
+{
+    if (!found || served(found))
+        return real(pid, file, fa, at, argv, envp);
+    char **env = cleaned(envp);
+    int rc = real(pid, file, fa, at, argv, env ? env : envp);
+    free_env(env);
+    return rc;
+}
+
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                const posix_spawnattr_t *at, char *const argv[], char *const envp[])
+{
+    REAL(posix_spawn);
+    return spawn(real_posix_spawn, path, pid, path, fa, at, argv, envp);
+}
+
+int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                 const posix_spawnattr_t *at, char *const argv[], char *const envp[])
+{
+    REAL(posix_spawnp);
+    char path[PATH_MAX];
+    return spawn(real_posix_spawnp, resolve(file, path, sizeof path) == 0 ? path : NULL, pid,
+                 file, fa, at, argv, envp);
+}
