@@ -10,6 +10,7 @@ import sys
 
 from ..client import ChargeRefused, Client, find_socket
 from ..files.parsers import memparse_strict
+from . import run
 
 EXIT_REFUSED = 3
 
@@ -86,6 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
+
+    # issue 12: a private view where the emulator is the system's v1 memory hierarchy
+    e.add_argument("--system", action="store_true",
+                   help="run CMD in the view of `cgemu run` (the emulator at /sys/fs/cgroup/memory)")
+    e.add_argument("--at", default=run.DEFAULT_AT, metavar="DIR", help="with --system: as for run")
+    r = sub.add_parser("run", help="run a command that sees the emulator as /sys/fs/cgroup/memory",
+                       description=run.RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_arguments(r)
+    sh = sub.add_parser("shell", help="cgemu run $SHELL")
+    run.add_arguments(sh, command=False)
 
     ps = sub.add_parser("ps", help="list the tasks of every group")
     ps.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
@@ -202,6 +213,8 @@ def find_mount() -> str:
 
 def cmd_exec(args) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.system:
+        return run.run(args.mount, args.group, args.at, command, prog="cgemu exec")
     if not command:
         print("cgemu exec: no command given", file=sys.stderr)
         return 2
@@ -269,7 +282,7 @@ def cmd_ps(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return {"alloc": cmd_alloc, "socket": cmd_socket, "exec": cmd_exec,
-            "ps": cmd_ps}[args.command](args)
+            "ps": cmd_ps, "run": run.cmd_run, "shell": run.cmd_shell}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -138,66 +138,60 @@ static void put_escaped(struct buf *b, const char *s)
     }
 }
 
-static int pid_in_tasks(const char *dir, long pid)
-{
-    char path[PATH_MAX];
-    struct buf b = {0};
-    if ((size_t)snprintf(path, sizeof path, "%s/tasks", dir) >= sizeof path)
-        return 0;
-    int found = 0;
-    if (slurp(path, &b) == 0) {
-        char *s = b.p, *end;
-        while (*s) {
-            long v = strtol(s, &end, 10);
-            if (end == s)
-                break;
-            if (v == pid) {
-                found = 1;
-                break;
-            }
-            s = end;
-        }
-    }
-    free(b.p);
-    return found;
-}
+/* Every group below the root with its tasks file, read once per synthesized file. */
+struct group {
+    char *path; /* relative to the view, with a leading slash */
+    struct buf tasks;
+};
 
-/* Depth first, children before their parent: the deepest group listing pid. Also
- * counts the groups it sees (for /proc/cgroups) when pid is 0. */
-static int walk(char *path, size_t len, long pid, long *count)
+struct groups {
+    struct group *v;
+    size_t n, cap;
+};
+
+static void collect_groups(char *path, size_t root_len, size_t len, struct groups *gs)
 {
     DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
-                continue;
-            size_t n = strlen(e->d_name);
-            if (len + 1 + n + 1 > PATH_MAX)
-                continue;
-            path[len] = '/';
-            memcpy(path + len + 1, e->d_name, n + 1);
-            int isdir = e->d_type == DT_DIR;
-            if (e->d_type == DT_UNKNOWN) {
-                struct stat st;
-                isdir = lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
-            }
-            if (isdir && walk(path, len + 1 + n, pid, count)) {
-                closedir(d);
-                return 1;
-            }
-            path[len] = 0;
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+            continue;
+        size_t n = strlen(e->d_name);
+        if (len + 1 + n + sizeof "/tasks" > PATH_MAX)
+            continue;
+        path[len] = '/';
+        memcpy(path + len + 1, e->d_name, n + 1);
+        int isdir = e->d_type == DT_DIR;
+        if (e->d_type == DT_UNKNOWN) {
+            struct stat st;
+            isdir = lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
         }
-        closedir(d);
+        if (isdir) {
+            if (gs->n == gs->cap) {
+                size_t cap = gs->cap ? gs->cap * 2 : 16;
+                struct group *v = realloc(gs->v, cap * sizeof *v);
+                if (!v)
+                    break;
+                gs->v = v;
+                gs->cap = cap;
+            }
+            struct group *g = &gs->v[gs->n++];
+            memset(g, 0, sizeof *g);
+            g->path = strdup(path + root_len);
+            memcpy(path + len + 1 + n, "/tasks", sizeof "/tasks");
+            slurp(path, &g->tasks); /* a group removed meanwhile lists nothing */
+            path[len + 1 + n] = 0;
+            collect_groups(path, root_len, len + 1 + n, gs);
+        }
+        path[len] = 0;
     }
+    closedir(d);
     path[len] = 0;
-    if (count)
-        (*count)++;
-    return pid > 0 && pid_in_tasks(path, pid);
 }
 
-/* The emulated group of pid, "/" when no group lists it. */
-static void group_of(long pid, struct buf *out)
+static void read_groups(struct groups *gs)
 {
     const char *v = view_path();
     char path[PATH_MAX];
@@ -205,27 +199,79 @@ static void group_of(long pid, struct buf *out)
     while (vl > 1 && v[vl - 1] == '/')
         vl--;
     if (vl >= sizeof path)
-        vl = sizeof path - 1;
+        return;
     memcpy(path, v, vl);
     path[vl] = 0;
-    if (walk(path, vl, pid, NULL) && path[vl]) {
-        puts_(out, path + vl);
-        return;
+    collect_groups(path, vl, vl, gs);
+}
+
+static void free_groups(struct groups *gs)
+{
+    for (size_t i = 0; i < gs->n; i++) {
+        free(gs->v[i].path);
+        free(gs->v[i].tasks.p);
     }
+    free(gs->v);
+}
+
+static int lists(const struct buf *tasks, long pid)
+{
+    char *s = tasks->p, *end;
+    while (s && *s) {
+        long v = strtol(s, &end, 10);
+        if (end == s)
+            break;
+        if (v == pid)
+            return 1;
+        s = end;
+    }
+    return 0;
+}
+
+static long ppid_of(long pid)
+{
+    char path[64];
+    struct buf b = {0};
+    long ppid = -1;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    if (slurp(path, &b) == 0) {
+        char *paren = strrchr(b.p, ')'); /* comm may hold spaces and parens */
+        if (paren && sscanf(paren + 1, " %*c %ld", &ppid) != 1)
+            ppid = -1;
+    }
+    free(b.p);
+    return ppid;
+}
+
+/* The emulated group of pid: the group whose tasks lists it, else -- the daemon adopts
+ * forked children only at its next poll, where the kernel puts them in their parent's
+ * group at fork -- the group of its nearest listed ancestor, else the root "/". */
+static void group_of(long pid, struct buf *out)
+{
+    struct groups gs = {0};
+    read_groups(&gs);
+    for (int depth = 0; depth < 64 && pid > 0; depth++) {
+        /* deepest first: a pid is in one group, but a listing may be a poll stale */
+        for (size_t i = gs.n; i-- > 0;) {
+            if (lists(&gs.v[i].tasks, pid)) {
+                puts_(out, gs.v[i].path);
+                free_groups(&gs);
+                return;
+            }
+        }
+        pid = pid > 1 ? ppid_of(pid) : 0;
+    }
+    free_groups(&gs);
     puts_(out, "/");
 }
 
 static long group_count(void)
 {
-    const char *v = view_path();
-    char path[PATH_MAX];
-    size_t vl = strlen(v);
-    if (vl >= sizeof path)
-        return 1;
-    memcpy(path, v, vl + 1);
-    long count = 0;
-    walk(path, vl, 0, &count);
-    return count;
+    struct groups gs = {0};
+    read_groups(&gs);
+    long n = (long)gs.n + 1;
+    free_groups(&gs);
+    return n;
 }
 
 /* The hierarchy id memory has in the host's /proc/cgroups, or one past the largest. */

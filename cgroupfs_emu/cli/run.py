@@ -1,0 +1,299 @@
+"""``cgemu run`` / ``cgemu shell`` / ``cgemu exec --system``: a command that sees the
+emulator as its system's cgroup v1 memory hierarchy.
+
+The command runs in a private mount namespace (root: unshare(CLONE_NEWNS); other
+users: a user namespace mapping only themselves). There every cgroup and cgroup2 mount
+is detached, a tmpfs is mounted at /sys/fs/cgroup (or --at DIR) as a v1 host lays it
+out (mode 0755, nosuid, nodev, noexec, read-only once populated) and the emulator is
+bind-mounted at its ``memory`` directory. The command joins its group by writing "0"
+to the group's cgroup.procs, then this process *becomes* the command (exec): its exit
+status and signals are the command's own, and the namespace, with everything mounted
+in it, goes away with the last process in it. The host's namespace is never touched:
+the new namespace's mounts are made private before anything is mounted.
+
+What the kernel itself prints in /proc still describes the host, so dynamically linked
+commands get the preload library (cgroupfs_emu/preload/cgview.c) through LD_PRELOAD;
+it answers /proc/self/{mounts,mountinfo,cgroup} and /proc/cgroups as a v1 host would.
+The environment protocol is two variables: ``CGROUPFS_EMU_VIEW`` (the view's memory
+mount, where the library looks a task's group up in the ``tasks`` files) and
+``LD_PRELOAD``; ``CGROUPFS_EMU_MOUNT`` and ``CGROUPFS_EMU_SOCKET`` are set as well so
+that cgemu inside the view finds the emulator.
+
+Not emulated: statically linked or set-ID commands see the kernel's /proc files (the
+loader does not preload into them); a non-root user inside the view stays themselves
+(only their own uid and gid are mapped), and where the kernel refuses unprivileged user
+namespaces the command is not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import os
+import shutil
+import struct
+import sys
+
+from ..client import find_socket
+from ..preload import VIEW_ENV, library_path
+
+DEFAULT_AT = "/sys/fs/cgroup"
+
+RUN_HELP = """\
+Run CMD in a private view of the system where the emulator is the cgroup v1 memory
+hierarchy: /sys/fs/cgroup is a tmpfs with the emulator at /sys/fs/cgroup/memory, the
+host's cgroup mounts are hidden, and (for dynamically linked programs) /proc/mounts,
+/proc/self/mountinfo, /proc/self/cgroup and /proc/cgroups say so. CMD joins GROUP
+(default: the root) before it starts. The host's mounts never change; the view ends
+with CMD. Exit status: CMD's; 1 when the view cannot be set up; 127 CMD not found.
+
+examples:
+  cgemu run -g jobs/a -- java -XshowSettings:system -version
+  cgemu run -g jobs/a -- cgget -g memory /jobs/a
+  cgemu run --at /cgroup -- sh -c 'cat /cgroup/memory/memory.limit_in_bytes'
+  cgemu shell -g jobs/a"""
+
+
+class SetupError(Exception):
+    """The view cannot be built; one line for the user."""
+
+
+def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
+    p.add_argument("-m", "--mount", help="mount point (default: the cgroupfs_emu mount)")
+    p.add_argument("-g", "--group", default="/", help="group to join, below the mount (default: root)")
+    p.add_argument("--at", default=DEFAULT_AT, metavar="DIR",
+                   help=f"where the v1 hierarchy appears (default: {DEFAULT_AT})")
+    if command:
+        p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
+                       help="the command to run")
+
+
+def _discover_mount(given: str | None) -> str:
+    """The emulator's mount point. The one place that knows how cgemu finds it."""
+    from .cgemu import find_mount
+    return os.path.realpath(given or find_mount())
+
+
+# ------------------------------------------------------------------ kernel calls
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else os.fsencode(s)
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {target}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+# -------------------------------------------------------------- the namespace
+
+def _enter_namespace() -> None:
+    """A mount namespace of our own whose mounts never propagate back to the host."""
+    if os.geteuid() == 0:
+        try:
+            _unshare(CLONE_NEWNS)
+        except OSError as e:
+            raise SetupError(f"cannot create a mount namespace: {e.strerror}") from None
+    else:
+        uid, gid = os.getuid(), os.getgid()
+        try:
+            _unshare(CLONE_NEWUSER | CLONE_NEWNS)
+        except OSError as e:
+            raise SetupError(
+                f"cannot create a user namespace as uid {uid} ({e.strerror}): this kernel "
+                "does not let unprivileged users have one (see user.max_user_namespaces, "
+                "kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns); "
+                "run cgemu run as root") from None
+        # Map only ourselves (no helper binaries, no subordinate ids needed).
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
+    try:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    except OSError as e:
+        raise SetupError(f"cannot make the private namespace's mounts private: {e.strerror}") from None
+
+
+def _unescape(path: str) -> str:
+    # mountinfo mangles space, tab, newline and backslash as \ooo
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "\\" and path[i + 1:i + 4].isdigit():
+            out.append(chr(int(path[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def _cgroup_mounts() -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            before, _, after = line.partition(" - ")
+            if after.split(" ", 1)[0] in ("cgroup", "cgroup2"):
+                points.append(_unescape(before.split(" ")[4]))
+    return points
+
+
+def _hide_cgroup_mounts() -> None:
+    """Detach the host's cgroup hierarchies, deepest first. In a user namespace the
+    kernel locks inherited mounts (EINVAL/EPERM); those stay under the tmpfs and the
+    preload library leaves them out of the tables it prints."""
+    for point in sorted(_cgroup_mounts(), key=len, reverse=True):
+        rc = _libc.umount2(_b(point), MNT_DETACH)
+        if rc != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.EPERM, errno.ENOENT):
+            err = ctypes.get_errno()
+            raise SetupError(f"cannot hide {point}: {os.strerror(err)}")
+
+
+def _build_view(mount: str, at: str) -> str:
+    """tmpfs at *at*, the emulator bound at at/memory; returns at/memory."""
+    # Hold the emulator's root before anything can cover it (it may live below *at*).
+    root = os.open(mount, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _hide_cgroup_mounts()
+        flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME
+        _mount("tmpfs", at, "tmpfs", flags, "mode=755")
+        memory = os.path.join(at, "memory")
+        os.mkdir(memory, 0o755)
+        _mount(f"/proc/self/fd/{root}", memory, None, MS_BIND)
+        try:  # a v1 host mounts its hierarchies nosuid,nodev,noexec
+            _mount(None, memory, None, MS_REMOUNT | MS_BIND | flags)
+        except OSError:
+            pass
+        # systemd leaves the v1 tmpfs read-only once populated: mkdir there is EROFS
+        _mount(None, at, None, MS_REMOUNT | MS_RDONLY | flags, "mode=755")
+    except OSError as e:
+        raise SetupError(f"cannot build the view at {at}: {e.strerror}") from None
+    finally:
+        os.close(root)
+    return memory
+
+
+def _join(memory: str, group: str) -> None:
+    procs = os.path.join(memory, group.strip("/"), "cgroup.procs")
+    try:
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")  # "0" is the writer itself, which becomes CMD
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SetupError(f"cannot join {group}: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------- the command
+
+def preloadable(path: str) -> bool:
+    """Whether the dynamic loader will preload into the program at *path*: an ELF file
+    with a PT_INTERP and no set-user/group-ID bit. Scripts and unreadable files count
+    as preloadable: their interpreter decides. Mirrors served() in cgview.c."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & 0o6000:
+            return False
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2:
+                return True
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return True
+    return any(struct.unpack_from("<I", table, i * phentsize)[0] == 3  # PT_INTERP
+               for i in range(len(table) // phentsize))
+
+
+def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env[VIEW_ENV] = memory
+    env["CGROUPFS_EMU_MOUNT"] = memory
+    try:
+        env.setdefault("CGROUPFS_EMU_SOCKET", find_socket(mount))
+    except OSError:
+        pass
+    if library:
+        others = [p for p in env.get("LD_PRELOAD", "").replace(" ", ":").split(":")
+                  if p and os.path.basename(p) != os.path.basename(library)]
+        env["LD_PRELOAD"] = ":".join([library] + others)
+    return env
+
+
+def run(mount: str | None, group: str, at: str, command: list[str], prog: str = "cgemu run") -> int:
+    """Build the view and exec *command* in it; returns only on failure."""
+    if not command:
+        print(f"{prog}: no command given", file=sys.stderr)
+        return 2
+    try:
+        try:
+            mount = _discover_mount(mount)
+        except OSError as e:
+            raise SetupError(str(e.strerror or e)) from None
+        if not os.path.isdir(os.path.join(mount, group.strip("/"))):
+            raise SetupError(f"no group {group} in {mount}")
+        at = os.path.abspath(at)
+        if not os.path.isdir(at):
+            raise SetupError(f"{at} is not a directory (--at needs an existing one)")
+        try:
+            library = library_path()
+        except FileNotFoundError as e:
+            raise SetupError(str(e)) from None
+        program = shutil.which(command[0]) if "/" not in command[0] else command[0]
+        if program and not preloadable(program):
+            print(f"{prog}: note: {program} is statically linked or set-ID; it reads the "
+                  "kernel's /proc files, not the emulated ones", file=sys.stderr)
+            library = None
+        _enter_namespace()
+        memory = _build_view(mount, at)
+        _join(memory, group)
+    except SetupError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
+    env = _environment(memory, library, mount)
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as e:
+        print(f"{prog}: {command[0]}: {e.strerror}", file=sys.stderr)
+        return 126 if e.errno == errno.EACCES else 127
+
+
+def cmd_run(args) -> int:
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    return run(args.mount, args.group, args.at, command)
+
+
+def cmd_shell(args) -> int:
+    return run(args.mount, args.group, args.at, [os.environ.get("SHELL") or "/bin/sh"],
+               prog="cgemu shell")
