@@ -85,6 +85,22 @@ def test_the_command_joins_its_group_and_children_are_reported_there(mnt):
     assert not [line for line in lines if ":memory:" in line and line != mine]
 
 
+def test_a_task_moved_to_the_root_is_reported_there_once_past_the_fork_window(mnt):
+    """Only a young unlisted task borrows its parent's group (the daemon adopts forks
+    at its next poll); one the daemon adopted and that was then moved to the root is
+    in the root, as the emulator's tasks files say."""
+    group(mnt, "g")
+    out = run_in(mnt, "g", """
+        sleep 30 & child=$!
+        for i in $(seq 100); do grep -qx $child /sys/fs/cgroup/memory/g/tasks && break; sleep 0.1; done
+        echo $child > /sys/fs/cgroup/memory/tasks
+        sleep 6  # past the preload library's 5 s window
+        grep :memory: /proc/$child/cgroup; grep -cx $child /sys/fs/cgroup/memory/tasks
+        kill $child
+    """)
+    assert out.split() == [f"{hierarchy_id()}:memory:/", "1"]
+
+
 def test_proc_files_describe_a_v1_memory_hierarchy(mnt):
     group(mnt, "a")
     group(mnt, "a/b")

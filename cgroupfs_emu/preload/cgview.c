@@ -20,8 +20,9 @@
  *       the real table with memory's hierarchy id and num_cgroups from the emulator.
  *
  * GROUP is looked up in the emulator itself: the group whose `tasks` file lists the
- * pid (children first), else the root -- so a task moved by cgclassify, cgexec or a
- * plain `echo $$ > tasks` is seen where it now is.  N is the host's memory hierarchy
+ * pid, so a task moved by cgclassify, cgexec or a plain `echo $$ > tasks` is seen where
+ * it now is; a task forked in the last few seconds and not yet adopted by the daemon
+ * is shown in its parent's group; anything else is in the root.  N is the host's memory hierarchy
  * id when memory is a v1 hierarchy there, else one more than the largest id in use.
  *
  * Entry points: open, open64, openat, openat64, their _FORTIFY_SOURCE forms
@@ -228,30 +229,46 @@ static int lists(const struct buf *tasks, long pid)
     return 0;
 }
 
-static long ppid_of(long pid)
+/* How long after its start an unlisted task is taken to be a fork the daemon has not
+ * adopted yet: several of its polls (poll_ms, default 500 ms) on a busy machine. Older
+ * unlisted tasks are where the emulator says: in the root (moved there, or forked
+ * before their parent joined a group). */
+#define ADOPT_WINDOW_S 5.0
+
+/* ppid of pid, and whether pid started within the adoption window; -1 if gone */
+static long parent_if_young(long pid, int *young)
 {
     char path[64];
-    struct buf b = {0};
+    struct buf b = {0}, up = {0};
     long ppid = -1;
+    unsigned long long start = 0;
+    *young = 0;
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     if (slurp(path, &b) == 0) {
         char *paren = strrchr(b.p, ')'); /* comm may hold spaces and parens */
-        if (paren && sscanf(paren + 1, " %*c %ld", &ppid) != 1)
+        /* fields 3 (state), 4 (ppid) ... 22 (starttime, clock ticks after boot) */
+        if (!paren || sscanf(paren + 1, " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u"
+                                        " %*d %*d %*d %*d %*d %*d %llu", &ppid, &start) != 2)
             ppid = -1;
     }
+    double uptime;
+    if (ppid >= 0 && slurp("/proc/uptime", &up) == 0 && sscanf(up.p, "%lf", &uptime) == 1)
+        *young = uptime - (double)start / sysconf(_SC_CLK_TCK) < ADOPT_WINDOW_S;
     free(b.p);
+    free(up.p);
     return ppid;
 }
 
-/* The emulated group of pid: the group whose tasks lists it, else -- the daemon adopts
- * forked children only at its next poll, where the kernel puts them in their parent's
- * group at fork -- the group of its nearest listed ancestor, else the root "/". */
+/* The emulated group of pid: the group whose tasks lists it. The daemon adopts forked
+ * children only at its next poll, where the kernel puts them in their parent's group
+ * at fork (cgroup_post_fork()), so a young unlisted task is shown in the group of its
+ * nearest listed ancestor, through young unlisted ones; otherwise it is in the root. */
 static void group_of(long pid, struct buf *out)
 {
     struct groups gs = {0};
     read_groups(&gs);
     for (int depth = 0; depth < 64 && pid > 0; depth++) {
-        /* deepest first: a pid is in one group, but a listing may be a poll stale */
+        /* children before parents: a listing read mid-move must not hide the newer */
         for (size_t i = gs.n; i-- > 0;) {
             if (lists(&gs.v[i].tasks, pid)) {
                 puts_(out, gs.v[i].path);
@@ -259,7 +276,10 @@ static void group_of(long pid, struct buf *out)
                 return;
             }
         }
-        pid = pid > 1 ? ppid_of(pid) : 0;
+        int young;
+        pid = pid > 1 ? parent_if_young(pid, &young) : 0;
+        if (!young)
+            break;
     }
     free_groups(&gs);
     puts_(out, "/");
