@@ -8,8 +8,11 @@ cgroupfs_emu/preload/build.py with plain flags and named libcgemu_preload.so.
 import importlib.util
 import os
 
+import subprocess
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError
 
 PRELOAD = "cgroupfs_emu.preload.libcgemu_preload"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,9 +37,14 @@ class BuildExt(build_ext):
         if ext.name != PRELOAD:
             return super().build_extension(ext)
         build = _build_module()
-        build.compile_library(self.get_ext_fullpath(ext.name),
-                              os.path.join(HERE, "cgroupfs_emu", "preload", "cgview.c"))
+        try:
+            build.compile_library(self.get_ext_fullpath(ext.name),
+                                  os.path.join(HERE, "cgroupfs_emu", "preload", "cgview.c"))
+        except (OSError, subprocess.CalledProcessError) as e:
+            # optional: without a C compiler the rest installs, and `cgemu run` says
+            # how to build the library later
+            raise CompileError(f"cannot build the preload library of cgemu run: {e}") from None
 
 
-setup(ext_modules=[Extension(PRELOAD, sources=["cgroupfs_emu/preload/cgview.c"])],
+setup(ext_modules=[Extension(PRELOAD, sources=["cgroupfs_emu/preload/cgview.c"], optional=True)],
       cmdclass={"build_ext": BuildExt})
