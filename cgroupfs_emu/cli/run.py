@@ -216,11 +216,13 @@ def _join(memory: str, group: str) -> None:
 
 def preloadable(path: str) -> bool:
     """Whether the dynamic loader will preload into the program at *path*: an ELF file
-    with a PT_INTERP and no set-user/group-ID bit. Scripts and unreadable files count
+    with a PT_INTERP whose set-user/group-ID bits do not change our ids. Scripts and unreadable files count
     as preloadable: their interpreter decides. Mirrors served() in cgview.c."""
     try:
         st = os.stat(path)
-        if st.st_mode & 0o6000:
+        # the loader's secure mode (AT_SECURE) ignores LD_PRELOAD when the exec changes ids
+        if (st.st_mode & 0o4000 and st.st_uid != os.getuid()) or \
+                (st.st_mode & 0o2000 and st.st_gid != os.getgid()):
             return False
         with open(path, "rb") as f:
             head = f.read(64)

@@ -813,14 +813,16 @@ static const char *self_path(void)
 }
 
 /* 1 when the dynamic loader will run us in the program at path: an ELF file with a
- * PT_INTERP, without set-user/group-ID bits (secure mode ignores LD_PRELOAD paths).
+ * PT_INTERP, whose set-user/group-ID bits (if any) do not change our ids.
  * Scripts and anything unreadable count as served: their interpreter decides. */
 static int served(const char *path)
 {
     struct stat st;
     if (stat(path, &st) < 0)
         return 1;
-    if (st.st_mode & (S_ISUID | S_ISGID))
+    /* the loader's secure mode (AT_SECURE) drops LD_PRELOAD when the exec changes ids */
+    if (((st.st_mode & S_ISUID) && st.st_uid != getuid()) ||
+        ((st.st_mode & S_ISGID) && st.st_gid != getgid()))
         return 0;
     int fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
