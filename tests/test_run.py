@@ -92,7 +92,9 @@ def test_a_task_moved_to_the_root_is_reported_there_once_past_the_fork_window(mn
     group(mnt, "g")
     out = run_in(mnt, "g", """
         sleep 30 & child=$!
-        for i in $(seq 100); do grep -qx $child /sys/fs/cgroup/memory/g/tasks && break; sleep 0.1; done
+        for i in $(seq 100); do
+            grep -qx $child /sys/fs/cgroup/memory/g/tasks && break; sleep 0.1
+        done
         echo $child > /sys/fs/cgroup/memory/tasks
         sleep 6  # past the preload library's 5 s window
         grep :memory: /proc/$child/cgroup; grep -cx $child /sys/fs/cgroup/memory/tasks
@@ -143,7 +145,8 @@ def test_proc_files_describe_a_v1_memory_hierarchy(mnt):
 def test_the_host_namespace_is_untouched_and_nothing_outlives_the_command(mnt):
     before = host_mounts(mnt)
     host_cgroup = read("/proc/self/cgroup")
-    out = run_in(mnt, "/", "readlink /proc/self/ns/mnt; grep -c ' - cgroup cgroup rw,memory' /proc/self/mountinfo")
+    out = run_in(mnt, "/", "readlink /proc/self/ns/mnt;"
+                           " grep -c ' - cgroup cgroup rw,memory' /proc/self/mountinfo")
     ns, count = out.split()
     assert count == "1"
     assert ns != os.readlink("/proc/self/ns/mnt")
@@ -175,7 +178,8 @@ def test_at_puts_the_hierarchy_elsewhere(mnt, tmp_path):
 def test_shell_and_exec_system_are_run(mnt):
     group(mnt, "s")
     env = dict(os.environ, SHELL="/bin/sh")
-    r = cgemu("shell", "-m", mnt.path, "-g", "s", env=env, input="grep :memory: /proc/self/cgroup\n")
+    r = cgemu("shell", "-m", mnt.path, "-g", "s", env=env,
+              input="grep :memory: /proc/self/cgroup\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"{hierarchy_id()}:memory:/s"
     r = cgemu("exec", "--system", "-m", mnt.path, "-g", "s", "--", "cat", "/proc/self/cgroup")
@@ -297,7 +301,8 @@ PY_ONE_LINER = (
     "g = [l.split(':')[2] for l in open('/proc/self/cgroup').read().splitlines()"
     " if 'memory' in l.split(':')[1].split(',')][0];"
     "m = [l.split()[4] for l in open('/proc/self/mountinfo')"
-    " if l.split(' - ')[1].split()[0] == 'cgroup' and 'memory' in l.split(' - ')[1].split()[2].split(',')][0];"
+    " for t, s, o in [l.split(' - ')[1].split()]"
+    " if t == 'cgroup' and 'memory' in o.split(',')][0];"
     "print(g, m, open(m + g + '/memory.limit_in_bytes').read().strip())")
 
 

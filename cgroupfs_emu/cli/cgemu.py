@@ -90,10 +90,11 @@ def _parser() -> argparse.ArgumentParser:
 
     # issue 12: a private view where the emulator is the system's v1 memory hierarchy
     e.add_argument("--system", action="store_true",
-                   help="run CMD in the view of `cgemu run` (the emulator at /sys/fs/cgroup/memory)")
+                   help="run CMD in the view of `cgemu run` (emulator at /sys/fs/cgroup/memory)")
     e.add_argument("--at", default=run.DEFAULT_AT, metavar="DIR", help="with --system: as for run")
     r = sub.add_parser("run", help="run a command that sees the emulator as /sys/fs/cgroup/memory",
-                       description=run.RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=run.RUN_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_arguments(r)
     sh = sub.add_parser("shell", help="cgemu run $SHELL")
     run.add_arguments(sh, command=False)

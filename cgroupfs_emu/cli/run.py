@@ -61,7 +61,8 @@ class SetupError(Exception):
 
 def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
     p.add_argument("-m", "--mount", help="mount point (default: the cgroupfs_emu mount)")
-    p.add_argument("-g", "--group", default="/", help="group to join, below the mount (default: root)")
+    p.add_argument("-g", "--group", default="/",
+                   help="group to join, below the mount (default: the root)")
     p.add_argument("--at", default=DEFAULT_AT, metavar="DIR",
                    help=f"where the v1 hierarchy appears (default: {DEFAULT_AT})")
     if command:
@@ -139,7 +140,7 @@ def _enter_namespace() -> None:
     try:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
     except OSError as e:
-        raise SetupError(f"cannot make the private namespace's mounts private: {e.strerror}") from None
+        raise SetupError(f"cannot make the new namespace's mounts private: {e.strerror}") from None
 
 
 def _unescape(path: str) -> str:
@@ -216,8 +217,9 @@ def _join(memory: str, group: str) -> None:
 
 def preloadable(path: str) -> bool:
     """Whether the dynamic loader will preload into the program at *path*: an ELF file
-    with a PT_INTERP whose set-user/group-ID bits do not change our ids. Scripts and unreadable files count
-    as preloadable: their interpreter decides. Mirrors served() in cgview.c."""
+    with a PT_INTERP whose set-user/group-ID bits do not change our ids. Scripts and
+    unreadable files count as preloadable: their interpreter decides. Mirrors served()
+    in cgview.c."""
     try:
         st = os.stat(path)
         # the loader's secure mode (AT_SECURE) ignores LD_PRELOAD when the exec changes ids

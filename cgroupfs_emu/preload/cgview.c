@@ -424,8 +424,8 @@ static int synth_mountinfo(const char *real, struct buf *out)
                  * what cgroup1_show_options() prints for a memory-only hierarchy */
                 put(out, copy, sep - copy);
                 puts_(out, " - cgroup cgroup ");
-                puts_(out, strncmp(superopts, "ro", 2) == 0 && (superopts[2] == ',' || !superopts[2])
-                               ? "ro" : "rw");
+                int ro = !strncmp(superopts, "ro", 2) && (superopts[2] == ',' || !superopts[2]);
+                puts_(out, ro ? "ro" : "rw");
                 puts_(out, ",memory\n");
                 line += n;
                 continue;
@@ -829,7 +829,8 @@ static int served(const char *path)
         return 1;
     Elf64_Ehdr eh;
     int ok = 1;
-    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh &&
+        !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
         eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
         ok = 0;
         for (int i = 0; i < eh.e_phnum; i++) {
