@@ -39,12 +39,20 @@ def needs(program: str, package: str):
 
 
 def hierarchy_id() -> int:
-    """What a v1 host says memory's hierarchy is: the host's id, or one past the last."""
-    ids = {}
-    for line in read("/proc/cgroups").splitlines()[1:]:
-        name, h, *_ = line.split()
-        ids[name] = int(h)
-    return ids["memory"] or max(ids.values()) + 1
+    """Memory's hierarchy in the view: the host's, where memory is on a v1 hierarchy;
+    on a cgroup2 host each enabled controller gets a new id past the largest in use."""
+    rows = [line.split() for line in read("/proc/cgroups").splitlines()[1:]]
+    ids = {name: int(h) for name, h, _, _ in rows}
+    if ids.get("memory"):
+        return ids["memory"]
+    last = max([*ids.values(), *(int(line.split(":")[0])
+                                 for line in read("/proc/self/cgroup").splitlines())])
+    for name, h, _, enabled in rows:
+        if int(h) == 0 and (enabled == "1" or name == "memory"):
+            last += 1
+            if name == "memory":
+                return last
+    return last + 1
 
 
 def host_mounts(own) -> list[str]:

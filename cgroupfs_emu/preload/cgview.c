@@ -294,27 +294,66 @@ static long group_count(void)
     return n;
 }
 
-/* The hierarchy id memory has in the host's /proc/cgroups, or one past the largest. */
-static int memory_hierarchy(void)
+/* The controllers of the host's /proc/cgroups and the hierarchy each has in the view.
+ * Where the host has memory on a v1 hierarchy, every id stays. Where it keeps memory
+ * on cgroup2 (id 0), the view is a legacy v1 host: every enabled controller at 0 gets
+ * its own new id after the largest in use, in table order, memory among them -- a mix
+ * of 0 and non-zero ids would be a hybrid host some runtimes refuse (the JDK's
+ * CgroupSubsystemFactory: "Mixed cgroupv1 and cgroupv2 not supported"). */
+#define MAX_CONTROLLERS 64
+
+struct controller {
+    char name[64];
+    int host, id, count, enabled;
+};
+
+static int read_controllers(struct controller *c)
 {
     struct buf b = {0};
-    int id = 0, max = 0;
+    int n = 0, max = 0;
     if (slurp("/proc/cgroups", &b) == 0) {
-        for (char *line = b.p; line && *line;) {
+        for (char *line = b.p; line && *line && n < MAX_CONTROLLERS;) {
             char *nl = strchr(line, '\n');
-            char name[64];
-            int h;
-            if (line[0] != '#' && sscanf(line, "%63s %d", name, &h) == 2) {
-                if (h > max)
-                    max = h;
-                if (!strcmp(name, "memory"))
-                    id = h;
+            struct controller *x = &c[n];
+            if (line[0] != '#' &&
+                sscanf(line, "%63s %d %d %d", x->name, &x->host, &x->count, &x->enabled) == 4) {
+                if (x->host > max)
+                    max = x->host;
+                n++;
             }
             line = nl ? nl + 1 : NULL;
         }
     }
     free(b.p);
-    return id > 0 ? id : max + 1;
+    b = (struct buf){0};
+    /* new ids must not collide with named hierarchies (name=systemd), which only
+     * /proc/PID/cgroup shows */
+    if (slurp("/proc/self/cgroup", &b) == 0) {
+        for (char *line = b.p; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (atoi(line) > max)
+                max = atoi(line);
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    free(b.p);
+    int memory = 0, keep = 1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(c[i].name, "memory"))
+            keep = c[i].host != 0;
+    for (int i = 0; i < n; i++) {
+        int is_memory = !strcmp(c[i].name, "memory"); /* enabled in the view, always */
+        c[i].id = keep || c[i].host || (!c[i].enabled && !is_memory) ? c[i].host : ++max;
+        memory |= is_memory;
+    }
+    if (!memory && n < MAX_CONTROLLERS) { /* a kernel without memcg: the view has one */
+        struct controller *x = &c[n++];
+        snprintf(x->name, sizeof x->name, "memory");
+        x->host = 0;
+        x->id = ++max;
+        x->count = x->enabled = 1;
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------- synthesizing */
@@ -439,42 +478,75 @@ static int synth_mountinfo(const char *real, struct buf *out)
     return 0;
 }
 
+/* One line of /proc/PID/cgroup, kept with its hierarchy id for sorting. */
+struct cgline {
+    int id;
+    char *text;
+};
+
+static int by_id_descending(const void *x, const void *y)
+{
+    return ((const struct cgline *)y)->id - ((const struct cgline *)x)->id;
+}
+
+static int names_memory(const char *line)
+{
+    /* hierarchy-id:controller,controller...:path */
+    const char *c = strchr(line, ':'), *e = c ? strchr(c + 1, ':') : NULL;
+    for (const char *t = c + 1; e && t < e;) {
+        size_t k = strcspn(t, ",:");
+        if (k == 6 && !strncmp(t, "memory", 6))
+            return 1;
+        t += k + 1;
+    }
+    return 0;
+}
+
 static int synth_cgroup(const char *real, long pid, struct buf *out)
 {
     struct buf in = {0}, group = {0};
     if (slurp(real, &in) < 0)
         return -1;
-    group_of(pid, &group);
-    int n = memory_hierarchy();
-    char mine[PATH_MAX + 64];
-    snprintf(mine, sizeof mine, "%d:memory:%s\n", n, group.p ? group.p : "/");
-    int placed = 0;
-    for (char *line = in.p; *line;) {
+    struct controller c[MAX_CONTROLLERS];
+    int nc = read_controllers(c);
+    size_t cap = nc + 64, n = 0;
+    struct cgline *lines = calloc(cap, sizeof *lines);
+    if (!lines) {
+        free(in.p);
+        return -1;
+    }
+    /* the host's lines, less memory's: its other v1 hierarchies and its cgroup2 one */
+    for (char *line = in.p; *line && n < cap;) {
         char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
-        int id = atoi(line);
-        /* drop the host's memory line: hierarchy:controllers:path */
-        const char *c = strchr(line, ':');
-        int is_memory = 0;
-        if (c) {
-            const char *e = strchr(c + 1, ':');
-            for (const char *t = c + 1; e && t < e;) {
-                size_t k = strcspn(t, ",:");
-                if (k == 6 && !strncmp(t, "memory", 6))
-                    is_memory = 1;
-                t += k + 1;
-            }
+        if (!names_memory(line)) {
+            lines[n].id = atoi(line);
+            lines[n++].text = strndup(line, len);
         }
-        if (!placed && id < n) {
-            puts_(out, mine);
-            placed = 1;
-        }
-        if (!is_memory)
-            put(out, line, len);
         line += len;
     }
-    if (!placed)
-        puts_(out, mine);
+    /* the hierarchies the view has and the host keeps on cgroup2: the task is at the
+     * root of each, except memory's, where it is in its emulated group */
+    group_of(pid, &group);
+    for (int i = 0; i < nc && n < cap; i++) {
+        int is_memory = !strcmp(c[i].name, "memory");
+        if (c[i].id == 0 || (c[i].host && !is_memory))
+            continue;
+        char *text;
+        if (asprintf(&text, "%d:%.63s:%s\n", c[i].id, c[i].name,
+                     is_memory && group.p ? group.p : "/") < 0)
+            continue;
+        lines[n].id = c[i].id;
+        lines[n++].text = text;
+    }
+    /* proc_cgroup_show() walks the roots newest first: ids descending, cgroup2's 0 last */
+    qsort(lines, n, sizeof *lines, by_id_descending);
+    for (size_t i = 0; i < n; i++) {
+        if (lines[i].text)
+            puts_(out, lines[i].text);
+        free(lines[i].text);
+    }
+    free(lines);
     free(in.p);
     free(group.p);
     return 0;
@@ -482,30 +554,20 @@ static int synth_cgroup(const char *real, long pid, struct buf *out)
 
 static int synth_cgroups(struct buf *out)
 {
-    struct buf in = {0};
-    if (slurp("/proc/cgroups", &in) < 0)
+    struct controller c[MAX_CONTROLLERS];
+    int n = read_controllers(c);
+    if (n == 0)
         return -1;
-    int n = memory_hierarchy();
-    int seen = 0;
-    for (char *line = in.p; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (!strncmp(line, "memory\t", 7) || !strncmp(line, "memory ", 7)) {
-            char row[128];
-            snprintf(row, sizeof row, "memory\t%d\t%ld\t1\n", n, group_count());
-            puts_(out, row);
-            seen = 1;
-        } else {
-            put(out, line, len);
-        }
-        line += len;
-    }
-    if (!seen) {
-        char row[128];
-        snprintf(row, sizeof row, "memory\t%d\t%ld\t1\n", n, group_count());
+    puts_(out, "#subsys_name\thierarchy\tnum_cgroups\tenabled\n");
+    for (int i = 0; i < n; i++) {
+        char row[256];
+        long count = !strcmp(c[i].name, "memory") ? group_count()
+                     : c[i].id != c[i].host ? 1 /* a new hierarchy: its root only */
+                     : c[i].count;
+        snprintf(row, sizeof row, "%.63s\t%d\t%ld\t%d\n", c[i].name, c[i].id, count,
+                 !strcmp(c[i].name, "memory") ? 1 : c[i].enabled);
         puts_(out, row);
     }
-    free(in.p);
     return 0;
 }
 
