@@ -93,6 +93,23 @@ def test_the_command_joins_its_group_and_children_are_reported_there(mnt):
     assert not [line for line in lines if ":memory:" in line and line != mine]
 
 
+THREAD_READS = (
+    "import threading, os; out = [];"
+    "t = threading.Thread(target=lambda: out.append(open('/proc/thread-self/cgroup').read()"
+    " + open('/proc/%d/task/%d/cgroup' % (os.getpid(), threading.get_native_id())).read()));"
+    "t.start(); t.join(); print(out[0], end='')")
+
+
+def test_a_new_thread_is_in_its_process_group(mnt):
+    """The command's process joined; its new thread is not listed until the daemon's
+    next poll, and is shown where the kernel puts it: in its process's group."""
+    group(mnt, "t")
+    r = cgemu("run", "-m", mnt.path, "-g", "t", "--", sys.executable, "-c", THREAD_READS)
+    assert r.returncode == 0, r.stderr
+    mine = [line for line in r.stdout.splitlines() if ":memory:" in line]
+    assert mine == [f"{hierarchy_id()}:memory:/t"] * 2
+
+
 def test_a_task_moved_to_the_root_is_reported_there_once_past_the_fork_window(mnt):
     """Only a young unlisted task borrows its parent's group (the daemon adopts forks
     at its next poll); one the daemon adopted and that was then moved to the root is

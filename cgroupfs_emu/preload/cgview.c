@@ -235,14 +235,24 @@ static int lists(const struct buf *tasks, long pid)
  * before their parent joined a group). */
 #define ADOPT_WINDOW_S 5.0
 
-/* ppid of pid, and whether pid started within the adoption window; -1 if gone */
-static long parent_if_young(long pid, int *young)
+/* Where a task came from, and whether it started within the adoption window: for a
+ * thread its thread-group leader (new threads join their process's group), else its
+ * parent; -1 if it is gone. */
+static long origin_if_young(long pid, int *young)
 {
     char path[64];
     struct buf b = {0}, up = {0};
-    long ppid = -1;
+    long ppid = -1, tgid = -1;
     unsigned long long start = 0;
     *young = 0;
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    if (slurp(path, &b) == 0) {
+        char *t = strstr(b.p, "\nTgid:");
+        if (t)
+            tgid = strtol(t + 6, NULL, 10);
+    }
+    free(b.p);
+    b = (struct buf){0};
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     if (slurp(path, &b) == 0) {
         char *paren = strrchr(b.p, ')'); /* comm may hold spaces and parens */
@@ -256,13 +266,14 @@ static long parent_if_young(long pid, int *young)
         *young = uptime - (double)start / sysconf(_SC_CLK_TCK) < ADOPT_WINDOW_S;
     free(b.p);
     free(up.p);
-    return ppid;
+    return tgid > 0 && tgid != pid && ppid >= 0 ? tgid : ppid;
 }
 
 /* The emulated group of pid: the group whose tasks lists it. The daemon adopts forked
  * children only at its next poll, where the kernel puts them in their parent's group
  * at fork (cgroup_post_fork()), so a young unlisted task is shown in the group of its
- * nearest listed ancestor, through young unlisted ones; otherwise it is in the root. */
+ * nearest listed ancestor (its process first, for a thread), through young unlisted
+ * ones; otherwise it is in the root. */
 static void group_of(long pid, struct buf *out)
 {
     struct groups gs = {0};
@@ -277,7 +288,7 @@ static void group_of(long pid, struct buf *out)
             }
         }
         int young;
-        pid = pid > 1 ? parent_if_young(pid, &young) : 0;
+        pid = pid > 1 ? origin_if_young(pid, &young) : 0;
         if (!young)
             break;
     }
