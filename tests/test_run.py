@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 
 import pytest
 
-from conftest import group, needs_fuse, read, write
+from conftest import group, needs_fuse, read, started, write
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -186,6 +187,37 @@ def test_the_host_namespace_is_untouched_and_nothing_outlives_the_command(mnt):
         except OSError:
             pass
     assert not left
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        stat = read(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def test_what_the_command_leaves_behind_is_killed_with_it(mnt):
+    """A background process would keep the view, and the emulator's bind mount in it,
+    alive after the command; cgemu kills it once the command exits."""
+    r = cgemu("run", "-m", mnt.path, "--", "sh", "-c",
+              "sleep 300 </dev/null >/dev/null 2>&1 & echo $!; "
+              "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!")
+    assert r.returncode == 0, r.stderr
+    for pid in map(int, r.stdout.split()):
+        # gone, or a pid reused by a process started later than the run
+        assert start_time(pid) is None or read(f"/proc/{pid}/comm").strip() != "sleep"
+
+
+def test_signals_and_sigpipe_reach_the_command_as_they_would_unwrapped(mnt):
+    # Python ignores SIGPIPE; the command must not inherit that
+    r = cgemu("run", "-m", mnt.path, "--", "sh", "-c", "yes | head -c 4")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "y\ny\n", "")
+    with started(CGEMU + ["run", "-m", mnt.path, "--", "sh", "-c", "echo up; exec sleep 300"],
+                 stdout=subprocess.PIPE, text=True) as p:
+        assert p.stdout.readline() == "up\n"
+        p.send_signal(signal.SIGTERM)  # to cgemu, which forwards it to sleep
+        assert p.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
 
 
 def test_at_puts_the_hierarchy_elsewhere(mnt, tmp_path):

@@ -5,11 +5,12 @@ The command runs in a private mount namespace (root: unshare(CLONE_NEWNS); other
 users: a user namespace mapping only themselves). There every cgroup and cgroup2 mount
 is detached, a tmpfs is mounted at /sys/fs/cgroup (or --at DIR) as a v1 host lays it
 out (mode 0755, nosuid, nodev, noexec, read-only once populated) and the emulator is
-bind-mounted at its ``memory`` directory. The command joins its group by writing "0"
-to the group's cgroup.procs, then this process *becomes* the command (exec): its exit
-status and signals are the command's own, and the namespace, with everything mounted
-in it, goes away with the last process in it. The host's namespace is never touched:
-the new namespace's mounts are made private before anything is mounted.
+bind-mounted at its ``memory`` directory. The command is forked; it joins its group by
+writing "0" to the group's cgroup.procs and execs, like ``cgexec``. cgemu stays behind
+as its subreaper: it forwards termination signals, passes its exit status through and,
+when it exits, kills whatever it left in the namespace, so the namespace and its
+mounts end with the command. The host's namespace is never touched: the new
+namespace's mounts are made private before anything is mounted.
 
 What the kernel itself prints in /proc still describes the host, so dynamically linked
 commands get the preload library (cgroupfs_emu/preload/cgview.c) through LD_PRELOAD;
@@ -32,8 +33,10 @@ import ctypes
 import errno
 import os
 import shutil
+import signal
 import struct
 import sys
+import time
 
 from ..client import find_socket
 from ..preload import VIEW_ENV, library_path
@@ -206,7 +209,7 @@ def _join(memory: str, group: str) -> None:
     try:
         fd = os.open(procs, os.O_WRONLY)
         try:
-            os.write(fd, b"0")  # "0" is the writer itself, which becomes CMD
+            os.write(fd, b"0")  # "0" is the writer itself, which then execs CMD
         finally:
             os.close(fd)
     except OSError as e:
@@ -256,7 +259,7 @@ def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]
 
 
 def run(mount: str | None, group: str, at: str, command: list[str], prog: str = "cgemu run") -> int:
-    """Build the view and exec *command* in it; returns only on failure."""
+    """Build the view, run *command* in it and return its exit status."""
     if not command:
         print(f"{prog}: no command given", file=sys.stderr)
         return 2
@@ -279,18 +282,123 @@ def run(mount: str | None, group: str, at: str, command: list[str], prog: str = 
             print(f"{prog}: note: {program} is statically linked or set-ID; it reads the "
                   "kernel's /proc files, not the emulated ones", file=sys.stderr)
             library = None
+        outer = os.readlink("/proc/self/ns/mnt")
         _enter_namespace()
+        if os.readlink("/proc/self/ns/mnt") == outer:
+            raise SetupError("the mount namespace did not change")  # never kill the host's
         memory = _build_view(mount, at)
-        _join(memory, group)
     except SetupError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
-    env = _environment(memory, library, mount)
+    return _supervise(command, _environment(memory, library, mount), memory, group, prog,
+                      outer)
+
+
+# ----------------------------------------------------------- nothing outlives CMD
+
+PR_SET_CHILD_SUBREAPER = 36
+FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+# The terminal sends SIGINT/SIGQUIT/SIGTSTP to CMD itself (same process group).
+TERMINAL = (signal.SIGINT, signal.SIGQUIT)
+
+
+def _start(command: list[str], env: dict[str, str], memory: str, group: str, prog: str) -> int:
+    """Fork CMD: the child joins its group and execs; returns the child's pid."""
+    pid = os.fork()
+    if pid:
+        return pid
     try:
+        # Python ignores SIGPIPE and SIGXFSZ; CMD must start with the defaults
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, *TERMINAL, *FORWARDED):
+            signal.signal(sig, signal.SIG_DFL)
+        _join(memory, group)
         os.execvpe(command[0], command, env)
+    except SetupError as e:
+        os.write(2, f"{prog}: {e}\n".encode())
+        os._exit(1)
     except OSError as e:
-        print(f"{prog}: {command[0]}: {e.strerror}", file=sys.stderr)
-        return 126 if e.errno == errno.EACCES else 127
+        os.write(2, f"{prog}: {command[0]}: {e.strerror}\n".encode())
+        os._exit(126 if e.errno == errno.EACCES else 127)
+    except BaseException:
+        os._exit(1)
+    raise AssertionError("not reached")
+
+
+def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
+               prog: str, outer: str) -> int:
+    """Run CMD as our child and, once it exits, kill whatever it left in the namespace.
+
+    A process left behind would keep the namespace, and with it the bind mount of the
+    emulator, alive: the daemon could not finish unmounting. The kernel would kill them
+    if CMD were the init of a PID namespace, but then CMD's pids would not be the ones
+    the daemon sees (`echo $$ > tasks` would name another process). So cgemu stays as
+    a subreaper (orphans come to it), waits for CMD, then SIGKILLs every process still in
+    its mount namespace -- all of them descendants of CMD. CMD's exit status is passed
+    through (128+N when it dies of signal N)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    pid = _start(command, env, memory, group, prog)
+    done = False
+
+    def forward(signum, frame):
+        if not done:
+            os.kill(pid, signum)  # our own child, not reaped yet
+
+    old = {s: signal.signal(s, forward) for s in FORWARDED}
+    old.update({s: signal.signal(s, signal.SIG_IGN) for s in TERMINAL})
+    try:
+        while True:
+            try:
+                reaped, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                status = 1 << 8
+                break
+            if reaped == pid:
+                break
+        done = True
+        _kill_leftovers(outer)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _kill_leftovers(outer: str, rounds: int = 100) -> None:
+    """SIGKILL every other process in our mount namespace and reap those that are ours.
+    Each one is named by a pidfd opened before its namespace is checked, so a pid that
+    is reused meanwhile is never signalled. *outer* is the namespace we came from: if
+    ours were it, nothing is killed."""
+    me, ns = os.getpid(), os.readlink("/proc/self/ns/mnt")
+    if ns == outer:
+        return
+    for _ in range(rounds):
+        left = 0
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                fd = os.pidfd_open(int(name))
+            except OSError:
+                continue
+            try:
+                if os.readlink(f"/proc/{name}/ns/mnt") == ns:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    left += 1
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        while True:  # orphans reparented to us, and CMD's zombies
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not left:
+            return
+        time.sleep(0.02)
 
 
 def cmd_run(args) -> int:
