@@ -168,6 +168,43 @@ def test_proc_files_describe_a_v1_memory_hierarchy(mnt):
     assert at["/sys/fs/cgroup/memory"] == "fuse.cgroupfs_emu"
 
 
+MNTENT = """
+import ctypes, sys
+class Mntent(ctypes.Structure):
+    _fields_ = [("fsname", ctypes.c_char_p), ("dir", ctypes.c_char_p),
+                ("type", ctypes.c_char_p), ("opts", ctypes.c_char_p),
+                ("freq", ctypes.c_int), ("passno", ctypes.c_int)]
+libc = ctypes.CDLL(None)
+libc.setmntent.restype = ctypes.c_void_p
+libc.setmntent.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.getmntent.restype = ctypes.POINTER(Mntent)
+libc.getmntent.argtypes = [ctypes.c_void_p]
+libc.endmntent.argtypes = [ctypes.c_void_p]
+for path in sys.argv[1:]:
+    f = libc.setmntent(path.encode(), b"re")
+    while True:
+        e = libc.getmntent(f)
+        if not e:
+            break
+        if e.contents.type in (b"cgroup", b"cgroup2"):
+            print(path, e.contents.fsname.decode(), e.contents.dir.decode(),
+                  e.contents.type.decode(), e.contents.opts.decode())
+    libc.endmntent(f)
+"""
+
+
+def test_the_mntent_functions_read_the_same_table(mnt):
+    """setmntent()/getmntent(), as libcgroup-style C code reads mounts."""
+    r = cgemu("run", "-m", mnt.path, "--", sys.executable, "-c", MNTENT,
+              "/proc/mounts", "/proc/self/mounts")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines()]
+    assert [row[:4] for row in rows] == [
+        [path, "cgroup", "/sys/fs/cgroup/memory", "cgroup"]
+        for path in ("/proc/mounts", "/proc/self/mounts")]
+    assert all("memory" in row[4].split(",") for row in rows)
+
+
 def test_the_host_namespace_is_untouched_and_nothing_outlives_the_command(mnt):
     before = host_mounts(mnt)
     host_cgroup = read("/proc/self/cgroup")
