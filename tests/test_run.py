@@ -257,6 +257,13 @@ def test_signals_and_sigpipe_reach_the_command_as_they_would_unwrapped(mnt):
         assert p.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
 
 
+def test_cgemu_inside_the_view_finds_the_emulator(mnt):
+    out = run_in(mnt, "/", 'echo "$CGROUPFS_EMU_MOUNT";'
+                           ' grep -c " $CGROUPFS_EMU_MOUNT fuse.cgroupfs_emu " /proc/mounts;'
+                           ' test -S "$CGROUPFS_EMU_SOCKET" && echo socket')
+    assert out.split() == [os.path.realpath(mnt.path), "1", "socket"]
+
+
 def test_at_puts_the_hierarchy_elsewhere(mnt, tmp_path):
     group(mnt, "x", limit_in_bytes="8M")
     at = tmp_path / "cgroup"

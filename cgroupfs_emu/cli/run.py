@@ -246,7 +246,9 @@ def preloadable(path: str) -> bool:
 def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]:
     env = dict(os.environ)
     env[VIEW_ENV] = memory
-    env["CGROUPFS_EMU_MOUNT"] = memory
+    # the emulator's own mount, which the view still shows as fuse.cgroupfs_emu (its
+    # bind at *memory* reads as type cgroup there, so cgemu would not recognize it)
+    env["CGROUPFS_EMU_MOUNT"] = mount
     try:
         env.setdefault("CGROUPFS_EMU_SOCKET", find_socket(mount))
     except OSError:
