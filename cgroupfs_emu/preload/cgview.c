@@ -639,10 +639,14 @@ static enum kind classify(const char *path, long *pid)
         }
         return NONE;
     }
-    /* another process's mount table is only ours if it shares our namespace; only
-     * our own is rewritten */
-    if (*pid != getpid() && *pid != syscall(SYS_gettid))
-        return NONE;
+    /* another process's mount table is the view's only if it is in our namespace */
+    if (*pid != getpid() && *pid != syscall(SYS_gettid)) {
+        char theirs[64], a[64] = "", b[64] = "";
+        snprintf(theirs, sizeof theirs, "/proc/%ld/ns/mnt", *pid);
+        if (readlink(theirs, a, sizeof a - 1) <= 0 ||
+            readlink("/proc/self/ns/mnt", b, sizeof b - 1) <= 0 || strcmp(a, b))
+            return NONE;
+    }
     if (!strcmp(rest, "mounts"))
         return MOUNTS;
     if (!strcmp(rest, "mountinfo"))
@@ -655,7 +659,7 @@ static int synth_fd(const char *path, int flags)
 {
     long pid = 0;
     enum kind k = classify(path, &pid);
-    if (k == NONE || (flags & O_ACCMODE) != O_RDONLY)
+    if (k == NONE || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_PATH | O_DIRECTORY)))
         return -2;
     int saved = errno;
     struct buf b = {0};
