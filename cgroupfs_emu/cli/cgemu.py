@@ -9,7 +9,7 @@ import signal
 import sys
 
 from ..client import ChargeRefused, Client, find_socket
-from ..files.parsers import memparse_strict
+from ..units import memparse_strict
 from . import run
 
 EXIT_REFUSED = 3
@@ -215,7 +215,7 @@ def find_mount() -> str:
 def cmd_exec(args) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if args.system:
-        return run.run(args.mount, args.group, args.at, command, prog="cgemu exec")
+        return run.run(args.mount, args.group, args.at, command, find_mount, prog="cgemu exec")
     if not command:
         print("cgemu exec: no command given", file=sys.stderr)
         return 2
@@ -283,7 +283,8 @@ def cmd_ps(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return {"alloc": cmd_alloc, "socket": cmd_socket, "exec": cmd_exec,
-            "ps": cmd_ps, "run": run.cmd_run, "shell": run.cmd_shell}[args.command](args)
+            "ps": cmd_ps, "run": lambda a: run.cmd_run(a, find_mount),
+            "shell": lambda a: run.cmd_shell(a, find_mount)}[args.command](args)
 
 
 if __name__ == "__main__":

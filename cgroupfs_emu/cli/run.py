@@ -37,6 +37,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 from ..client import find_socket
 from ..preload import VIEW_ENV, library_path
@@ -73,9 +74,9 @@ def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
                        help="the command to run")
 
 
-def _discover_mount(given: str | None) -> str:
-    """The emulator's mount point. The one place that knows how cgemu finds it."""
-    from .cgemu import find_mount
+def _discover_mount(given: str | None, find_mount: Callable[[], str]) -> str:
+    """The emulator's mount point: -m, else what cgemu's own finder says (handed in by
+    cgemu, which imports this module). The one place run.py asks for it."""
     return os.path.realpath(given or find_mount())
 
 
@@ -260,14 +261,15 @@ def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]
     return env
 
 
-def run(mount: str | None, group: str, at: str, command: list[str], prog: str = "cgemu run") -> int:
+def run(mount: str | None, group: str, at: str, command: list[str],
+        find_mount: Callable[[], str], prog: str = "cgemu run") -> int:
     """Build the view, run *command* in it and return its exit status."""
     if not command:
         print(f"{prog}: no command given", file=sys.stderr)
         return 2
     try:
         try:
-            mount = _discover_mount(mount)
+            mount = _discover_mount(mount, find_mount)
         except OSError as e:
             raise SetupError(str(e.strerror or e)) from None
         if not os.path.isdir(os.path.join(mount, group.strip("/"))):
@@ -403,11 +405,11 @@ def _kill_leftovers(outer: str, rounds: int = 100) -> None:
         time.sleep(0.02)
 
 
-def cmd_run(args) -> int:
+def cmd_run(args, find_mount: Callable[[], str]) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    return run(args.mount, args.group, args.at, command)
+    return run(args.mount, args.group, args.at, command, find_mount)
 
 
-def cmd_shell(args) -> int:
+def cmd_shell(args, find_mount: Callable[[], str]) -> int:
     return run(args.mount, args.group, args.at, [os.environ.get("SHELL") or "/bin/sh"],
-               prog="cgemu shell")
+               find_mount, prog="cgemu shell")
