@@ -89,15 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the command to run")
 
     # issue 12: a private view where the emulator is the system's v1 memory hierarchy
-    e.add_argument("--system", action="store_true",
-                   help="run CMD in the view of `cgemu run` (emulator at /sys/fs/cgroup/memory)")
-    e.add_argument("--at", default=run.DEFAULT_AT, metavar="DIR", help="with --system: as for run")
-    r = sub.add_parser("run", help="run a command that sees the emulator as /sys/fs/cgroup/memory",
-                       description=run.RUN_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_arguments(r)
-    sh = sub.add_parser("shell", help="cgemu run $SHELL")
-    run.add_arguments(sh, command=False)
+    run.add_system_arguments(e)
+    run.register(sub, find_mount)
 
     ps = sub.add_parser("ps", help="list the tasks of every group")
     ps.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
@@ -282,9 +275,10 @@ def cmd_ps(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "func"):  # registered by its own module (run, shell)
+        return args.func(args)
     return {"alloc": cmd_alloc, "socket": cmd_socket, "exec": cmd_exec,
-            "ps": cmd_ps, "run": lambda a: run.cmd_run(a, find_mount),
-            "shell": lambda a: run.cmd_shell(a, find_mount)}[args.command](args)
+            "ps": cmd_ps}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,26 @@ class SetupError(Exception):
     """The view cannot be built; one line for the user."""
 
 
+def register(sub, find_mount: Callable[[], str]) -> None:
+    """Add `run` and `shell` to cgemu's subparsers. *find_mount* is cgemu's finder of
+    the default mount (called without arguments, only when -m is not given)."""
+    r = sub.add_parser("run", help="run a command that sees the emulator as /sys/fs/cgroup/memory",
+                       description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(r)
+    r.set_defaults(func=lambda args: cmd_run(args, find_mount))
+    s = sub.add_parser("shell", help="cgemu run $SHELL",
+                       description="The same as `cgemu run -- $SHELL`.")
+    add_arguments(s, command=False)
+    s.set_defaults(func=lambda args: cmd_shell(args, find_mount))
+
+
+def add_system_arguments(p: argparse.ArgumentParser) -> None:
+    """`cgemu exec --system [--at DIR]`: exec's parser gains run's view."""
+    p.add_argument("--system", action="store_true",
+                   help="run CMD in the view of `cgemu run` (emulator at /sys/fs/cgroup/memory)")
+    p.add_argument("--at", default=DEFAULT_AT, metavar="DIR", help="with --system: as for run")
+
+
 def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
     p.add_argument("-m", "--mount", help="mount point (default: the cgroupfs_emu mount)")
     p.add_argument("-g", "--group", default="/",
