@@ -180,25 +180,34 @@ def _unescape(path: str) -> str:
     return "".join(out)
 
 
-def _cgroup_mounts() -> list[str]:
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, type) of every mount in our namespace."""
     points = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             before, _, after = line.partition(" - ")
-            if after.split(" ", 1)[0] in ("cgroup", "cgroup2"):
-                points.append(_unescape(before.split(" ")[4]))
+            points.append((_unescape(before.split(" ")[4]), after.split(" ", 1)[0]))
     return points
 
 
-def _hide_cgroup_mounts() -> None:
-    """Detach the host's cgroup hierarchies, deepest first. In a user namespace the
-    kernel locks inherited mounts (EINVAL/EPERM); those stay under the tmpfs and the
-    preload library leaves them out of the tables it prints."""
-    for point in sorted(_cgroup_mounts(), key=len, reverse=True):
-        rc = _libc.umount2(_b(point), MNT_DETACH)
-        if rc != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.EPERM, errno.ENOENT):
-            err = ctypes.get_errno()
-            raise SetupError(f"cannot hide {point}: {os.strerror(err)}")
+def _detach(point: str) -> None:
+    rc = _libc.umount2(_b(point), MNT_DETACH)
+    if rc != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.EPERM, errno.ENOENT):
+        err = ctypes.get_errno()
+        raise SetupError(f"cannot hide {point}: {os.strerror(err)}")
+
+
+def _hide_cgroup_mounts(at: str) -> None:
+    """Detach the host's cgroup hierarchies, deepest first, then the host's own tmpfs
+    at *at* if that is what held them (a v1 host has one tmpfs there). In a user
+    namespace the kernel locks inherited mounts (EINVAL/EPERM); those stay under our
+    tmpfs and the preload library leaves them out of the tables it prints."""
+    cgroups = [p for p, kind in _mounts() if kind in ("cgroup", "cgroup2")]
+    for point in sorted(cgroups, key=len, reverse=True):
+        _detach(point)
+    for point, kind in _mounts():
+        if point == at and kind == "tmpfs" and any(os.path.dirname(c) == at for c in cgroups):
+            _detach(point)
 
 
 def _build_view(mount: str, at: str) -> str:
@@ -206,7 +215,7 @@ def _build_view(mount: str, at: str) -> str:
     # Hold the emulator's root before anything can cover it (it may live below *at*).
     root = os.open(mount, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _hide_cgroup_mounts()
+        _hide_cgroup_mounts(at)
         flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME
         _mount("tmpfs", at, "tmpfs", flags, "mode=755")
         memory = os.path.join(at, "memory")
