@@ -19,6 +19,7 @@ from ..client import ChargeRefused, Client
 from ..units import memparse_strict
 from . import stat as stat_cmd
 from . import top as top_cmd
+from . import run
 from .common import (CgemuError, Parser, add_mount_arg, find_client_socket, find_mount,
                      group_dir, group_path, human, version_arg)
 
@@ -128,6 +129,8 @@ def _register_exec(sub) -> None:
     add_mount_arg(e)
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
+    # issue 12: `cgemu exec --system`, the view of `cgemu run` without a shell
+    run.add_system_arguments(e)
     e.set_defaults(func=cmd_exec)
 
 
@@ -142,7 +145,8 @@ def _register_ps(sub) -> None:
 
 #: Each adds one subcommand to the parser (its ``register(subparsers)``), in help order.
 SUBCOMMANDS = [_register_alloc, _register_socket, _register_exec, _register_ps,
-               top_cmd.register, stat_cmd.register]
+               top_cmd.register, stat_cmd.register,
+               lambda sub: run.register(sub, find_mount)]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -249,6 +253,8 @@ def cmd_socket(args) -> int:
 def cmd_exec(args) -> int:
     """cgexec's shape: join with pid 0 (the writer itself), then exec in place."""
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.system:
+        return run.run(args.mount, args.group, args.at, command, find_mount, prog="cgemu exec")
     if not command:
         raise CgemuError("no command given: cgemu exec -g GROUP -- CMD [ARGS...]")
     # Look the command up first: a command that is not there never joins the group.
