@@ -35,3 +35,5 @@ NoMemory = _error("NoMemory", _errno.ENOMEM, "ENOMEM: a charge could not be sati
 NoSpace = _error("NoSpace", _errno.ENOSPC, "ENOSPC: the memcg ID space is exhausted.")
 BadFd = _error("BadFd", _errno.EBADF, "EBADF: a file descriptor is not open.")
 CrossParent = _error("CrossParent", _errno.EIO, "EIO: cgroup v1 refuses renames across parents.")
+IOFailure = _error("IOFailure", _errno.EIO,
+                   "EIO: what old handlers returned for unparsable input (2007 tasks).")
