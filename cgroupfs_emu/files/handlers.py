@@ -14,7 +14,7 @@ from ..core.errors import AccessDenied, Invalid, NoSuchProcess, NotPermitted
 from ..core.memcg import EVENT_KEYS, STAT_KEYS, Res
 from ..host.procfs import PF_KTHREAD, PF_NO_SETAFFINITY
 from ..units import PAGE_SIZE
-from . import parsers
+from . import era_parsers, parsers
 from .events import register_event
 from .request import Request
 
@@ -34,21 +34,52 @@ class Attr(enum.Enum):
 # ---------------------------------------------------------------------- memory
 
 
+def shown_limit(profile, nr_pages: int) -> int:
+    """A limit as the files show it: bytes (pages for seed 002); an unlimited one as
+    the profile's kernel printed it (res_counter: LLONG_MAX)."""
+    if nr_pages == profile.unlimited_pages and profile.unlimited_reads is not None:
+        return profile.unlimited_reads
+    return nr_pages * profile.shown_unit
+
+
 def read_counter(req: Request) -> int:
-    """mem_cgroup_read_u64(): bytes for usage/max_usage/limit, a count for failcnt."""
-    attr = req.cf.attr
+    """mem_cgroup_read_u64(): bytes for usage/max_usage/limit, a count for failcnt
+    (seed 002's res_counter_read(): pages)."""
+    attr, profile = req.cf.attr, req.tree.profile
     if attr is Attr.FAILCNT:
         return req.counter.failcnt
     if attr is Attr.USAGE and req.cf.res in (Res.MEM, Res.MEMSW):
-        return req.memcg.usage(memsw=req.cf.res is Res.MEMSW) * PAGE_SIZE
-    return getattr(req.counter, attr.value) * PAGE_SIZE
+        return req.memcg.usage(memsw=req.cf.res is Res.MEMSW) * profile.shown_unit
+    if attr is Attr.LIMIT:
+        return shown_limit(profile, req.counter.max)
+    return getattr(req.counter, attr.value) * profile.shown_unit
+
+
+def parse_limit(profile, buf: bytes) -> int:
+    """The profile's limit parser, in pages (docs/seed-profiles.md [M5] [S3] [K6])."""
+    how = profile.limit_parser
+    if how == "page_counter":
+        return parsers.parse_limit(buf)
+    if how == "mem_limit_2007":
+        return era_parsers.mem_limit_2007(buf)
+    nbytes = era_parsers.res_counter_memparse(parsers.strstrip(buf),
+                                              minus_one=how == "res_counter")
+    if nbytes == era_parsers.RESOURCE_MAX:
+        return profile.unlimited_pages
+    return nbytes // PAGE_SIZE  # page aligned by the parser
 
 
 def write_limit(req: Request, buf: bytes) -> None:
-    """mem_cgroup_write(), RES_LIMIT: parse, then per counter."""
-    nr_pages = parsers.parse_limit(buf)
+    """mem_cgroup_write(), RES_LIMIT: (3.x: the root is refused before parsing), parse,
+    then per counter."""
+    profile = req.tree.profile
+    if req.memcg.is_root and not profile.root_limit:
+        raise Invalid("cannot limit the root group")
+    nr_pages = parse_limit(profile, buf)
     g, res = req.memcg, req.cf.res
-    if res is Res.MEM:
+    if not profile.limit_write_reclaims:
+        g.counter(res).max = nr_pages  # seed 002: the value is simply stored
+    elif res is Res.MEM:
         req.tree.memory.resize_max(g, nr_pages, memsw=False)
     elif res is Res.MEMSW:
         req.tree.memory.resize_max(g, nr_pages, memsw=True)
@@ -59,11 +90,11 @@ def write_limit(req: Request, buf: bytes) -> None:
 
 
 def read_soft_limit(req: Request) -> int:
-    return req.memcg.soft_limit * PAGE_SIZE
+    return shown_limit(req.tree.profile, req.memcg.soft_limit)
 
 
 def write_soft_limit(req: Request, buf: bytes) -> None:
-    req.memcg.set_soft_limit(parsers.parse_limit(buf))
+    req.memcg.set_soft_limit(parse_limit(req.tree.profile, buf))
 
 
 def write_reset(req: Request, buf: bytes) -> None:
@@ -80,20 +111,42 @@ def write_force_empty(req: Request, buf: bytes) -> None:
 
 def write_shrink(req: Request, buf: bytes) -> None:
     """Seed 004: reclaim below the value, EBUSY if that is impossible."""
-    req.tree.memory.shrink_usage_to(req.memcg, parsers.parse_size_no_unlimited(buf))
+    profile = req.tree.profile
+    if profile.limit_parser == "page_counter":
+        nr_pages = parsers.parse_size_no_unlimited(buf)
+    else:  # [S5] the res_counter parser of 2008: no -1, rounded up
+        nr_pages = parse_limit(profile, buf)
+    req.tree.memory.shrink_usage_to(req.memcg, nr_pages)
+
+
+#: 3.x's memcg_stat_strings[] (mem_control_stat_show(), swap accounting on)
+STAT_KEYS_3X = ("cache", "rss", "mapped_file", "pgpgin", "pgpgout", "swap", "pgfault",
+                "pgmajfault", "inactive_anon", "active_anon", "inactive_file",
+                "active_file", "unevictable")
+#: 2.6.26's mem_cgroup_stat_desc[] then the active / inactive zone counts
+STAT_2626 = (("cache", ("cache",)), ("rss", ("rss",)), ("pgpgin", ("pgpgin",)),
+             ("pgpgout", ("pgpgout",)), ("active", ("active_anon", "active_file")),
+             ("inactive", ("inactive_anon", "inactive_file")))
 
 
 def show_stat(req: Request) -> str:
-    """memcg1_stat_format(): own values, hierarchical limits, then total_* sums."""
-    g = req.memcg
+    """memcg1_stat_format(): own values, hierarchical limits, then total_* sums (3.x:
+    mem_control_stat_show(); 2.6.26: six lines of the group alone)."""
+    g, profile = req.memcg, req.tree.profile
 
     def value(key: str, n: int) -> int:
         return n if key in EVENT_KEYS else n * PAGE_SIZE
 
-    lines = [f"{k} {value(k, g.stats[k])}" for k in STAT_KEYS]
-    lines.append(f"hierarchical_memory_limit {g.memory.hierarchical_max() * PAGE_SIZE}")
-    lines.append(f"hierarchical_memsw_limit {g.memsw.hierarchical_max() * PAGE_SIZE}")
-    lines += [f"total_{k} {value(k, g.stat_total(k))}" for k in STAT_KEYS]
+    if profile.stat_format == "2.6.26":
+        return "".join(f"{name} {sum(value(k, g.stats[k]) for k in keys)}\n"
+                       for name, keys in STAT_2626)
+    keys = STAT_KEYS_3X if profile.stat_format == "3.x" else STAT_KEYS
+    lines = [f"{k} {value(k, g.stats[k])}" for k in keys]
+    lines.append("hierarchical_memory_limit "
+                 f"{shown_limit(profile, g.memory.hierarchical_max())}")
+    lines.append("hierarchical_memsw_limit "
+                 f"{shown_limit(profile, g.memsw.hierarchical_max())}")
+    lines += [f"total_{k} {value(k, g.stat_total(k))}" for k in keys]
     return "\n".join(lines) + "\n"
 
 
@@ -111,7 +164,8 @@ def show_numa_stat(req: Request) -> str:
     one node, N0)."""
     g = req.memcg
     out = []
-    for prefix, total in (("", False), ("hierarchical_", True)):
+    levels = (("", False), ("hierarchical_", True))
+    for prefix, total in levels[:2 if req.tree.profile.numa_stat_hierarchical else 1]:
         for name, keys in _NUMA_ROWS:
             n = sum(g.stat_total(k) if total else g.stats[k] for k in keys)
             out.append(f"{prefix}{name}={n} N0={n}\n")
@@ -120,9 +174,11 @@ def show_numa_stat(req: Request) -> str:
 
 def show_oom_control(req: Request) -> str:
     g = req.memcg
-    return (f"oom_kill_disable {int(g.oom_kill_disable)}\n"
-            f"under_oom {int(bool(g.under_oom))}\n"
-            f"oom_kill {g.oom_kill}\n")
+    text = (f"oom_kill_disable {int(g.oom_kill_disable)}\n"
+            f"under_oom {int(bool(g.under_oom))}\n")
+    if req.tree.profile.oom_kill_line:  # 4.13+
+        text += f"oom_kill {g.oom_kill}\n"
+    return text
 
 
 def show_nothing(req: Request) -> str:
@@ -194,6 +250,20 @@ def _attach(req: Request, buf: bytes, threadgroup: bool) -> None:
 
 def write_tasks(req: Request, buf: bytes) -> None:
     _attach(req, buf, threadgroup=False)
+
+
+def write_tasks_2007(req: Request, buf: bytes) -> None:
+    """[M12] The containers framework's attach_task(): sscanf("%d") (no number: EIO),
+    0 = the writer, a pid that names no task (a negative one too): ESRCH."""
+    pid = era_parsers.tasks_pid_2007(buf)
+    if pid < 0:
+        raise NoSuchProcess(str(pid))
+    _attach(req, b"%d" % pid, threadgroup=False)
+
+
+def write_flag_2007(req: Request, buf: bytes) -> None:
+    """[M12] The framework's update_flag(): simple_strtoul(buf, NULL, 10) != 0."""
+    req.group.set_notify_on_release(era_parsers.flag_2007(buf))
 
 
 def write_procs(req: Request, buf: bytes) -> None:

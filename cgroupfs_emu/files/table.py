@@ -22,12 +22,13 @@ from ..core.errors import Invalid, NoDevice, TooBig
 from ..core.memcg import Res
 from ..core.profiles import Feature, Profile
 from ..units import PAGE_SIZE
-from . import parsers
+from . import era_parsers, parsers
 from .handlers import (Attr, read_counter, read_soft_limit, show_nothing, show_numa_stat,
                        show_oom_control, show_procs, show_refused, show_release_agent,
                        show_slabinfo, show_stat, show_tasks, write_event_control,
                        write_force_empty, write_limit, write_procs, write_release_agent,
-                       write_reset, write_shrink, write_soft_limit, write_tasks)
+                       write_reset, write_shrink, write_soft_limit, write_tasks,
+                       write_flag_2007, write_tasks_2007)
 from .request import Request
 
 
@@ -61,6 +62,14 @@ class ControlFile:
     #: profile features the row needs / must not have
     needs: Feature = Feature.NONE
     unless: Feature = Feature.NONE
+    #: cftype->mode: when set, the file's mode whatever its handlers
+    fixed_mode: int | None = None
+    #: what a raw write handler takes before kernfs (write_mechanics "cgroupfs"):
+    #: "string" (write_string: stripped, at most max_write bytes), "trigger" (any
+    #: bytes), "pid" (tasks: a u64), "raw" (the handler's own, e.g. seed 002's)
+    wtype: str = "raw"
+    #: write_string's max_write_len (0: the default, sizeof(local_buffer) - 1)
+    max_write: int = 0
 
     @property
     def readable(self) -> bool:
@@ -72,7 +81,9 @@ class ControlFile:
 
     @property
     def mode(self) -> int:
-        """cgroup_file_mode(): derived from the handlers, never written by hand."""
+        """cgroup_file_mode(): cft->mode if set, else derived from the handlers."""
+        if self.fixed_mode is not None:
+            return self.fixed_mode
         return (_READ_MODE if self.readable else 0) | (_WRITE_MODE if self.writable else 0)
 
     def placed_in(self, group_is_root: bool, profile: Profile) -> bool:
@@ -85,44 +96,54 @@ class ControlFile:
         return True
 
 
-def _counter_files(prefix: str, res: Res, limit: bool = True) -> list[ControlFile]:
+def _counter_files(prefix: str, res: Res, limit_unless: Feature = Feature.NONE
+                   ) -> list[ControlFile]:
     """The usage / max_usage / limit / failcnt quartet of one counter."""
-    rows = [
+    return [
         ControlFile(f"{prefix}usage_in_bytes", res, Attr.USAGE, read_u64=read_counter),
         ControlFile(f"{prefix}max_usage_in_bytes", res, Attr.MAX_USAGE,
-                    read_u64=read_counter, write=write_reset),
+                    read_u64=read_counter, write=write_reset, wtype="trigger"),
         ControlFile(f"{prefix}failcnt", res, Attr.FAILCNT,
-                    read_u64=read_counter, write=write_reset),
+                    read_u64=read_counter, write=write_reset, wtype="trigger"),
+        ControlFile(f"{prefix}limit_in_bytes", res, Attr.LIMIT,
+                    read_u64=read_counter, write=write_limit, wtype="string",
+                    unless=limit_unless),
     ]
-    if limit:
-        rows.append(ControlFile(f"{prefix}limit_in_bytes", res, Attr.LIMIT,
-                                read_u64=read_counter, write=write_limit))
-    return rows
+
+
+#: the containers framework of 2007 (seed 002) instead of cgroup v1's core files
+_2007 = Feature.CONTAINERS_2007
 
 
 BASE_FILES = (
-    ControlFile("cgroup.procs", seq_show=show_procs, write=write_procs),
+    ControlFile("cgroup.procs", seq_show=show_procs, write=write_procs, wtype="pid"),
     ControlFile("cgroup.clone_children",
                 read_u64=lambda r: int(r.group.clone_children),
                 write_u64=lambda r, v: r.group.set_clone_children(v)),
     ControlFile("cgroup.sane_behavior", seq_show=lambda r: "0\n", flags=ONLY_ON_ROOT),
-    ControlFile("tasks", seq_show=show_tasks, write=write_tasks),
+    ControlFile("tasks", seq_show=show_tasks, write=write_tasks, wtype="pid", unless=_2007),
     ControlFile("notify_on_release",
                 read_u64=lambda r: int(r.group.notify_on_release),
-                write_u64=lambda r, v: r.group.set_notify_on_release(v)),
+                write_u64=lambda r, v: r.group.set_notify_on_release(v), unless=_2007),
     ControlFile("release_agent", seq_show=show_release_agent, write=write_release_agent,
-                flags=ONLY_ON_ROOT),
+                flags=ONLY_ON_ROOT, wtype="string", max_write=4096),
+    # Seed 002's framework (2.6.22-rc-mm containers): cpuset-style handlers.
+    ControlFile("tasks", seq_show=show_tasks, write=write_tasks_2007, needs=_2007),
+    ControlFile("notify_on_release", read_u64=lambda r: int(r.group.notify_on_release),
+                write=write_flag_2007, needs=_2007),
 )
 
 MEMORY_FILES = (
     *_counter_files("", Res.MEM),
-    ControlFile("soft_limit_in_bytes", read_u64=read_soft_limit, write=write_soft_limit),
+    ControlFile("soft_limit_in_bytes", read_u64=read_soft_limit, write=write_soft_limit,
+                wtype="string"),
     ControlFile("stat", seq_show=show_stat),
-    ControlFile("force_empty", write=write_force_empty),
+    ControlFile("force_empty", write=write_force_empty, wtype="trigger"),
     ControlFile("use_hierarchy",
                 read_u64=lambda r: int(r.memcg.use_hierarchy),
                 write_u64=lambda r, v: r.memcg.set_use_hierarchy(v)),
-    ControlFile("cgroup.event_control", write=write_event_control, flags=NO_PREFIX),
+    ControlFile("cgroup.event_control", write=write_event_control, flags=NO_PREFIX,
+                wtype="string"),
     ControlFile("swappiness",
                 read_u64=lambda r: r.memcg.read_swappiness(),
                 write_u64=lambda r, v: r.memcg.set_swappiness(v)),
@@ -133,7 +154,7 @@ MEMORY_FILES = (
                 write_u64=lambda r, v: r.memcg.set_oom_kill_disable(v)),
     ControlFile("pressure_level", seq_show=show_refused),
     ControlFile("numa_stat", seq_show=show_numa_stat),
-    *_counter_files("kmem.", Res.KMEM),
+    *_counter_files("kmem.", Res.KMEM, limit_unless=Feature.KMEM_2011),
     ControlFile("kmem.slabinfo", seq_show=show_nothing, unless=Feature.SLABINFO),
     ControlFile("kmem.slabinfo", seq_show=show_slabinfo, needs=Feature.SLABINFO),
     *_counter_files("kmem.tcp.", Res.TCP),
@@ -143,8 +164,26 @@ MEMORY_FILES = (
                 read_u64=lambda r: int(r.memcg.independent_kmem_limit),
                 write_u64=lambda r, v: r.memcg.set_independent_kmem_limit(v),
                 needs=Feature.INDEPENDENT_KMEM),
-    ControlFile("shrink_in_bytes", write=write_shrink, flags=NOT_ON_ROOT,
-                needs=Feature.SHRINK_USAGE),
+    ControlFile("shrink_in_bytes", write=write_shrink, wtype="string", flags=NOT_ON_ROOT,
+                needs=Feature.SHRINK_USAGE, unless=Feature.NO_CFTYPE_FLAGS),
+    ControlFile("shrink_in_bytes", write=write_shrink, wtype="string",
+                needs=Feature.SHRINK_USAGE | Feature.NO_CFTYPE_FLAGS),
+    # Seed 000 (3.2): the switch has its own name and a parent rule; the kmem limit
+    # has a read handler only.
+    ControlFile("independent_kmem_limit",
+                read_u64=lambda r: int(r.memcg.independent_kmem_limit),
+                write_u64=lambda r, v: r.memcg.set_independent_kmem_limit_2011(v),
+                needs=Feature.KMEM_2011),
+    ControlFile("kmem.limit_in_bytes", Res.KMEM, Attr.LIMIT, read_u64=read_counter,
+                needs=Feature.KMEM_2011),
+    # Seed 002's memory controller: three res_counter files in pages, named by the
+    # cftype alone (the framework's two-argument container_add_file() added no prefix).
+    ControlFile("mem_usage", Res.MEM, Attr.USAGE, read_u64=read_counter, flags=NO_PREFIX,
+                needs=_2007),
+    ControlFile("mem_limit", Res.MEM, Attr.LIMIT, read_u64=read_counter, write=write_limit,
+                flags=NO_PREFIX, needs=_2007),
+    ControlFile("mem_failcnt", Res.MEM, Attr.FAILCNT, read_u64=read_counter, flags=NO_PREFIX,
+                needs=_2007),
 )
 
 
@@ -164,9 +203,17 @@ def files_for(profile: Profile, is_root: bool) -> dict[str, ControlFile]:
     key = (profile, is_root)
     files = _placement_cache.get(key)
     if files is None:
-        files = dict(sorted(
-            (name, cf) for name, cf in ALL_FILES if cf.placed_in(is_root, profile)
-        ))
+        files = {}
+        for name, cf in sorted(ALL_FILES, key=lambda item: item[0]):
+            if not cf.placed_in(is_root, profile):
+                continue
+            if profile.file_set is not None and name not in profile.file_set:
+                continue
+            if profile.file_mode is not None:  # before cgroup_file_mode(): all 0644
+                cf = attrs.evolve(cf, fixed_mode=profile.file_mode)
+            elif name == "cgroup.event_control":
+                cf = attrs.evolve(cf, fixed_mode=profile.event_control_mode)
+            files[name] = cf
         _placement_cache[key] = files
     return files
 
@@ -188,6 +235,8 @@ def read_file(req: Request) -> bytes:
 
 def write_file(req: Request, buf: bytes) -> None:
     """kernfs_fop_write_iter() + cgroup_file_write(): one write(2) is one command."""
+    if req.tree.profile.write_mechanics == "cgroupfs":
+        return _write_cgroupfs(req, buf)
     if len(buf) > PAGE_SIZE:
         raise TooBig("a write is at most one page")
     if not req.group.online:
@@ -200,6 +249,34 @@ def write_file(req: Request, buf: bytes) -> None:
         cf.write(req, buf)
     else:
         raise Invalid("file has no write handler")
+
+
+def _write_cgroupfs(req: Request, buf: bytes) -> None:
+    """cgroup_file_write() before kernfs (≤ 3.14, and the 2007 framework): the size
+    limit belongs to the handler type, checked on the raw length before the buffer is
+    NUL-terminated: cgroup_write_X64() has a 64-byte buffer, write_string a
+    max_write_len (63 by default), a trigger takes anything."""
+    if not req.group.online:
+        raise NoDevice("the group was removed")
+    cf = req.cf
+    if cf.write_u64 is not None or cf.wtype == "pid":
+        if len(buf) >= era_parsers.X64_BUFFER:
+            raise TooBig("cgroup_write_X64 takes less than 64 bytes")
+        value = era_parsers.old_u64(parsers.c_string(buf))
+        if cf.write_u64 is not None:
+            cf.write_u64(req, value)
+        else:
+            cf.write(req, b"%d" % value)
+        return
+    if cf.write is None:
+        raise Invalid("file has no write handler")
+    if cf.wtype == "string":
+        if len(buf) >= (cf.max_write or era_parsers.STRING_MAX_WRITE):
+            raise TooBig("write_string: longer than max_write_len")
+        buf = parsers.strstrip(parsers.c_string(buf))
+    else:
+        buf = parsers.c_string(buf)
+    cf.write(req, buf)
 
 
 __all__ = [

@@ -379,6 +379,24 @@ class ChargeServer:
         granted = self.memory.set_stock(owner, group, consumed, want)
         return protocol.ok_line(granted=granted, group=group.path(), usage=self._usage(group))
 
+    async def _do_fork(self, conn: Connection, req) -> bytes:
+        """COUNT new tasks of the client (seed 003: each charges a thread stack)."""
+        return self._tasks(conn, req, fork=True)
+
+    async def _do_exit(self, conn: Connection, req) -> bytes:
+        return self._tasks(conn, req, fork=False)
+
+    def _tasks(self, conn: Connection, req, fork: bool) -> bytes:
+        count = protocol.count_arg(req.args[0], "count") if req.args else 1
+        owner = conn.owner(protocol.pid_option(req))
+        group = self.memory.memcg_of_task(owner.pid)
+        if fork:
+            self.memory.fork(owner, group, count)
+        else:
+            self.memory.task_exit(owner, count)
+        return protocol.ok_line(tasks=len(owner.forked), group=group.path(),
+                                usage=self._usage(group))
+
     async def _do_status(self, conn: Connection, req) -> bytes:
         owner = conn.owner(protocol.pid_option(req))
         group = self.memory.memcg_of_task(owner.pid)

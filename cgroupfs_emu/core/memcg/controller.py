@@ -15,15 +15,15 @@ from __future__ import annotations
 import functools
 
 from ..cgroup import Cgroup, Hierarchy, TaskSet
-from ..errors import NoSpace
+from ..errors import Busy, NoSpace
 from ..port import Effects
 from ..profiles import DEFAULT_PROFILE, Profile
 from . import charge as _charge
-from . import events, limits, migration, oom, slab, stock, task_exit, vmpressure
+from . import events, limits, migration, oom, slab, stacks, stock, task_exit, vmpressure
 from .charge import OnOom, charge_account
 from .events import EventListener
 from .group import MemCgroup
-from .kinds import KMEM
+from .kinds import KMEM, Res
 from .owners import Owner, uncharge_counters
 from .state import SUBSYS, MemState, TaskFacts
 
@@ -82,7 +82,13 @@ class MemoryController(MemState):
 
     @_operation
     def css_offline(self, group: MemCgroup) -> None:
-        """mem_cgroup_css_offline(): charges reparented, listeners told and dropped."""
+        """mem_cgroup_css_offline(): charges reparented, listeners told and dropped.
+
+        Seed 002: every charged page holds a reference on the container, so rmdir is
+        EBUSY while any is charged; seed 000: likewise while kmem is charged."""
+        busy = self.profile.rmdir_busy_while_charged
+        if busy and group.counter(Res.MEM if busy == "memory" else Res.KMEM).usage:
+            raise Busy(f"the group still holds {busy} charges")
         migration.offline(self, group)
         events.remove_all(self, group)
 
@@ -167,6 +173,14 @@ class MemoryController(MemState):
     def slab_free(self, owner: Owner, name: str, objsize: int, count: int,
                   group: MemCgroup | None = None) -> None:
         slab.slab_free(self, owner, name, objsize, count, group)
+
+    @_operation
+    def fork(self, owner: Owner, group: MemCgroup, count: int) -> None:
+        stacks.fork(self, owner, group, count)
+
+    @_operation
+    def task_exit(self, owner: Owner, count: int) -> None:
+        stacks.task_exit(self, owner, count)
 
     @_operation
     def set_stock(self, owner: Owner, group: MemCgroup, consumed: dict[str, int],

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from ..cgroup import Cgroup
 from ..errors import Busy, Invalid
-from ..page_counter import PAGE_COUNTER_MAX, PageCounter
+from ..page_counter import PageCounter, ResCounter2007
 from . import stats
 from .kinds import Res
 from .state import SUBSYS, MemState
@@ -27,7 +27,7 @@ class MemCgroup:
         "memory", "memsw", "kmem", "tcpmem", "soft_limit", "move_charge_at_immigrate",
         "independent_kmem_limit", "tcpmem_active", "under_oom", "oom_kill", "stats",
         "slab", "slab_caches", "mkdir_charge", "events", "vmpr_scanned", "vmpr_reclaimed",
-        "ledgers", "orphan_file",
+        "ledgers", "orphan_file", "kmem_active",
     )
 
     def __init__(self, state: MemState, cgroup: Cgroup, parent: MemCgroup | None):
@@ -39,8 +39,9 @@ class MemCgroup:
         self.use_hierarchy: bool
         self.swappiness: int
         self.oom_kill_disable: bool
+        profile = state.profile
         if parent is None:
-            self.use_hierarchy = True
+            self.use_hierarchy = profile.hierarchy_forced or profile.root_use_hierarchy
             self.swappiness = state.vm_swappiness
             self.oom_kill_disable = False
         else:
@@ -52,12 +53,23 @@ class MemCgroup:
         # Pre-5.11 kernels chain a child's counters to the parent only when the parent
         # is hierarchical; with 5.11+ hierarchy_forced that is always the case.
         up = parent if parent is not None and parent.use_hierarchy else None
-        self.memory = PageCounter(up.memory if up else None, memcg=self)
-        self.memsw = PageCounter(up.memsw if up else None, memcg=self)
-        self.kmem = PageCounter(up.kmem if up else None, memcg=self)
-        self.tcpmem = PageCounter(up.tcpmem if up else None, memcg=self)
+        counter = ResCounter2007 if profile.res_counter_2007 else PageCounter
+        unlimited = profile.unlimited_pages
+        self.memory = counter(up.memory if up else None, unlimited, memcg=self)
+        self.memsw = counter(up.memsw if up else None, unlimited, memcg=self)
+        # seed 001 memcg_kmem_init(): the kmem counter is chained only below a
+        # hierarchical parent that is not the root (nothing is charged to the root)
+        kup = up if up is not None and not (profile.kmem_design == "independent"
+                                            and profile.write_mechanics == "cgroupfs"
+                                            and up.parent is None) else None
+        self.kmem = counter(kup.kmem if kup else None, unlimited, memcg=self)
+        self.tcpmem = counter(up.tcpmem if up else None, unlimited, memcg=self)
+        #: seed 003: kernel memory is accounted in this group (the first limit write
+        #: activated it, or it was inherited from a hierarchical parent at mkdir:
+        #: memcg_propagate_kmem())
+        self.kmem_active: bool = up is not None and up.kmem_active
 
-        self.soft_limit: int = PAGE_COUNTER_MAX
+        self.soft_limit: int = unlimited
         self.move_charge_at_immigrate: int = 0
         self.independent_kmem_limit: bool = False
         self.tcpmem_active: bool = False
@@ -149,10 +161,25 @@ class MemCgroup:
         """
         if self.is_root:
             raise Invalid("cannot limit the root group")
-        if not self.state.profile.independent_kmem:
+        profile = self.state.profile
+        if profile.kmem_design == "capped":
+            return self._update_kmem_limit(nr_pages)
+        if not profile.independent_kmem:
             return
         if not self.independent_kmem_limit:
             raise Invalid("kmem limit needs memory.kmem.independent_kmem_limit = 1")
+        self.kmem.set_max(nr_pages)
+
+    def _update_kmem_limit(self, nr_pages: int) -> None:
+        """Port of memcg_update_kmem_limit() (3.8, seed 003): the first limit other
+        than unlimited activates kmem accounting, and is EBUSY once the group has
+        tasks, or children under use_hierarchy. Once active, writes just set it."""
+        if not self.kmem_active and nr_pages != self.state.profile.unlimited_pages:
+            if self.cgroup.tasks or (self.use_hierarchy and self.cgroup.children):
+                raise Busy("kmem accounting must be set up before tasks or children")
+            self.kmem.set_max(nr_pages)
+            self.kmem_active = True
+            return
         self.kmem.set_max(nr_pages)
 
     def set_independent_kmem_limit(self, value: int) -> None:
@@ -162,16 +189,29 @@ class MemCgroup:
             self.independent_kmem_limit = True
         else:
             self.independent_kmem_limit = False
-            self.kmem.max = PAGE_COUNTER_MAX
+            self.kmem.max = self.state.profile.unlimited_pages
+
+    def set_independent_kmem_limit_2011(self, value: int) -> None:
+        """Seed 000 kmem_limit_independent_write(): ``val = !!val``; under a parent with
+        use_hierarchy, EINVAL unless it equals the parent's flag. Never copied at mkdir
+        nor propagated later (the patch's TODO)."""
+        value = bool(value)
+        parent = self.parent
+        if parent is not None and parent.use_hierarchy and value != parent.independent_kmem_limit:
+            raise Invalid("independent_kmem_limit must match the hierarchical parent's")
+        self.independent_kmem_limit = value
 
     def read_swappiness(self) -> int:
         """mem_cgroup_swappiness(): the root reports the global vm.swappiness."""
         return self.state.vm_swappiness if self.is_root else self.swappiness
 
     def set_swappiness(self, value: int) -> None:
-        """Port of mem_cgroup_swappiness_write() (3.16+: allowed anywhere)."""
+        """Port of mem_cgroup_swappiness_write() (3.16+: allowed anywhere; ≤ 3.15 and
+        seed 001 patch 01: not on the root, not under a hierarchical parent, not in a
+        hierarchical group with children)."""
         if value > self.state.profile.max_swappiness:
             raise Invalid("swappiness out of range")
+        self._check_restricted()
         if self.is_root:
             self.state.vm_swappiness = value
         else:
@@ -182,9 +222,19 @@ class MemCgroup:
         EINVAL; writing 0 wakes OOM waiters."""
         if self.is_root or value not in (0, 1):
             raise Invalid("oom_control takes 0 or 1, not on the root")
+        self._check_restricted()
         self.oom_kill_disable = bool(value)
         if not value:
             self.state.oom_recover(self)
+
+    def _check_restricted(self) -> None:
+        """≤ 3.15 (seed 001 patch 01): "if under hierarchy, only empty-root can set
+        this value"."""
+        if not self.state.profile.restricted_hierarchy_writes:
+            return
+        if self.is_root or self.parent.use_hierarchy or (
+                self.use_hierarchy and self.cgroup.children):
+            raise Invalid("not settable under a hierarchical parent or with children")
 
     def set_use_hierarchy(self, value: int) -> None:
         """Port of mem_cgroup_hierarchy_write(), 5.11+ or pre-5.11 by profile."""
@@ -214,10 +264,16 @@ class MemCgroup:
         """mem_cgroup_usage(), in pages: the page counter, except on the root, which
         (6.2+) reports global file + anon pages (+ swap for memsw) rather than its
         counter, so kernel data charged at mkdir does not show there."""
-        if self.parent is None:
+        profile = self.state.profile
+        if self.parent is None and not profile.root_usage_is_counter:
             keys = ("cache", "rss", "swap") if memsw else ("cache", "rss")
             return sum(g.stats[k] for g in self.subtree_all() for k in keys)
-        return (self.memsw if memsw else self.memory).usage
+        usage = (self.memsw if memsw else self.memory).usage
+        if (profile.kmem_design == "reported" and self.parent is not None
+                and not self.independent_kmem_limit):
+            # seed 000 mem_cgroup_usage(): kmem counts unless kept independent
+            usage += self.kmem.usage
+        return usage
 
     def stat_total(self, key: str) -> int:
         return sum(g.stats[key] for g in self.hierarchical_subtree())

@@ -17,7 +17,9 @@ file      memsw, memory                       cache, inactive_file (reclaimable 
 shmem     memsw, memory                       cache, shmem, mapped_file, active_anon
 mapped    memsw, memory                       cache, mapped_file, active_file (followed tasks)
 kmem      memsw, memory, +kmem; or only kmem  not in memory.stat (v1 has no kmem key)
-          when independent (seed 001)
+          when independent (seed 001); +kmem
+          alone (seed 000); kmem, memsw,
+          memory once active (seed 003)
 tcp       kmem.tcp, once activated            not in memory.stat
 ========  ==================================  =============================================
 
@@ -88,11 +90,20 @@ MAPPED = Account("mapped", _USER, stat_keys=("cache", "mapped_file", "active_fil
 KMEM = Account("kmem", _USER, forced=(Res.KMEM,))
 #: seed 001 patch 02: charged while independent_kmem_limit is set, to kmem alone
 KMEM_ONLY = Account("kmem_only", (Res.KMEM,))
+#: seed 000: the kmem counter alone, never refused; memory.usage_in_bytes adds it
+#: unless the group is independent (group.MemCgroup.usage)
+KMEM_REPORTED = Account("kmem_reported", forced=(Res.KMEM,))
+#: seed 003 (3.8): the kmem counter first (its limit is a cap: ENOMEM, no reclaim),
+#: then the user counters (reclaim, OOM), so kmem always counts as memory too
+KMEM_CAPPED = Account("kmem_capped", (Res.KMEM, Res.MEMSW, Res.MEM))
+#: seed 003: kernel memory of a group whose kmem accounting is not active: not charged
+KMEM_FREE = Account("kmem_free", badness=False)
 TCP = Account("tcp", (Res.TCP,), badness=False)
 #: socket memory of a group whose kmem.tcp accounting is not active: held, not charged
 TCP_FREE = Account("tcp_free", badness=False)
 
-ACCOUNTS = {a.name: a for a in (ANON, SWAP, FILE, SHMEM, MAPPED, KMEM, KMEM_ONLY, TCP, TCP_FREE)}
+ACCOUNTS = {a.name: a for a in (ANON, SWAP, FILE, SHMEM, MAPPED, KMEM, KMEM_ONLY,
+                                KMEM_REPORTED, KMEM_CAPPED, KMEM_FREE, TCP, TCP_FREE)}
 #: memory.stat keys of pages that left their LRU list for the unevictable one
 LOCKED_KEY, LOCKED_FROM = "unevictable", "active_anon"
 
@@ -126,6 +137,11 @@ class Kind:
     def account(self, memcg) -> Account:
         """The account a charge of this kind goes to in *memcg* now."""
         if self is KIND_KMEM:
+            design = memcg.state.profile.kmem_design
+            if design == "reported":
+                return KMEM_REPORTED
+            if design == "capped":
+                return KMEM_CAPPED if memcg.kmem_active else KMEM_FREE
             return KMEM_ONLY if memcg.kmem_independent() else KMEM
         if self is KIND_TCP:
             return TCP if memcg.tcpmem_active else TCP_FREE
@@ -142,7 +158,8 @@ KIND_FILE = Kind("file", (FILE,), reclaimable=True, stockable=True, survives_exi
 KIND_SHMEM = Kind("shmem", (SHMEM,), stockable=True, client=True, followed=True,
                   move_bit=MOVE_FILE)
 KIND_MAPPED = Kind("mapped", (MAPPED,), followed=True, move_bit=MOVE_FILE)
-KIND_KMEM = Kind("kmem", (KMEM_ONLY, KMEM), client=True, user=False, reparented=False)
+KIND_KMEM = Kind("kmem", (KMEM_ONLY, KMEM, KMEM_REPORTED, KMEM_CAPPED, KMEM_FREE), client=True,
+                 user=False, reparented=False)
 KIND_TCP = Kind("tcp", (TCP_FREE, TCP), client=True, user=False, reparented=False)
 
 KINDS = {k.name: k for k in (KIND_ANON, KIND_FILE, KIND_SHMEM, KIND_MAPPED, KIND_KMEM, KIND_TCP)}

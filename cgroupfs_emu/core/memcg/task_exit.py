@@ -24,6 +24,7 @@ def release(state: MemState, owner: Owner) -> None:
         return
     owner.alive = False
     state.owners.discard(owner)
+    owner.forked.clear()  # its tasks' stacks are kmem of its ledgers: freed below
     return_stock(state, owner)
     for (group, name), count in list(owner.slab_objects.items()):
         slab_change(state, owner, group, name, -count)
