@@ -80,8 +80,8 @@ class Request:
 #: verb -> (minimum, maximum) positional arguments, allowed options
 VERBS = {
     "hello": (1, 1, ()),
-    "charge": (2, 2, ("pid",)),
-    "uncharge": (2, 2, ("pid",)),
+    "charge": (2, 2, ("pid", "share")),
+    "uncharge": (2, 2, ("pid", "share")),
     "slab_alloc": (2, 3, ("pid",)),
     "slab_free": (2, 3, ("pid",)),
     "stock": (1, 1, STOCK_KINDS),

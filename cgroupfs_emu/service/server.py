@@ -335,13 +335,36 @@ class ChargeServer:
     async def _do_charge(self, conn: Connection, req) -> bytes:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
+        if "share" in req.options:
+            return await self._charge_shared(owner, kind, nr, req.options["share"])
         await self.executor.charge(owner, kind, nr)
         return self._amount_reply(nr, self.memory.memcg_of_task(owner.pid))
+
+    async def _charge_shared(self, owner, kind: str, nr: int, key: str) -> bytes:
+        """A shared page: the first toucher's group is charged, later mappers only take
+        a reference (docs/protocol.md, seed 002 patch 4)."""
+        if kind != "shmem":
+            raise ProtocolError(errno.EINVAL, "only shmem pages are shared")
+        memory = self.memory
+        group = memory.memcg_of_task(owner.pid)
+        obj = memory.shared_object(key, nr)
+        if obj is not None:
+            memory.share(obj, owner)
+            return self._amount_reply(0, group)
+        held_by = memory.shared_holder(owner.pid)
+        await self.executor.charge(held_by, kind, nr)
+        memory.shared_created(key, owner, held_by, group, nr)
+        return self._amount_reply(nr, group)
 
     async def _do_uncharge(self, conn: Connection, req) -> bytes:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
         group = self.memory.memcg_of_task(owner.pid)
+        if "share" in req.options:
+            if kind != "shmem":
+                raise ProtocolError(errno.EINVAL, "only shmem pages are shared")
+            return self._amount_reply(self.memory.unshare(req.options["share"], owner, nr),
+                                      group)
         self.memory.uncharge(owner, group, kind, nr)
         return self._amount_reply(nr, group)
 

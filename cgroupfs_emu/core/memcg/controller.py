@@ -19,7 +19,7 @@ from ..errors import Busy, NoSpace
 from ..port import Effects
 from ..profiles import DEFAULT_PROFILE, Profile
 from . import charge as _charge
-from . import events, limits, migration, oom, slab, stacks, stock, task_exit, vmpressure
+from . import events, limits, migration, oom, shared, slab, stacks, stock, task_exit, vmpressure
 from .charge import OnOom, charge_account
 from .events import EventListener
 from .group import MemCgroup
@@ -143,6 +143,26 @@ class MemoryController(MemState):
     @_operation
     def release(self, owner: Owner) -> None:
         task_exit.release(self, owner)
+        shared.drop_all(self, owner)
+
+    # ------------------------------------------------------------------ shared pages
+
+    def shared_object(self, key: str, nr: int):
+        return shared.lookup(self, key, nr)
+
+    def share(self, obj, owner: Owner) -> None:
+        shared.take(obj, owner)
+
+    def shared_holder(self, pid: int) -> Owner:
+        return shared.holder(pid)
+
+    def shared_created(self, key: str, owner: Owner, held_by: Owner, group: MemCgroup,
+                       nr: int) -> None:
+        shared.created(self, key, owner, held_by, group, nr)
+
+    @_operation
+    def unshare(self, key: str, owner: Owner, nr: int) -> int:
+        return shared.drop(self, key, owner, nr)
 
     # ------------------------------------------------------------------ charging
 
