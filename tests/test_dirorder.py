@@ -49,8 +49,9 @@ def test_kernfs_listing_matches_real_kernel(block):
 
 
 def test_recorded_data_covers_groups_among_files_and_memory_names():
-    # ".", "..", the four core files of a non-root group, every memory.* name of 6.18
-    assert len(BLOCKS["M"]) == 2 + 4 + 26
+    # ".", "..", the four core files of a non-root group, the 27 memory controller
+    # names of 6.18 (26 memory.* and cgroup.event_control)
+    assert len(BLOCKS["M"]) == 2 + 4 + 27
     g = [n for _, n in BLOCKS["G"]]
     # child groups interleave with the files, they are not listed first
     assert g.index("a") > g.index("cgroup.procs") and g.index("a") < g.index("tasks")

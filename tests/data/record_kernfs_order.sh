@@ -14,7 +14,7 @@
 # Needs tests/helpers/getdents.c compiled to $GETDENTS.
 set -eu
 GETDENTS=${GETDENTS:?path to the compiled tests/helpers/getdents.c}
-MEMORY_NAMES="$(cd "$(dirname "$0")" && pwd)/memory_file_names.linux-6.18.txt"
+MEMORY_NAMES="$(cd "$(dirname "$0")" && pwd)/memory_controller_names.linux-6.18.txt"
 MNT=$(mktemp -d)
 unshare -m sh -eu -c '
     mount --make-rprivate /
