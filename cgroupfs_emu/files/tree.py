@@ -25,6 +25,16 @@ class ControlTree:
     def root(self) -> MemCgroup:
         return self.hierarchy.root
 
+    @property
+    def dir_order(self):
+        """The profile's directory order (cgroupfs_emu.dirorder)."""
+        return getattr(self.hierarchy.profile, "dir_order", None)
+
+    @property
+    def file_creation_order(self) -> tuple[str, ...]:
+        """Control-file names in the order the kernel creates them (3.10 order)."""
+        return getattr(self.hierarchy.profile, "file_creation_order", ())
+
     def subgroups(self, group: MemCgroup) -> dict[str, MemCgroup]:
         return group.children
 
