@@ -31,7 +31,7 @@ import pyfuse3
 from .. import dirorder
 
 from ..core.errors import CgroupError
-from ..files.table import Caller
+from ..files.request import Caller
 
 log = logging.getLogger(__name__)
 
