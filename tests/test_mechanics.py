@@ -53,7 +53,7 @@ def test_res_counter_memparse_refuses(buf):
 
 
 def test_res_counter_memparse_with_later_suffixes():
-    assert res_counter_memparse(b"1T", suffixes=b"kKmMgGtTpPeE") == 1 << 40
+    assert res_counter_memparse(b"1T", suffixes=None) == 1 << 40
 
 
 @pytest.mark.parametrize("kind, ok, too_big", [

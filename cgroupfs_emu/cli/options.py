@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from ..core.profiles import DEFAULT_PROFILE, PROFILES
+from ..core.profiles import ALIASES, DEFAULT_PROFILE, PROFILES, profile_names
 from ..units import memparse_strict
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
@@ -56,10 +56,10 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
     """Take one ``-o`` option: ours, a VFS flag for the kernel, or an ignored one."""
     key, eq, value = opt.partition("=")
     if key == "kernel":
-        if value not in PROFILES:
+        if value not in PROFILES and value not in ALIASES:
             raise UsageError(f"unknown kernel profile {value!r} "
-                             f"(choose from {', '.join(sorted(PROFILES))})")
-        cfg.profile = value
+                             f"(choose from {', '.join(profile_names())})")
+        cfg.profile = ALIASES.get(value, value)
     elif key == "release_agent" and eq:
         cfg.release_agent = value
     elif key == "log" and eq and value:

@@ -26,6 +26,7 @@ import enum
 import attrs
 
 from ..core.errors import Invalid, TooBig
+from ..units import SUFFIXES_KMG, memparse, simple_strtoull
 from . import parsers
 
 PAGE_SIZE = 4096
@@ -47,13 +48,21 @@ def simple_u64_stripped(buf: bytes) -> int:
     unless the whole stripped string was consumed. No sign, silent wrap-around, and an
     empty string is 0 (``echo > f`` writes "\\n", which strips to nothing)."""
     s = parsers.strstrip(buf)
-    value, end = parsers.simple_strtoull(s, 0)
+    value, end = simple_strtoull(s, 0)
     if end != len(s):
         raise Invalid("not a number")
     return value & _U64
 
 
-def res_counter_memparse(buf: bytes, suffixes: bytes = b"kKmMgG") -> int:
+def u64_pid(value: int) -> int:
+    """3.x tasks / cgroup.procs are write_u64 files: attach_task_by_pid(cgrp, u64 pid)
+    looks the value up as a pid_t, so it is cut to 32 signed bits; what is left
+    negative finds no task (ESRCH)."""
+    pid = value & 0xFFFFFFFF
+    return pid - (1 << 32) if pid >= 1 << 31 else pid
+
+
+def res_counter_memparse(buf: bytes, suffixes: bytes | None = SUFFIXES_KMG) -> int:
     """res_counter_memparse_write_strategy() (kernel/res_counter.c, 3.x), on an already
     stripped buffer; returns **bytes**.
 
@@ -65,14 +74,11 @@ def res_counter_memparse(buf: bytes, suffixes: bytes = b"kKmMgG") -> int:
     """
     s = buf
     if s[:1] == b"-":
-        value, end = parsers.simple_strtoull(s[1:], 10)
+        value, end = simple_strtoull(s[1:], 10)
         if value != 1 or end != len(s) - 1:
             raise Invalid("only -1 may be negative")
         return LLONG_MAX
-    value, end = parsers.simple_strtoull(s, 0)
-    if end < len(s) and s[end] in suffixes:
-        value = (value << (10 * parsers._SHIFTS[s[end]])) & _U64
-        end += 1
+    value, end = memparse(s, suffixes)
     if end != len(s):
         raise Invalid("not a size")
     aligned = (value + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
@@ -97,6 +103,8 @@ class Mechanics:
     parse_u64: object
     #: string handlers receive the buffer already strstrip()ped
     strips_strings: bool
+    #: parser of tasks / cgroup.procs writes: a pid (0 = the writer)
+    parse_pid: object
 
     def check_size(self, kind: HandlerKind, nbytes: int, max_write_len: int = 0) -> None:
         """E2BIG before any parsing: the kernel checks the size first."""
@@ -118,6 +126,8 @@ KERNFS = Mechanics(
     trigger_max=PAGE_SIZE,
     parse_u64=parsers.kstrtoull,
     strips_strings=False,
+    # cgroup_procs_write_start(): kstrtoint(strstrip(buf)), negative EINVAL
+    parse_pid=parsers.parse_pid,
 )
 
 CGROUPFS = Mechanics(
@@ -130,9 +140,15 @@ CGROUPFS = Mechanics(
     trigger_max=None,
     parse_u64=simple_u64_stripped,
     strips_strings=True,
+    parse_pid=lambda buf: u64_pid(simple_u64_stripped(buf)),
 )
 
 MECHANICS = {m.name: m for m in (KERNFS, CGROUPFS)}
 
-__all__ = ["HandlerKind", "Mechanics", "KERNFS", "CGROUPFS", "MECHANICS",
-           "simple_u64_stripped", "res_counter_memparse", "LLONG_MAX"]
+
+def of(profile) -> Mechanics:
+    """The mechanics a profile names (core/profiles.py WriteMechanics)."""
+    return MECHANICS[profile.mechanics.value]
+
+__all__ = ["HandlerKind", "Mechanics", "KERNFS", "CGROUPFS", "MECHANICS", "of",
+           "simple_u64_stripped", "res_counter_memparse", "u64_pid", "LLONG_MAX"]
