@@ -83,6 +83,11 @@ def seq(*steps):
 
 # ---------------------------------------------------------------------- the table
 
+SLABINFO_HEADER = (
+    "slabinfo - version: 2.1\n"
+    "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
+    " : tunables <limit> <batchcount> <sharedfactor>"
+    " : slabdata <active_slabs> <num_slabs> <sharedavail>\n")
 STAT_3_10 = ["cache", "rss", "rss_huge", "mapped_file", "swap", "pgpgin", "pgpgout",
              "pgfault", "pgmajfault", "inactive_anon", "active_anon", "inactive_file",
              "active_file", "unevictable"]
@@ -141,7 +146,12 @@ ROWS = [
     ("memory.pressure_level read", r("G/memory.pressure_level"), same(errno.EINVAL)),
     ("memory.kmem.tcp.limit_in_bytes mode", mode("G/memory.kmem.tcp.limit_in_bytes"),
      same(0o644)),
-    ("memory.kmem.slabinfo of a fresh group", r("G/memory.kmem.slabinfo"), same("")),
+    # 3.x mem_cgroup_slabinfo_read(): EIO until kmem accounting is active
+    ("memory.kmem.slabinfo of a fresh group", r("G/memory.kmem.slabinfo"),
+     by(l3_10=errno.EIO, l4_19="", l5_10="", l6_18="")),
+    ("memory.kmem.slabinfo once a kmem limit is set",
+     seq(w("G/memory.kmem.limit_in_bytes", "8M"), r("G/memory.kmem.slabinfo")),
+     by(l3_10=SLABINFO_HEADER, l4_19="", l5_10="", l6_18="")),
     ("memory.stat keys", stat_keys("G/memory.stat"),
      by(l3_10=_stat_layout(STAT_3_10), l4_19=_stat_layout(STAT_4_19),
         l5_10=_stat_layout(STAT_4_19), l6_18=_stat_layout(STAT_6_18))),
