@@ -257,3 +257,37 @@ def test_profile_behaviours(mount_with, profile):
         if got != expected[profile]:
             failures.append(f"{what}: expected {expected[profile]!r}, got {got!r}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_root_use_hierarchy_before_any_group(mount_with, profile):
+    """Before 5.11 the root's flag may change while it has no children
+    (mem_cgroup_hierarchy_write(): "we allow value to be set if there are no
+    children"); 5.11+ takes only 1."""
+    m = mount_with(f"kernel={profile}")
+    got = [errno_of(write, m.p("memory.use_hierarchy"), v) for v in ("1", "0", "1")]
+    expected = [OK, errno.EINVAL, OK] if profile == "linux-6.18" else [OK, OK, OK]
+    assert got == expected
+    assert read(m.p("memory.use_hierarchy")) == "1\n"
+
+
+@pytest.mark.parametrize("option, fragment", [
+    ("kernel=linux-4.9", "unknown kernel profile"),
+    ("ncpus=0", "ncpus='0'"),
+    ("ncpus=two", "ncpus='two'"),
+])
+def test_profile_options_mistakes_are_one_line(tmp_path, option, fragment):
+    import subprocess
+    r = subprocess.run(["cgroupfs_emu", "-o", option, "memory", str(tmp_path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.ismount(tmp_path)
+
+
+def test_linux_6_is_an_alias_of_linux_6_18(mount_with):
+    m = mount_with("kernel=linux-6,ncpus=3")
+    os.mkdir(m.p("p"))
+    os.mkdir(m.p("p", "c"))
+    assert read(m.p("p", "memory.usage_in_bytes")) == f"{(2 + 3) * P}\n"
+    assert read(m.p("p", "memory.oom_control")).endswith("oom_kill 0\n")

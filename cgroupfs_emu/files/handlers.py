@@ -76,7 +76,7 @@ def write_limit(req: Request, buf: bytes) -> None:
         req.tree.memory.resize_max(g, nr_pages, memsw=True, nbytes=nbytes)
         return
     if res is Res.KMEM:
-        g.set_kmem_max(nr_pages)
+        g.set_kmem_max(nr_pages, nbytes)
     else:
         # tcp_update_limit() (3.x) clamps to RESOURCE_MAX
         nbytes = min(nbytes, req.tree.profile.counter.unlimited)

@@ -145,7 +145,7 @@ class MemCgroup:
         self.tcpmem.set_max(nr_pages)
         self.tcpmem_active = True
 
-    def set_kmem_max(self, nr_pages: int) -> None:
+    def set_kmem_max(self, nr_pages: int, nbytes: int | None = None) -> None:
         """kmem.limit_in_bytes write, by the profile's kmem design.
 
         6.6+: parsed by the caller, then ignored. 4.6-5.15 (memcg_update_kmem_max()):
@@ -161,8 +161,10 @@ class MemCgroup:
             return
         if design is KmemDesign.INDEPENDENT and not self.independent_kmem_limit:
             raise Invalid("kmem limit needs memory.kmem.independent_kmem_limit = 1")
-        if (design is KmemDesign.ACTIVATED_BY_LIMIT and not self.kmem_active
-                and nr_pages != PAGE_COUNTER_MAX):
+        # memcg_update_kmem_limit(): "val != RESOURCE_MAX", in bytes as written
+        unlimited = (nbytes == self.state.profile.counter.unlimited if nbytes is not None
+                     else nr_pages == PAGE_COUNTER_MAX)
+        if design is KmemDesign.ACTIVATED_BY_LIMIT and not self.kmem_active and not unlimited:
             if self.cgroup.tasks or self.has_hierarchical_children():
                 raise Busy("kmem accounting must be set before tasks or children exist")
             self.kmem.set_max(nr_pages)
