@@ -122,3 +122,26 @@ def test_5_10_mkdir_charge_meets_the_kmem_limit():
     with pytest.raises(NoMemory):
         h.mkdir(g.cgroup, "c")
     assert g.kmem.failcnt == 1 and usage(g) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("name, refused", [
+    ("linux-3.10", False), ("linux-4.19", False), ("linux-5.10", False),
+    ("linux-6.18", True)])
+def test_release_agent_privilege_per_profile(name, refused):
+    """cgroup_release_agent_write(): CAP_SYS_ADMIN only since 5.17; before, write
+    permission on the file (root-owned 0644, so a delegated chown) was enough."""
+    from cgroupfs_emu.core.errors import NotPermitted
+    from cgroupfs_emu.files import ControlTree
+    from cgroupfs_emu.files.request import Caller
+    from cgroupfs_emu.host import Host
+
+    h, mc = memory_hierarchy(PROFILES[name], owner_uid=0)
+    t = ControlTree(h, mc, Host())
+    cf = t.files(t.root)["release_agent"]
+    writer = Caller(pid=1, uid=1000, gid=1000)
+    if refused:
+        with pytest.raises(NotPermitted):
+            t.write(t.root, cf, writer, b"/bin/agent\n")
+    else:
+        t.write(t.root, cf, writer, b"/bin/agent\n")
+        assert h.release_agent == "/bin/agent"
