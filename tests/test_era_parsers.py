@@ -1,4 +1,4 @@
-"""The 2007-2012 value parsers (files/era_parsers.py), table-driven, without a mount.
+"""The 2007 value parsers (files/era_parsers.py), table-driven, without a mount.
 Each row names the rule of docs/seed-profiles.md it checks."""
 
 from __future__ import annotations
@@ -35,48 +35,6 @@ def outcome(fn, *args):
 ])
 def test_mem_limit_2007(tag, buf, want):
     assert outcome(ep.mem_limit_2007, buf) == want
-
-
-@pytest.mark.parametrize("tag,buf,minus_one,want", [
-    ("S3-rounds-up", b"1", False, 4096),
-    ("S3-exact-page", b"8192", False, 8192),
-    ("S3-k", b"3k", False, 4096),
-    ("S3-M", b"1M", False, 1 << 20),
-    ("S3-G", b"2G", False, 2 << 30),
-    ("S3-T-EINVAL", b"1T", False, "EINVAL"),
-    ("S3-hex", b"0x2000", False, 8192),
-    ("S3-octal", b"010", False, 4096),
-    ("S3-octal-8-EINVAL", b"08", False, "EINVAL"),
-    ("S3-empty-0", b"", False, 0),
-    ("S3-minus-one-EINVAL-2008", b"-1", False, "EINVAL"),
-    ("S3-page-align-wraps", b"18446744073709551615", False, 0),
-    ("S3-parse-wraps", b"18446744073709551616", False, 0),
-    ("S3-llong-max-rounds-up", b"9223372036854775807", False, 1 << 63),
-    ("S3-suffix-overflow-wraps", b"17179869184G", False, 0),
-    ("S3-two-suffixes-EINVAL", b"1KK", False, "EINVAL"),
-    ("K6-minus-one", b"-1", True, LLONG_MAX),
-    ("K6-minus-01", b"-01", True, LLONG_MAX),
-    ("K6-minus-0-EINVAL", b"-0", True, "EINVAL"),
-    ("K6-minus-2-EINVAL", b"-2", True, "EINVAL"),
-    ("K6-minus-1K-EINVAL", b"-1K", True, "EINVAL"),
-    ("K6-number", b"5000", True, 8192),
-])
-def test_res_counter_memparse(tag, buf, minus_one, want):
-    assert outcome(ep.res_counter_memparse, buf, minus_one) == want
-
-
-@pytest.mark.parametrize("tag,buf,want", [
-    ("S9-plain", b"5", 5),
-    ("S9-stripped", b" 0x10 \n", 16),
-    ("S9-empty-0", b"\n", 0),
-    ("S9-plus-EINVAL", b"+1", "EINVAL"),
-    ("S9-minus-EINVAL", b"-1", "EINVAL"),
-    ("S9-two-newlines-ok", b"7\n\n", 7),  # strstrip takes them all, unlike kstrtoull
-    ("S9-inner-blank-EINVAL", b"1 2", "EINVAL"),
-    ("S9-wraps", b"18446744073709551617", 1),
-])
-def test_old_u64(tag, buf, want):
-    assert outcome(ep.old_u64, buf) == want
 
 
 @pytest.mark.parametrize("tag,buf,want", [

@@ -1,9 +1,19 @@
-"""Kernel generations the emulator can impersonate (``-o kernel=NAME``).
+"""Kernel generations and seed systems the emulator can impersonate (``-o kernel=NAME``).
 
-A profile is data: a set of :class:`Feature` flags (the control-file table places a
-row only when the profile has the features the row needs) and the values of the few
-core rules that changed across kernel versions. Handlers are shared; adding a profile
-touches no handler.
+A profile is data, and only data:
+
+* :class:`Feature` flags: the control-file table places a row only in profiles that
+  have the features the row needs (or lack those it must not have), and the few rule
+  variants that are a yes/no read a flag;
+* the values of the rules that changed: the counter kind (res_counter bytes or
+  page_counter pages) and so the limit parser, rounding and maximum; the write
+  mechanics (kernfs or the older cgroupfs); the kmem design; the directory order;
+  memory.stat keys; swappiness range; move_charge bits; the mkdir charge; the name of
+  the subsystem's file prefix.
+
+Handlers are shared. Adding a generation is one more :class:`Profile` value (see
+generations.py for the four mainline kernels) plus, at most, a new rule variant: a
+flag or an enum member the handlers already branch on.
 """
 
 from __future__ import annotations
@@ -12,31 +22,145 @@ import enum
 
 import attrs
 
+from ..dirorder import KernfsOrder, NameHash
+
+PAGE_SIZE = 4096
+LLONG_MAX = (1 << 63) - 1
+
 
 class Feature(enum.Flag):
     """What a kernel generation or seed system has beyond the common base."""
 
     NONE = 0
     #: seed 001 patch 02: memory.kmem.independent_kmem_limit; the kmem limit is
-    #: enforced (kmem only) while it is set. Without it (6.6+) the kmem limit is
-    #: parsed, then ignored, and reads MAX.
+    #: enforced (kmem only) while it is set.
     INDEPENDENT_KMEM = enum.auto()
-    #: seed 001 patch 12: memory.kmem.slabinfo lists the group's caches. Without it
-    #: (5.9+) the file reads nothing.
+    #: seed 001 patch 12: memory.kmem.slabinfo lists the group's caches in the
+    #: patch's format.
     SLABINFO = enum.auto()
+    #: 3.x-5.8: memory.kmem.slabinfo lists the group's caches in /proc/slabinfo's 2.1
+    #: format. With neither SLABINFO flag (5.9+) the file reads nothing.
+    SLABINFO_2_1 = enum.auto()
     #: seed 004: memory.shrink_in_bytes
     SHRINK_USAGE = enum.auto()
     #: 5.11+: use_hierarchy always reads 1 and only accepts 1. Without it it is a real
     #: per-group flag with the pre-5.11 rules (spec 3.4).
     HIERARCHY_FORCED = enum.auto()
-    #: seed 002: the 2007 containers framework: its own tasks / notify_on_release /
-    #: release_agent and the memory controller's mem_usage, mem_limit, mem_failcnt
+    #: 4.13+: memory.oom_control has an "oom_kill N" line
+    OOM_KILL_LINE = enum.auto()
+    #: <= 3.15 (mem_cgroup_swappiness_write(), mem_cgroup_oom_control_write()): both
+    #: are EINVAL when the parent is hierarchical or the group is hierarchical with
+    #: children; swappiness is EINVAL on the root
+    LEGACY_HIERARCHY_WRITES = enum.auto()
+    #: <= 3.15 (mem_cgroup_force_empty()): EBUSY while the group has tasks or children
+    FORCE_EMPTY_BUSY = enum.auto()
+    #: 6.x: memory.pressure_level has a read handler that fails (mode 0444); before,
+    #: it had no handler at all (mode 0000)
+    PRESSURE_LEVEL_READ = enum.auto()
+    #: the 2025 fix: cgroup.event_control is 0200, not world-writable 0222
+    EVENT_CONTROL_OWNER_ONLY = enum.auto()
+    #: 5.17+ (CVE-2022-0492): writing release_agent needs CAP_SYS_ADMIN
+    RELEASE_AGENT_CAP = enum.auto()
+    #: kernfs-era cgroup_mkdir(): a name containing "\n" is EINVAL
+    NEWLINE_NAMES_EINVAL = enum.auto()
+    #: before 2.6.33 every cgroup file was created 0644 whatever its handlers
+    ALL_FILES_0644 = enum.auto()
+    #: seed 002: the 2007 containers framework: its own tasks / notify_on_release
+    #: handlers and the memory controller's mem_usage, mem_limit, mem_failcnt
     CONTAINERS_2007 = enum.auto()
     #: seed 000: memory.independent_kmem_limit (with its parent rule) and a read-only
     #: memory.kmem.limit_in_bytes
     KMEM_2011 = enum.auto()
     #: before 3.3 a cftype had no placement flags: every memory file is on the root too
     NO_CFTYPE_FLAGS = enum.auto()
+    #: 2.6.26's memory.stat: cache rss pgpgin pgpgout active inactive, own group only
+    STAT_2_6_26 = enum.auto()
+    #: memory.numa_stat has no hierarchical_* lines (3.2, 3.3)
+    NUMA_STAT_LOCAL_ONLY = enum.auto()
+
+
+class CounterKind(enum.Enum):
+    """How a kernel counts and how its limit files parse and print.
+
+    * ``RES_COUNTER`` (<= 3.18, kernel/res_counter.c): bytes.
+      res_counter_memparse_write_strategy(): "-" then the number 1 is unlimited
+      (RESOURCE_MAX = LLONG_MAX); anything else is memparse()d and rounded **up** to a
+      page; a value whose rounding overflows becomes unlimited. Stored and printed as
+      those bytes.
+    * ``PAGE_COUNTER`` (3.19+, mm/page_counter.c): pages. page_counter_memparse():
+      exactly "-1" is PAGE_COUNTER_MAX; bytes rounded **down** to pages, clamped.
+
+    Because floor(LLONG_MAX / PAGE_SIZE) == PAGE_COUNTER_MAX, both refuse exactly the
+    same charges; the emulator counts pages for both and keeps, for res_counter, the
+    bytes as written (after rounding) for display and for byte comparisons.
+    """
+
+    RES_COUNTER = "res_counter"
+    PAGE_COUNTER = "page_counter"
+    #: seed 002 (2007): res_counter of unsigned longs counted in **pages**; the limit
+    #: file takes a bare base-10 number of pages and prints pages; LONG_MAX pages is
+    #: unlimited; a charge passes if usage <= limit - val in unsigned arithmetic
+    RES_COUNTER_2007 = "res_counter_2007"
+
+    @property
+    def unlimited(self) -> int:
+        """What an unlimited limit reads, in bytes (pages for RES_COUNTER_2007)."""
+        if self is not CounterKind.PAGE_COUNTER:
+            return LLONG_MAX
+        return (LLONG_MAX // PAGE_SIZE) * PAGE_SIZE
+
+    @property
+    def unlimited_pages(self) -> int:
+        """The counters' max while unlimited, in pages."""
+        if self is CounterKind.RES_COUNTER_2007:
+            return LLONG_MAX
+        return LLONG_MAX // PAGE_SIZE
+
+    @property
+    def unit(self) -> int:
+        """Bytes per counter unit in the files: 1 page is shown as 1 in 2007."""
+        return 1 if self is CounterKind.RES_COUNTER_2007 else PAGE_SIZE
+
+
+class WriteMechanics(enum.Enum):
+    """How one write(2) reaches a handler; files/mechanics.py holds the numbers."""
+
+    #: 3.14+ kernfs
+    KERNFS = "kernfs"
+    #: 3.10 and older cgroupfs (kernel/cgroup.c cgroup_file_write())
+    CGROUPFS = "cgroupfs"
+
+
+class KmemDesign(enum.Enum):
+    """Where kernel memory is charged and what memory.kmem.limit_in_bytes does."""
+
+    #: 3.8-4.5: accounted only in groups activated by a first limit write (EBUSY with
+    #: tasks or hierarchical children; children of an active group are active); the
+    #: kmem counter is charged first, ENOMEM at its limit, then memory (+memsw)
+    ACTIVATED_BY_LIMIT = "activated"
+    #: 4.6-5.15: always accounted; memory (+memsw) first, then the kmem counter,
+    #: ENOMEM at its limit (no reclaim for it)
+    ENFORCED = "enforced"
+    #: 6.6+: the kmem counter is charged unconditionally; the limit file parses,
+    #: ignores and reads MAX
+    IGNORED = "ignored"
+    #: seed 001: enforced, kmem alone, while memory.kmem.independent_kmem_limit is 1
+    INDEPENDENT = "independent"
+    #: seed 000: the kmem counter alone, never limited; usage_in_bytes adds it unless
+    #: memory.independent_kmem_limit is 1
+    REPORTED = "reported"
+
+
+#: memory.stat of 6.18, as the golden transcripts show it
+STAT_KEYS_6_18 = (
+    "cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",
+    "workingset_refault_anon", "workingset_refault_file", "swap", "swapcached",
+    "pgpgin", "pgpgout", "pgfault", "pgmajfault",
+    "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
+)
+#: keys counted in events, printed as they are (not * PAGE_SIZE)
+EVENT_KEYS = frozenset(("pgpgin", "pgpgout", "pgfault", "pgmajfault",
+                        "workingset_refault_anon", "workingset_refault_file"))
 
 
 @attrs.frozen
@@ -45,77 +169,68 @@ class Profile:
     features: Feature
     #: Bits move_charge_at_immigrate accepts: 0 on 6.13+, 3 (anon | file) before.
     move_charge_mask: int
-    #: Pages of a new child's kernel data charged to its parent at mkdir (spec 3.1,
-    #: ≈5.9+). The real amount depends on the CPU count; a fixed one keeps runs repeatable.
-    mkdir_charge_pages: int = 8
-    #: Highest swappiness accepted (200 since 5.8).
+    #: Highest swappiness accepted (100 before 5.8, 200 since).
     max_swappiness: int = 200
     #: memcg ID space: 65535 groups including offline ones, root included.
     max_groups: int = 65535
+    counter: CounterKind = CounterKind.PAGE_COUNTER
+    mechanics: WriteMechanics = WriteMechanics.KERNFS
+    kmem: KmemDesign = KmemDesign.IGNORED
+    #: memory.stat keys in order (those before the hierarchical limits; each is
+    #: repeated as total_<key> after them)
+    stat_keys: tuple[str, ...] = STAT_KEYS_6_18
+    #: memparse() suffixes the limit parser knows (None: k m g t p e)
+    memparse_suffixes: bytes | None = None
+    #: use_hierarchy of the root at mount (the kernels say 0; systemd writes 1)
+    root_use_hierarchy: bool = True
+    #: pages of a new child's kernel data charged to its parent at mkdir:
+    #: fixed + per_cpu * ncpus (mem_cgroup_css_alloc() under set_active_memcg(parent))
+    mkdir_charge_fixed: int = 2
+    mkdir_charge_per_cpu: int = 1
+    #: longest group name, None for no limit (3.10 cgroup_lookup(): NAME_MAX)
+    name_max: int | None = None
+    #: the order readdir lists a directory in (cgroupfs_emu.dirorder)
+    dir_order: object = KernfsOrder(NameHash.HASH_LONG)
+    #: control-file names in the order the kernel creates them (used by the dcache
+    #: order, where it shows; empty: the table's order)
+    file_creation_order: tuple[str, ...] = ()
+    #: the subsystem's file-name prefix
+    prefix: str = "memory."
 
-    # ---- era mechanics (docs/seed-profiles.md, "Era mechanics"; spec 5 and 4)
-    #: The file names a group has (root-only files included); None: every row the
-    #: features allow. Old kernels had fewer files: this is their list.
+    # ---- rule variants of the seed systems (docs/seed-profiles.md)
+    #: the file names a group has (root-only files included); None: every row the
+    #: features place. The oldest kernels had far fewer files than rows exist.
     file_set: frozenset | None = None
-    #: cftype->mode for every file (before ≈2.6.33 cgroup_add_file() created all
-    #: files 0644); None: derived from the handlers.
-    file_mode: int | None = None
-    #: mode of cgroup.event_control (0222 until the 2025 fix)
-    event_control_mode: int = 0o200
-    #: "kernfs": a write is at most a page, u64 files use kstrtoull (3.15+).
-    #: "cgroupfs": cgroup_write_X64() (stripped, ≥ 64 bytes E2BIG), write_string
-    #: (stripped, ≥ 63 bytes E2BIG), triggers of any size (≤ 3.14).
-    write_mechanics: str = "kernfs"
-    #: the limit parser: "page_counter" (3.19+, rounds down), "res_counter" (≤ 3.18,
-    #: rounds up, -1), "res_counter_2008" (no -1), "mem_limit_2007" (seed 002)
-    limit_parser: str = "page_counter"
-    #: what an unlimited limit reads; None: MAX pages in bytes (3.19+)
-    unlimited_reads: int | None = None
-    #: the counters' "unlimited", in pages (seed 002: LONG_MAX pages)
-    unlimited_pages: int = ((1 << 63) - 1) // 4096
-    #: bytes per counter unit in the files (seed 002 shows pages: 1)
-    shown_unit: int = 4096
+    #: "-1" means unlimited in limit files (2.6.29+; seed 004's base had no such rule)
+    minus_one_unlimited: bool = True
     #: a limit may be set on the root (before ≈2.6.30)
     root_limit: bool = False
-    #: use_hierarchy of the root at boot (pre-5.11 kernels: 0; the seeds profile: 1)
-    root_use_hierarchy: bool = True
-    #: the root reports its own counter (before hierarchies: 2.6.2x), not the sum of
-    #: every group's page cache and anon pages
+    #: the root reports its own counter (no hierarchy: 2.6.2x), not the sum of every
+    #: group's page cache and anon pages
     root_usage_is_counter: bool = False
-    #: swappiness and oom_control writes are EINVAL on the root, under a hierarchical
-    #: parent, or in a hierarchical group with children (≤ 3.15)
-    restricted_hierarchy_writes: bool = False
     #: lowering a limit below usage reclaims (EBUSY if it cannot); seed 002 stores it
     limit_write_reclaims: bool = True
-    #: seed 002's res_counter_charge_locked(): usage <= limit - val in unsigned long,
-    #: charged one page at a time
-    res_counter_2007: bool = False
     #: seed 002 patch 7: after the OOM kill the charge still fails
     oom_kill_fails_charge: bool = False
-    #: rmdir is EBUSY while the group still holds charges of this counter ("memory":
-    #: seed 002, every charged page pins the container; "kmem": seed 000's caution)
+    #: rmdir is EBUSY while the group holds charges of this counter: "memory" (seed
+    #: 002, every charged page pins the container), "kmem" (seed 000's caution), ""
     rmdir_busy_while_charged: str = ""
-    #: force_empty: "reclaim" (3.16+), "busy_then_reclaim" (≤ 3.15: EBUSY with tasks or
-    #: children), "drop" (2.6.26: EBUSY with tasks and usage, else charges dropped)
-    force_empty_rule: str = "reclaim"
-    #: memory.stat layout: "6.18", "3.x", "2.6.26"
-    stat_format: str = "6.18"
-    #: memory.oom_control has the oom_kill line (4.13+)
-    oom_kill_line: bool = True
-    #: memory.numa_stat has the hierarchical_ lines
-    numa_stat_hierarchical: bool = True
-    #: how kernel memory is charged: "ignored" (v1 today: kmem and the user counters,
-    #: the kmem limit parsed and ignored), "independent" (seed 001), "reported" (seed
-    #: 000: kmem counter only, added to usage unless independent), "capped" (seed 003
-    #: / 3.8: kmem counter first, then the user counters, once activated)
-    kmem_design: str = "ignored"
-    #: kmem charges stay with a removed group until freed (seed 003 patch 8)
+    #: 2.6.26 force_empty: EBUSY with tasks and usage, else every charge is dropped
+    #: (also at rmdir)
+    force_empty_drops: bool = False
+    #: seed 001 memcg_kmem_init(): the kmem counter is chained only below a
+    #: hierarchical parent that is not the root (nothing is charged to the root)
+    kmem_chain_skips_root: bool = False
+    #: seed 003 patch 8: kmem charges stay with a removed group until freed
     kmem_outlives_group: bool = False
-    #: Thread stacks are kernel memory (seed 003; mainline 3.8+ with kmem accounting):
-    #: every task charges THREAD_SIZE of kmem while it lives (issue 13's name).
+    #: Thread stacks are kernel memory (seed 003; 3.8+ with kmem accounting): every
+    #: task charges THREAD_SIZE of kmem while it lives (issue 13 uses the same flag)
     charges_thread_stacks: bool = False
-    #: the client stock a socket client may hold (0: no batching before 2.6.33)
+    #: the stock a socket client may hold (0: no batching before 2.6.33)
     stock_batch: int = 64
+
+    def has(self, feature: Feature) -> bool:
+        return feature in self.features
 
     @property
     def hierarchy_forced(self) -> bool:
@@ -123,125 +238,59 @@ class Profile:
 
     @property
     def independent_kmem(self) -> bool:
-        return Feature.INDEPENDENT_KMEM in self.features
+        return self.kmem is KmemDesign.INDEPENDENT
+
+    def name_rules(self):
+        """What this kernel's cgroup_mkdir() accepts as a name (core/cgroup.py)."""
+        from .cgroup import NameRules
+        return NameRules(newline_einval=self.has(Feature.NEWLINE_NAMES_EINVAL),
+                         name_max=self.name_max)
+
+    def mkdir_charge_pages(self, ncpus: int) -> int:
+        """Pages charged to the parent when a child is made (docs/kernel-generations.md
+        section 7): a few for the group plus one per possible CPU."""
+        return self.mkdir_charge_fixed + self.mkdir_charge_per_cpu * ncpus
 
 
-#: Linux 6.18, as the recorded transcripts show it: hierarchy forced on, move_charge
-#: only 0, kmem limit ignored, slabinfo empty.
-LINUX_6 = Profile(
-    name="linux-6",
-    features=Feature.HIERARCHY_FORCED,
-    move_charge_mask=0,
-)
+#: The features every kernfs-era upstream kernel since 5.17 shares with 6.18.
+_MODERN = (Feature.OOM_KILL_LINE | Feature.NEWLINE_NAMES_EINVAL | Feature.RELEASE_AGENT_CAP
+           | Feature.PRESSURE_LEVEL_READ | Feature.EVENT_CONTROL_OWNER_ONLY)
 
 #: The product the seed patches describe, on linux-6 mechanics: per-group
-#: use_hierarchy, move_charge 0..3, independent kmem limit, per-group slabinfo,
-#: memory.shrink_in_bytes.
+#: use_hierarchy (root 1), move_charge 0..3, independent kmem limit, per-group
+#: slabinfo, memory.shrink_in_bytes.
 SEEDS = Profile(
     name="seeds",
-    features=Feature.INDEPENDENT_KMEM | Feature.SLABINFO | Feature.SHRINK_USAGE,
+    features=_MODERN | Feature.SLABINFO | Feature.SHRINK_USAGE | Feature.INDEPENDENT_KMEM,
     move_charge_mask=3,
-    kmem_design="independent",
+    kmem=KmemDesign.INDEPENDENT,
 )
 
-# ---------------------------------------------------------------- the seed systems
-# docs/seed-profiles.md is their contract; each rule there has a tag the tests name.
+from .generations import (  # noqa: E402  (the generations are Profile values)
+    LINUX_3_10, LINUX_4_19, LINUX_5_10, LINUX_6_18)
 
-#: cgroup v1 core files of 3.x (no cgroup.sane_behavior before 3.10)
-_CGROUP_3X = ("tasks", "cgroup.procs", "notify_on_release", "cgroup.clone_children",
-              "cgroup.event_control", "release_agent")
-#: the 3.2 memory controller's files
-_MEMCG_32 = tuple("memory." + n for n in (
-    "usage_in_bytes", "max_usage_in_bytes", "limit_in_bytes", "soft_limit_in_bytes",
-    "failcnt", "stat", "force_empty", "use_hierarchy", "swappiness",
-    "move_charge_at_immigrate", "oom_control", "numa_stat",
-    "memsw.usage_in_bytes", "memsw.max_usage_in_bytes", "memsw.limit_in_bytes",
-    "memsw.failcnt"))
-#: 3.3's kmem.tcp files (tcp_memcontrol.c)
-_TCP_33 = tuple("memory.kmem.tcp." + n for n in (
-    "limit_in_bytes", "usage_in_bytes", "failcnt", "max_usage_in_bytes"))
-#: what 3.x kernels had in common: res_counter in bytes rounded up, LLONG_MAX for
-#: unlimited, cgroupfs write mechanics, per-group use_hierarchy (root 0), the ≤ 3.15
-#: swappiness / oom_control restrictions, force_empty EBUSY with tasks or children
-_ERA_3X = dict(
-    move_charge_mask=3, mkdir_charge_pages=0, max_swappiness=100,
-    event_control_mode=0o222, write_mechanics="cgroupfs", limit_parser="res_counter",
-    unlimited_reads=(1 << 63) - 1, root_use_hierarchy=False,
-    restricted_hierarchy_writes=True, force_empty_rule="busy_then_reclaim",
-    stat_format="3.x", oom_kill_line=False, numa_stat_hierarchical=False,
-)
+#: kept for callers of the first version: the 6.18 profile
+LINUX_6 = LINUX_6_18
 
-#: Seed 002, Balbir Singh 2007: the memory controller on the containers framework.
-MEMCTL_2007 = Profile(
-    name="memctl-2007",
-    features=Feature.CONTAINERS_2007,
-    move_charge_mask=0, mkdir_charge_pages=0,
-    file_set=frozenset(("mem_usage", "mem_limit", "mem_failcnt", "tasks",
-                        "notify_on_release", "release_agent")),
-    file_mode=0o644, write_mechanics="cgroupfs", limit_parser="mem_limit_2007",
-    unlimited_pages=(1 << 63) - 1, shown_unit=1, root_limit=True,
-    root_use_hierarchy=False, root_usage_is_counter=True, limit_write_reclaims=False,
-    res_counter_2007=True, oom_kill_fails_charge=True, rmdir_busy_while_charged="memory",
-    stock_batch=0,
-)
+from .seed_systems import (  # noqa: E402  (the seed systems are Profile values)
+    KMEM_2011, KMEM_2012, KMEM_SLAB_2012, MEMCTL_2007, SHRINK_2008)
 
-#: Seed 004, KAMEZAWA Hiroyuki 2008: memory.shrink_in_bytes on the memcg of mmotm
-#: 2008-07 (2.6.26 files + 2.6.27's reclaim on limit change).
-SHRINK_2008 = Profile(
-    name="shrink-2008",
-    features=Feature.SHRINK_USAGE | Feature.NO_CFTYPE_FLAGS,
-    move_charge_mask=0, mkdir_charge_pages=0,
-    file_set=frozenset(("tasks", "notify_on_release", "release_agent") + tuple(
-        "memory." + n for n in ("usage_in_bytes", "max_usage_in_bytes", "limit_in_bytes",
-                                "failcnt", "force_empty", "stat", "shrink_in_bytes"))),
-    file_mode=0o644, write_mechanics="cgroupfs", limit_parser="res_counter_2008",
-    unlimited_reads=(1 << 63) - 1, root_limit=True, root_use_hierarchy=False,
-    root_usage_is_counter=True, force_empty_rule="drop", stat_format="2.6.26",
-    stock_batch=0,
-)
-
-#: Seed 000, Glauber Costa 2011: memory.independent_kmem_limit, on 3.2.
-KMEM_2011 = Profile(
-    name="kmem-2011",
-    features=Feature.KMEM_2011,
-    file_set=frozenset(_CGROUP_3X + _MEMCG_32 + (
-        "memory.independent_kmem_limit", "memory.kmem.usage_in_bytes",
-        "memory.kmem.limit_in_bytes")),
-    kmem_design="reported", rmdir_busy_while_charged="kmem",
-    **_ERA_3X,
-)
-
-#: Seed 001, Suleiman Souhlal 2012: per-group slab accounting, on 3.3.
-KMEM_SLAB_2012 = Profile(
-    name="kmem-slab-2012",
-    features=Feature.INDEPENDENT_KMEM | Feature.SLABINFO,
-    file_set=frozenset(_CGROUP_3X + _MEMCG_32 + _TCP_33 + (
-        "memory.kmem.independent_kmem_limit", "memory.kmem.limit_in_bytes",
-        "memory.kmem.usage_in_bytes", "memory.kmem.slabinfo")),
-    kmem_design="independent",
-    **_ERA_3X,
-)
-
-#: Seed 003, Glauber Costa 2012: the kmem controller as merged in 3.8.
-KMEM_2012 = Profile(
-    name="kmem-2012",
-    features=Feature.NONE,
-    file_set=frozenset(_CGROUP_3X + _MEMCG_32 + _TCP_33 + (
-        "memory.kmem.limit_in_bytes", "memory.kmem.usage_in_bytes",
-        "memory.kmem.max_usage_in_bytes", "memory.kmem.failcnt")),
-    kmem_design="capped", kmem_outlives_group=True, charges_thread_stacks=True,
-    **_ERA_3X,
-)
-
-PROFILES = {p.name: p for p in (SEEDS, LINUX_6, MEMCTL_2007, SHRINK_2008, KMEM_2011,
-                                KMEM_SLAB_2012, KMEM_2012)}
+PROFILES = {p.name: p for p in (SEEDS, LINUX_3_10, LINUX_4_19, LINUX_5_10, LINUX_6_18,
+                                MEMCTL_2007, SHRINK_2008, KMEM_2011, KMEM_SLAB_2012,
+                                KMEM_2012)}
+#: other names a user may give
+ALIASES = {"linux-6": "linux-6.18"}
 DEFAULT_PROFILE = SEEDS
+
+
+def profile_names() -> list[str]:
+    return sorted(PROFILES) + sorted(ALIASES)
 
 
 def get_profile(name: str) -> Profile:
     try:
-        return PROFILES[name]
+        return PROFILES[ALIASES.get(name, name)]
     except KeyError:
         raise KeyError(
-            f"unknown kernel profile {name!r} (known: {', '.join(sorted(PROFILES))})"
+            f"unknown kernel profile {name!r} (known: {', '.join(profile_names())})"
         ) from None

@@ -28,6 +28,8 @@ import time
 
 import pyfuse3
 
+from .. import dirorder
+
 from ..core.errors import CgroupError
 from ..files.request import Caller
 
@@ -63,11 +65,16 @@ def _may_read(node, caller: Caller) -> bool:
     return bool(node.mode & 0o004)
 
 
+#: room for a group's control files between two directory births (3.10 order)
+_SEQ_SPAN = 1 << 12
+_KERNFS = dirorder.KernfsOrder()
+
+
 class Node:
     """One inode: a group directory or a control file of a group."""
 
     __slots__ = ("inode", "dir", "name", "mode", "uid", "gid", "atime", "mtime", "ctime",
-                 "lookups", "group", "cf", "files")
+                 "lookups", "group", "cf", "files", "born")
 
     def __init__(self, inode, mode, uid, gid, group, cf=None, dir=None, name=""):
         self.inode = inode
@@ -81,6 +88,8 @@ class Node:
         self.dir = dir  # the directory node a file node lives in
         self.name = name
         self.files: dict[str, Node] | None = {} if cf is None else None
+        #: when the directory entry was made (mkdir or rename), for the 3.10 order
+        self.born = 0
 
     @property
     def is_dir(self) -> bool:
@@ -118,11 +127,16 @@ class CgroupFS(pyfuse3.Operations):
         self._nodes: dict[int, Node] = {root.inode: root}
         self._dir_of_group: dict[int, Node] = {id(tree.root): root}
         self._next_inode = pyfuse3.ROOT_INODE + 1
+        self._births = 0
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
         tree.resolve = self.resolve_path
 
     # ------------------------------------------------------------------ nodes
+
+    def _birth(self) -> int:
+        self._births += 1
+        return self._births
 
     def _new_inode(self) -> int:
         inode = self._next_inode
@@ -134,6 +148,7 @@ class CgroupFS(pyfuse3.Operations):
         node = self._dir_of_group.get(id(group))
         if node is None:
             node = Node(self._new_inode(), stat.S_IFDIR | mode, uid, gid, group)
+            node.born = self._birth()
             self._nodes[node.inode] = node
             self._dir_of_group[id(group)] = node
         return node
@@ -301,24 +316,56 @@ class CgroupFS(pyfuse3.Operations):
     @_boundary
     def opendir(self, inode, ctx):
         dnode = self._dir_arg(inode)
-        group = dnode.group
-        names = []
-        if group.online:
-            names = sorted(self.tree.subgroups(group)) + list(self.tree.files(group))
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = (dnode, names)
+        self._handles[fh] = (dnode, dirorder.Cursor())
         return fh
+
+    def _entries(self, dnode: Node) -> list[dirorder.Entry]:
+        """The directory's entries now: child groups and control files. ``seq`` is the
+        creation order the 3.10 dcache listing needs (a group's files are made right
+        after the group, its child groups later; see dirorder)."""
+        group = dnode.group
+        if not group.online:
+            return []
+        entries = [dirorder.Entry(name, self._dir_node(sub).born * _SEQ_SPAN, None)
+                   for name, sub in self.tree.subgroups(group).items()]
+        created = self._creation_index(group)
+        base = dnode.born * _SEQ_SPAN + 1
+        entries += [dirorder.Entry(name, base + created(name, i), cf)
+                    for i, (name, cf) in enumerate(self.tree.files(group).items())]
+        return entries
+
+    def _creation_index(self, group):  # noqa: ARG002 (one order per mount)
+        order = getattr(self.tree, "file_creation_order", ())
+        if not order:
+            return lambda name, i: i
+        index = {name: i for i, name in enumerate(order)}
+        return lambda name, i: index.get(name, len(index) + i)
 
     @_boundary
     def readdir(self, fh, start_id, token):
-        dnode, names = self._handles[fh]
-        for i in range(start_id, len(names)):
-            node = self._child(dnode, names[i])
+        """kernfs_fop_readdir() (or 3.10's dcache_readdir(), by profile): ".", "..",
+        then the entries in the kernel's order, each offset being what the kernel's
+        getdents64 reports as d_off; the handle's cursor resumes right after the
+        entry the caller last received, whatever was created or removed meanwhile."""
+        dnode, cursor = self._handles[fh]
+        order = getattr(self.tree, "dir_order", None) or _KERNFS
+        for name, entry, off in dirorder.readdir_page(order, self._entries(dnode),
+                                                      start_id, cursor):
+            if entry is None:
+                target = dnode
+                if name == dirorder.DOTDOT and dnode.group.parent is not None:
+                    target = self._dir_node(dnode.group.parent)
+                # "." and ".." never count as lookups (fuse_direntplus_link())
+                if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(target), off):
+                    return
+                continue
+            node = self._child(dnode, name)
             if node is None:
                 continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(names[i]), self._attrs(node), i + 1):
-                break
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(node), off):
+                return
             node.lookups += 1
 
     @_boundary
@@ -374,6 +421,8 @@ class CgroupFS(pyfuse3.Operations):
         if new_dir is old_dir and name_new in self.tree.files(new_dir.group):
             raise pyfuse3.FUSEError(errno.EEXIST)
         self.tree.rename(group, new_dir.group, name_new)
+        # 3.10: d_move() puts the renamed dentry back at the head of d_subdirs
+        self._dir_node(group).born = self._birth()
         old_dir.mtime = old_dir.ctime = time.time_ns()
 
     # ------------------------------------------------------------------ refused

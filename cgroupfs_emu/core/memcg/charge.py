@@ -17,6 +17,7 @@ import enum
 
 from ..errors import Invalid, NoMemory
 from ..page_counter import PageCounter
+from ..profiles import CounterKind
 from . import stats
 from .events import oom_notify
 from .group import MemCgroup
@@ -126,7 +127,7 @@ def charge(state: MemState, owner: Owner, group: MemCgroup, name: str, nr: int,
     at the time of the charge). None: done. OomVerdict: act, then call again."""
     if nr <= 0:
         return None
-    if nr > 1 and state.profile.res_counter_2007:
+    if nr > 1 and state.profile.counter is CounterKind.RES_COUNTER_2007:
         return _charge_by_page(state, owner, group, name, nr, may_wait)
     kind = lookup(name)
     acc = kind.account(group)

@@ -19,11 +19,12 @@ from ..errors import Busy, NoSpace
 from ..port import Effects
 from ..profiles import DEFAULT_PROFILE, Profile
 from . import charge as _charge
-from . import events, limits, migration, oom, shared, slab, stacks, stock, task_exit, vmpressure
+from . import (events, limits, migration, oom, shared, slab, stacks, stock, task_exit,
+               vmpressure)
 from .charge import OnOom, charge_account
 from .events import EventListener
 from .group import MemCgroup
-from .kinds import KMEM, Res
+from .kinds import Res, kmem_account
 from .owners import Owner, uncharge_counters
 from .state import SUBSYS, MemState, TaskFacts
 
@@ -53,9 +54,12 @@ class MemoryController(MemState):
     name = SUBSYS
 
     def __init__(self, profile: Profile = DEFAULT_PROFILE, effects: Effects | None = None,
-                 facts: TaskFacts | None = None, swap_pages: int = 0, oom_kill: bool = True):
+                 facts: TaskFacts | None = None, swap_pages: int = 0, oom_kill: bool = True,
+                 ncpus: int = 1):
         super().__init__(profile, effects, facts, swap_pages, oom_kill)
         self._busy = False
+        #: pages a new child's kernel data costs its parent (profile formula, ncpus)
+        self.mkdir_charge_pages = profile.mkdir_charge_pages(ncpus)
 
     # ------------------------------------------------------------------ subsystem
 
@@ -68,15 +72,19 @@ class MemoryController(MemState):
     @_operation
     def css_alloc(self, cgroup: Cgroup, parent: MemCgroup) -> MemCgroup:
         """mem_cgroup_css_alloc(): an ID, and the child's kernel data charged to the
-        parent (a parent whose limit cannot absorb it refuses with ENOMEM; no reclaim
-        for it, as for any allocation at mkdir)."""
+        parent (mem_cgroup_alloc() runs under set_active_memcg(parent) since 5.9): a
+        few pages plus one per possible CPU, as the profile says, through the kmem
+        account of the parent's design (5.10: its kmem limit refuses too). A parent
+        that cannot absorb it refuses with ENOMEM; no reclaim for it, as for any
+        allocation at mkdir."""
         if self.nr_groups >= self.profile.max_groups:
             raise NoSpace("memcg ID space exhausted")
-        pages = self.profile.mkdir_charge_pages
+        pages, acc = self.mkdir_charge_pages, kmem_account(parent)
         if pages:
-            charge_account(self, parent, KMEM, pages, reclaim_ok=False, on_oom=OnOom.FAIL)
+            charge_account(self, parent, acc, pages, reclaim_ok=False, on_oom=OnOom.FAIL)
         child = MemCgroup(self, cgroup, parent)
         child.mkdir_charge = pages
+        child.mkdir_account = acc
         self.nr_groups += 1
         return child
 
@@ -98,7 +106,7 @@ class MemoryController(MemState):
         are given back."""
         self.nr_groups -= 1
         if group.mkdir_charge:
-            uncharge_counters(group.parent, KMEM, group.mkdir_charge)
+            uncharge_counters(group.parent, group.mkdir_account, group.mkdir_charge)
             group.mkdir_charge = 0
 
     @_operation
@@ -225,8 +233,9 @@ class MemoryController(MemState):
     # ------------------------------------------------------------------ file writes
 
     @_operation
-    def resize_max(self, group: MemCgroup, nr_pages: int, memsw: bool) -> None:
-        limits.resize_max(self, group, nr_pages, memsw)
+    def resize_max(self, group: MemCgroup, nr_pages: int, memsw: bool,
+                   nbytes: int | None = None) -> None:
+        limits.resize_max(self, group, nr_pages, memsw, nbytes)
 
     @_operation
     def force_empty(self, group: MemCgroup) -> None:

@@ -92,7 +92,7 @@ def offline(state: MemState, group: MemCgroup) -> None:
     03); user pages, page cache and stocks are reparented to the parent."""
     parent = group.parent
     profile = state.profile
-    if profile.force_empty_rule == "drop":
+    if profile.force_empty_drops:
         drop_charges(state, group)
     kept = dict.fromkeys((Res.MEM, Res.MEMSW), 0)
     for owner, led in list(group.ledgers.items()):
