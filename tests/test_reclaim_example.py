@@ -88,23 +88,24 @@ def test_daemon_exits_when_its_group_is_removed(mnt):
         assert proc.wait(timeout=10) == 0
 
 
-def test_without_event_control_it_polls(mnt, chargers, tmp_path):
-    """A 2008 kernel had no cgroup.event_control: the daemon falls back to reading
-    memory.usage_in_bytes. Simulated here by a directory of symlinks to the group's
-    files that lacks cgroup.event_control."""
-    g = group(mnt, "job")
-    view = tmp_path / "view"
-    view.mkdir()
-    for name in ("memory.usage_in_bytes", "memory.shrink_in_bytes"):
-        os.symlink(os.path.join(g, name), view / name)
-    with start(str(view), "--poll", "0.05") as proc:
+def test_on_seed_004s_own_kernel_it_polls(mount_with, chargers):
+    """shrink-2008 is the kernel the seed was written for: no cgroup.event_control
+    yet (the seed's TODO asked for a notifier), so the daemon reads
+    memory.usage_in_bytes every --poll seconds; shrink_in_bytes rounds up and
+    reclaims the page cache below the low mark as the seed describes."""
+    m = mount_with("kernel=shrink-2008")
+    g = m.p("job")
+    os.mkdir(g)
+    assert not os.path.exists(f"{g}/cgroup.event_control")
+    with start(g, "--poll", "0.05") as proc:
         d = Daemon(proc)
-        assert d.line() == f"watching {view} mode=poll high={HIGH} low={LOW}"
-        c = chargers(mnt.path, "--no-stock")
+        assert d.line() == f"watching {g} mode=poll high={HIGH} low={LOW}"
+        c = chargers(m.path, "--no-stock")
         c.do(f"join {g}/tasks")
         c.do(f"charge file {300 * P}")
         before, _, after = d.line().split()[1:]
-        assert int(before) == 300 * P and int(after) <= LOW
-        assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") <= LOW)
+        assert (int(before), int(after)) == (300 * P, LOW)
+        assert num(f"{g}/memory.usage_in_bytes") == LOW
+        assert read(f"{g}/memory.limit_in_bytes") == "9223372036854775807\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -597,3 +597,77 @@ def test_G6_rmdir_with_kmem_charges_keeps_them_in_the_parent(mounts, clients):
     assert num(f"{p}/memory.kmem.usage_in_bytes") == 2 * P
     c.do(f"uncharge kmem {2 * P}")
     assert num(f"{p}/memory.kmem.usage_in_bytes") == 0
+
+
+# ---------------------------------------------------------------- more rules, own mounts
+
+
+def test_M10_the_oom_kill_does_not_save_the_charge(mount_with, chargers):
+    """Seed 002 patch 7: mem_cont_out_of_memory() kills the worst task of the
+    container, and the charge that needed the room still fails."""
+    m = mount_with("kernel=memctl-2007")
+    g = m.p("box")
+    os.mkdir(g)
+    write(f"{g}/mem_limit", b"8")
+    victim = chargers(m.path, "--no-stock")
+    victim.do(f"join {g}/tasks")
+    assert victim.do(f"charge anon {6 * P}") == "ok 6"
+    c = chargers(m.path, "--no-stock")
+    c.do(f"join {g}/tasks")
+    assert c.do(f"charge anon {4 * P}").startswith("refused")
+    victim.proc.wait(timeout=10)  # killed: the biggest task of the container
+    assert victim.proc.returncode == -9
+    assert read(f"{g}/mem_usage") == "0\n"
+    assert c.do(f"charge anon {4 * P}") == "ok 4"  # now it fits
+
+
+def test_M9_a_charge_reclaims_page_by_page(mounts, clients):
+    """Seed 002 charges one page per fault: a 4-page read under a 2-page limit
+    reclaims its own earlier pages and succeeds; every failed attempt counts."""
+    m = mounts("memctl-2007")
+    g = fresh(m)
+    write(f"{g}/mem_limit", b"2")
+    c = clients(m, g)
+    assert c.do(f"charge file {4 * P}") == "ok 4"
+    assert read(f"{g}/mem_usage") == "2\n"
+    assert read(f"{g}/mem_failcnt") == "2\n"
+    assert int(c.do("events").split()[1]) == 2 * P  # two pages evicted
+
+
+def test_M1_no_charge_batching(mounts):
+    """2007 had no per-CPU stock: a client asking for one is granted none, so usage
+    is exact after every charge."""
+    m = mounts("memctl-2007")
+    g = fresh(m)
+    c = Charger(m.path)  # with a stock, as clients normally ask
+    try:
+        assert c.do(f"join {g}/tasks") == "ok"
+        assert c.do(f"charge anon {P}") == "ok 1"
+        assert read(f"{g}/mem_usage") == "1\n"
+    finally:
+        c.stop()
+
+
+def test_S11_rmdir_drops_what_is_left(mounts, clients):
+    """2.6.26 runs force_empty at rmdir: the group's charges are dropped, not moved."""
+    m = mounts("shrink-2008")
+    g = fresh(m)
+    c = clients(m, g)
+    c.do(f"charge file {3 * P}")
+    c.do(f"join {m.path}/tasks")
+    root_before = num(m.p("memory.usage_in_bytes"))
+    os.rmdir(g)
+    assert num(m.p("memory.usage_in_bytes")) == root_before  # nothing reparented
+
+
+def test_K6_rmdir_busy_while_kmem_is_charged(mounts, clients):
+    """Seed 000's caution: until the kmem resource is released the group cannot be
+    destroyed."""
+    m = mounts("kmem-2011")
+    g = fresh(m)
+    c = clients(m, g)
+    c.do(f"charge kmem {P}")
+    c.do(f"join {m.path}/tasks")
+    assert errno_of(os.rmdir, g) == errno.EBUSY
+    c.do(f"uncharge kmem {P}")
+    os.rmdir(g)
