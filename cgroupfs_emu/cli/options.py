@@ -148,7 +148,9 @@ implies -f). Unmount with 'fusermount3 -u MOUNTPOINT' or SIGTERM.
 
 options:
   kernel=NAME          kernel generation to emulate: seeds (default), linux-3.10,
-                       linux-4.19, linux-5.10, linux-6.18 (linux-6 = linux-6.18)
+                       linux-4.19, linux-5.10, linux-6.18 (linux-6 = linux-6.18);
+                       a seed system: memctl-2007, shrink-2008, kmem-2011,
+                       kmem-slab-2012, kmem-2012 (docs/seed-profiles.md)
   ncpus=N              possible CPUs a new group's per-CPU data is charged for
                        (default: this machine's)
   allow_other          let other users use the mount (needs user_allow_other)
