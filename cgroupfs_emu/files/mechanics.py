@@ -115,9 +115,7 @@ class Mechanics:
             limit = self.u64_max
         elif kind is HandlerKind.STRING:
             limit = self.string_max(max_write_len)
-        elif kind is HandlerKind.RAW:
-            limit = None
-        else:
+        else:  # a trigger or a raw handler takes whatever the filesystem passes on
             limit = self.trigger_max
         if limit is not None and nbytes > limit:
             raise TooBig("write too large for this file")
