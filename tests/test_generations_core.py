@@ -145,3 +145,19 @@ def test_release_agent_privilege_per_profile(name, refused):
     else:
         t.write(t.root, cf, writer, b"/bin/agent\n")
         assert h.release_agent == "/bin/agent"
+
+
+@pytest.mark.parametrize("text, n", [("0-1\n", 2), ("0", 1), ("0-3,8,10-11", 7), ("", 0)])
+def test_possible_cpu_list(text, n):
+    from cgroupfs_emu.host.cpus import parse_cpu_list
+    assert parse_cpu_list(text) == n
+
+
+def test_every_profile_is_data_with_one_hash_per_kernfs_generation():
+    from cgroupfs_emu.core import catalog
+    from cgroupfs_emu.dirorder import DcacheOrder, KernfsOrder
+    for name, p in catalog.PROFILES.items():
+        assert p.name == name
+        assert isinstance(p.dir_order, (KernfsOrder, DcacheOrder))
+        assert set(p.stat_keys) <= set(catalog.PROFILES["linux-6.18"].stat_keys)
+    assert catalog.get_profile("linux-6") is catalog.PROFILES["linux-6.18"]

@@ -33,7 +33,7 @@ import trio
 
 from ..core.cgroup import Hierarchy
 from ..core.memcg import MemoryController
-from ..core.profiles import get_profile
+from ..core.catalog import get_profile
 from ..host.cpus import possible_cpus
 from ..files import ControlTree
 from ..fs import CgroupFS

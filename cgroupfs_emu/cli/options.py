@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import attrs
 
-from ..core.profiles import ALIASES, DEFAULT_PROFILE, PROFILES, profile_names
+from ..core.catalog import ALIASES, PROFILES, profile_names
+from ..core.profiles import DEFAULT_PROFILE
 from ..units import memparse_strict
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.

@@ -7,7 +7,9 @@ arguments.
     cgroup.py      the tree of groups and tasks; calls its subsystems
     memcg/         the memory subsystem, one module per mechanism
     page_counter   mm/page_counter.c
-    profiles       kernel generations as data
+    profiles       what a profile is (kernel generations and seed systems as data)
+    generations    the four mainline kernels; seed_systems: the five seed patch
+                   series; catalog: every profile by name
     port           the effects port
     errors         the errno vocabulary
 """
@@ -19,8 +21,8 @@ from .errors import CgroupError
 from .memcg import MemCgroup, MemoryController, Res, TaskFacts
 from .page_counter import PAGE_COUNTER_MAX, PAGE_SIZE, PageCounter
 from .port import Effects, RecordingEffects
-from .profiles import (DEFAULT_PROFILE, LINUX_6, PROFILES, SEEDS, Feature, Profile,
-                       get_profile)
+from .catalog import LINUX_6, PROFILES, get_profile
+from .profiles import DEFAULT_PROFILE, SEEDS, Feature, Profile
 
 
 def memory_hierarchy(profile: Profile = DEFAULT_PROFILE, effects: Effects | None = None, *,

@@ -266,31 +266,5 @@ SEEDS = Profile(
     kmem=KmemDesign.INDEPENDENT,
 )
 
-from .generations import (  # noqa: E402  (the generations are Profile values)
-    LINUX_3_10, LINUX_4_19, LINUX_5_10, LINUX_6_18)
-
-#: kept for callers of the first version: the 6.18 profile
-LINUX_6 = LINUX_6_18
-
-from .seed_systems import (  # noqa: E402  (the seed systems are Profile values)
-    KMEM_2011, KMEM_2012, KMEM_SLAB_2012, MEMCTL_2007, SHRINK_2008)
-
-PROFILES = {p.name: p for p in (SEEDS, LINUX_3_10, LINUX_4_19, LINUX_5_10, LINUX_6_18,
-                                MEMCTL_2007, SHRINK_2008, KMEM_2011, KMEM_SLAB_2012,
-                                KMEM_2012)}
-#: other names a user may give
-ALIASES = {"linux-6": "linux-6.18"}
+#: the profile a mount gets without -o kernel= (the registry: catalog.py)
 DEFAULT_PROFILE = SEEDS
-
-
-def profile_names() -> list[str]:
-    return sorted(PROFILES) + sorted(ALIASES)
-
-
-def get_profile(name: str) -> Profile:
-    try:
-        return PROFILES[ALIASES.get(name, name)]
-    except KeyError:
-        raise KeyError(
-            f"unknown kernel profile {name!r} (known: {', '.join(profile_names())})"
-        ) from None

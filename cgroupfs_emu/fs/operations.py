@@ -330,13 +330,15 @@ class CgroupFS(pyfuse3.Operations):
             return []
         entries = [dirorder.Entry(name, self._dir_node(sub).born * _SEQ_SPAN, None)
                    for name, sub in self.tree.subgroups(group).items()]
-        created = self._creation_index(group)
+        created = self._creation_index()
         base = dnode.born * _SEQ_SPAN + 1
         entries += [dirorder.Entry(name, base + created(name, i), cf)
                     for i, (name, cf) in enumerate(self.tree.files(group).items())]
         return entries
 
-    def _creation_index(self, group):  # noqa: ARG002 (one order per mount)
+    def _creation_index(self):
+        """name, table position -> the file's place in the profile's creation order
+        (one order per mount)."""
         order = getattr(self.tree, "file_creation_order", ())
         if not order:
             return lambda name, i: i
