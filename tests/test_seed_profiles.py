@@ -671,3 +671,15 @@ def test_K6_rmdir_busy_while_kmem_is_charged(mounts, clients):
     assert errno_of(os.rmdir, g) == errno.EBUSY
     c.do(f"uncharge kmem {P}")
     os.rmdir(g)
+
+
+def test_K4_K6_thresholds_see_kmem_and_round_up(mounts, clients, listeners):
+    """Seed 000: thresholds on memory.usage_in_bytes follow the usage that includes
+    kmem; 3.2 parses the threshold as a res_counter limit (1 byte: one page)."""
+    m = mounts("kmem-2011")
+    g = fresh(m)
+    on_g = listeners(g, "memory.usage_in_bytes", "1")
+    assert on_g.first == "registered"
+    c = clients(m, g)
+    assert c.do(f"charge kmem {P}") == "ok 1"
+    assert on_g.events() == 1  # 0 -> 4096 crosses the 4096 threshold
