@@ -19,7 +19,8 @@ import stat
 
 import pytest
 
-from conftest import HAVE_FUSE, P, Charger, Mount, errno_of, needs_fuse, num, read, write
+from conftest import (HAVE_FUSE, P, Charger, Mount, errno_of, needs_fuse, num, read,
+                      wait_until, write)
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -631,7 +632,8 @@ def test_M9_a_charge_reclaims_page_by_page(mounts, clients):
     assert c.do(f"charge file {4 * P}") == "ok 4"
     assert read(f"{g}/mem_usage") == "2\n"
     assert read(f"{g}/mem_failcnt") == "2\n"
-    assert int(c.do("events").split()[1]) == 2 * P  # two pages evicted
+    # two pages evicted (the notices may trail the reply: ask until both are in)
+    assert wait_until(lambda: int(c.do("events").split()[1]) == 2 * P, timeout=5)
 
 
 def test_M1_no_charge_batching(mounts):
