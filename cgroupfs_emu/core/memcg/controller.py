@@ -30,18 +30,15 @@ from .state import SUBSYS, MemState, TaskFacts
 
 
 def _operation(fn):
-    """An operation of the controller: thresholds are checked once it is over
-    (nested operations check at the end of the outermost one)."""
+    """An operation of the controller: thresholds are checked once it is over, even
+    when it failed half-way (a refused charge may have reclaimed). Mechanisms call
+    each other's functions, never these entry points, so operations do not nest."""
 
     @functools.wraps(fn)
     def operation(self, *args, **kwargs):
-        if self._busy:
-            return fn(self, *args, **kwargs)
-        self._busy = True
         try:
             return fn(self, *args, **kwargs)
         finally:
-            self._busy = False
             if self.thresholds:
                 events.check_thresholds(self)
 
@@ -57,17 +54,22 @@ class MemoryController(MemState):
                  facts: TaskFacts | None = None, swap_pages: int = 0, oom_kill: bool = True,
                  ncpus: int = 1):
         super().__init__(profile, effects, facts, swap_pages, oom_kill)
-        self._busy = False
         #: pages a new child's kernel data costs its parent (profile formula, ncpus)
         self.mkdir_charge_pages = profile.mkdir_charge_pages(ncpus)
 
     # ------------------------------------------------------------------ subsystem
 
     def bind(self, hierarchy: Hierarchy) -> MemCgroup:
+        """The cgroup core binds this subsystem to its hierarchy (the kernel's
+        rebind_subsystems()): the root's memcg is made here."""
         self.hierarchy = hierarchy
-        self.root = MemCgroup(self, hierarchy.root, None)
+        self.root = MemCgroup(self, hierarchy.root, None, self._new_id())
         self.nr_groups = 1
         return self.root
+
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
 
     @_operation
     def css_alloc(self, cgroup: Cgroup, parent: MemCgroup) -> MemCgroup:
@@ -82,7 +84,7 @@ class MemoryController(MemState):
         pages, acc = self.mkdir_charge_pages, kmem_account(parent)
         if pages:
             charge_account(self, parent, acc, pages, reclaim_ok=False, on_oom=OnOom.FAIL)
-        child = MemCgroup(self, cgroup, parent)
+        child = MemCgroup(self, cgroup, parent, self._new_id())
         child.mkdir_charge = pages
         child.mkdir_account = acc
         self.nr_groups += 1
@@ -148,81 +150,53 @@ class MemoryController(MemState):
         self.owners.add(owner)
         return owner
 
-    @_operation
-    def release(self, owner: Owner) -> None:
-        task_exit.release(self, owner)
-        shared.drop_all(self, owner)
-
-    # ------------------------------------------------------------------ shared pages
-
-    def shared_object(self, key: str, nr: int):
-        return shared.lookup(self, key, nr)
-
-    def share(self, obj, owner: Owner) -> None:
-        shared.take(obj, owner)
-
-    def shared_holder(self, pid: int) -> Owner:
-        return shared.holder(pid)
-
-    def shared_created(self, key: str, owner: Owner, held_by: Owner, group: MemCgroup,
-                       nr: int) -> None:
-        shared.created(self, key, owner, held_by, group, nr)
-
-    @_operation
-    def unshare(self, key: str, owner: Owner, nr: int) -> int:
-        return shared.drop(self, key, owner, nr)
+    #: the task exited or its client went away (task_exit.release)
+    release = _operation(task_exit.release)
 
     # ------------------------------------------------------------------ charging
 
-    @_operation
-    def charge(self, owner: Owner, group: MemCgroup, kind: str, nr: int,
-               may_wait: bool = True) -> oom.OomVerdict | None:
-        return _charge.charge(self, owner, group, kind, nr, may_wait)
+    # Each entry point is the mechanism's own function (its first argument, the
+    # state, is this controller), wrapped as an operation.
 
-    @_operation
-    def uncharge(self, owner: Owner, group: MemCgroup, kind: str, nr: int) -> None:
-        _charge.uncharge(self, owner, group, kind, nr)
+    #: charge(owner, group, kind, nr, may_wait=True) -> OomVerdict | None
+    charge = _operation(_charge.charge)
+    #: uncharge(owner, group, kind, nr)
+    uncharge = _operation(_charge.uncharge)
+    #: follow(owner, group, usage, locked) -> OomVerdict | None
+    follow = _operation(migration.follow)
+    #: move_charge(owners, src, dst, mask)
+    move_charge = _operation(migration.move_charge)
+    #: slab_alloc(owner, group, name, objsize, count)
+    slab_alloc = _operation(slab.slab_alloc)
+    #: slab_free(owner, name, objsize, count, group=None)
+    slab_free = _operation(slab.slab_free)
+    #: set_stock(owner, group, consumed, want) -> pages granted
+    set_stock = _operation(stock.set_stock)
+    #: fork(owner, group, count): a client's new tasks, their thread stacks (stacks.py)
+    fork = _operation(stacks.fork)
+    #: end_tasks(owner, count): some of them exit (stacks.task_exit)
+    end_tasks = _operation(stacks.task_exit)
 
-    @_operation
-    def follow(self, owner: Owner, group: MemCgroup, usage: dict[str, int],
-               locked: int) -> oom.OomVerdict | None:
-        return migration.follow(self, owner, group, usage, locked)
+    # ------------------------------------------------------------------ shared pages
 
-    @_operation
-    def move_charge(self, owners, src: MemCgroup, dst: MemCgroup, mask: int) -> None:
-        migration.move_charge(self, owners, src, dst, mask)
-
-    @_operation
-    def slab_alloc(self, owner: Owner, group: MemCgroup, name: str, objsize: int,
-                   count: int) -> None:
-        slab.slab_alloc(self, owner, group, name, objsize, count)
-
-    @_operation
-    def slab_free(self, owner: Owner, name: str, objsize: int, count: int,
-                  group: MemCgroup | None = None) -> None:
-        slab.slab_free(self, owner, name, objsize, count, group)
-
-    @_operation
-    def fork(self, owner: Owner, group: MemCgroup, count: int) -> None:
-        stacks.fork(self, owner, group, count)
-
-    @_operation
-    def task_exit(self, owner: Owner, count: int) -> None:
-        stacks.task_exit(self, owner, count)
-
-    @_operation
-    def set_stock(self, owner: Owner, group: MemCgroup, consumed: dict[str, int],
-                  want: int) -> int:
-        return stock.set_stock(self, owner, group, consumed, want)
+    #: shared_object(key, nr) -> SharedObject | None (shared.py)
+    shared_object = shared.lookup
+    #: shared_holder(pid) -> the Owner a new shared object's pages are charged to
+    shared_holder = shared.holder
+    #: shared_created(key, owner, held_by, group, nr)
+    shared_created = _operation(shared.created)
+    #: share(obj, owner): a later mapper's reference
+    share = _operation(shared.take)
+    #: unshare(key, owner, nr) -> pages uncharged (the last reference)
+    unshare = _operation(shared.drop)
 
     # ------------------------------------------------------------------ OOM
 
     def select_victim(self, group: MemCgroup) -> Owner | None:
         return oom.select_victim(self, group)
 
-    @_operation
-    def oom_killed(self, victim: Owner) -> None:
-        task_exit.oom_killed(self, victim)
+    #: the victim was sent SIGKILL: count it, free its memory
+    oom_killed = _operation(task_exit.oom_killed)
 
     def mark_under_oom(self, group: MemCgroup, delta: int) -> None:
         oom.mark_under_oom(group, delta)
@@ -232,18 +206,12 @@ class MemoryController(MemState):
 
     # ------------------------------------------------------------------ file writes
 
-    @_operation
-    def resize_max(self, group: MemCgroup, nr_pages: int, memsw: bool,
-                   nbytes: int | None = None) -> None:
-        limits.resize_max(self, group, nr_pages, memsw, nbytes)
-
-    @_operation
-    def force_empty(self, group: MemCgroup) -> None:
-        limits.force_empty(self, group)
-
-    @_operation
-    def shrink_usage_to(self, group: MemCgroup, nr_pages: int) -> None:
-        limits.shrink_usage_to(self, group, nr_pages)
+    #: resize_max(group, nr_pages, memsw)
+    resize_max = _operation(limits.resize_max)
+    #: force_empty(group)
+    force_empty = _operation(limits.force_empty)
+    #: shrink_usage_to(group, nr_pages)
+    shrink_usage_to = _operation(limits.shrink_usage_to)
 
     # ------------------------------------------------------------------ events
 

@@ -37,7 +37,7 @@ class SharedObject:
     refs: dict = attrs.field(factory=dict)
 
 
-def holder(pid: int) -> Owner:
+def holder(state: MemState, pid: int) -> Owner:
     """The owner a new shared object's pages are charged to (not a live task)."""
     return Owner(pid)
 
@@ -55,7 +55,7 @@ def lookup(state: MemState, key: str, nr: int) -> SharedObject | None:
     return obj
 
 
-def take(obj: SharedObject, owner: Owner) -> None:
+def take(state: MemState, obj: SharedObject, owner: Owner) -> None:
     """A later mapper: a reference, no charge."""
     obj.refs[owner] = obj.refs.get(owner, 0) + 1
 
