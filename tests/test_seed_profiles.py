@@ -685,3 +685,23 @@ def test_K4_K6_thresholds_see_kmem_and_round_up(mounts, clients, listeners):
     c = clients(m, g)
     assert c.do(f"charge kmem {P}") == "ok 1"
     assert on_g.events() == 1  # 0 -> 4096 crosses the 4096 threshold
+
+
+def test_G7_the_readme_lines_cgemu_alloc_fork(mounts):
+    """The README's four lines for kmem-2012: four 16K stacks fit a 64K kmem limit,
+    the fifth fork is refused (cgemu alloc exits 3: a charge was refused)."""
+    import subprocess
+    import sys
+    m = mounts("kmem-2012")
+    g = fresh(m)
+    write(f"{g}/memory.kmem.limit_in_bytes", b"64K")
+
+    def alloc(n: int) -> int:
+        return subprocess.run([sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "alloc",
+                               "-m", m.path, "-g", os.path.relpath(g, m.path),
+                               "--fork", str(n)], capture_output=True, timeout=30).returncode
+
+    assert alloc(4) == 0
+    assert alloc(5) == 3
+    assert num(f"{g}/memory.kmem.usage_in_bytes") == 0  # their stacks went with them
+    assert read(f"{g}/memory.kmem.failcnt") == "1\n"
