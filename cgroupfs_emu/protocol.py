@@ -80,12 +80,15 @@ class Request:
 #: verb -> (minimum, maximum) positional arguments, allowed options
 VERBS = {
     "hello": (1, 1, ()),
-    "charge": (2, 2, ("pid",)),
-    "uncharge": (2, 2, ("pid",)),
+    "charge": (2, 2, ("pid", "share")),
+    "uncharge": (2, 2, ("pid", "share")),
     "slab_alloc": (2, 3, ("pid",)),
     "slab_free": (2, 3, ("pid",)),
     "stock": (1, 1, STOCK_KINDS),
     "status": (0, 0, ("pid",)),
+    # seed 003: tasks the client creates and ends (their thread stacks are kmem)
+    "fork": (0, 1, ("pid",)),
+    "exit": (0, 1, ("pid",)),
 }
 
 

@@ -33,7 +33,8 @@ import trio
 
 from ..core.cgroup import Hierarchy
 from ..core.memcg import MemoryController
-from ..core.profiles import get_profile
+from ..core.catalog import get_profile
+from ..host.cpus import possible_cpus
 from ..files import ControlTree
 from ..fs import CgroupFS
 from ..host.procfs import Host
@@ -73,15 +74,18 @@ class Daemon:
         self.oom_queue = OomWaitQueue()
         self.agents = ReleaseAgents()
         self.effects = ServiceEffects(self.clients, self.oom_queue, self.agents)
-        self.memory = MemoryController(get_profile(cfg.profile), self.effects,
+        profile = get_profile(cfg.profile)
+        self.memory = MemoryController(profile, self.effects,
                                        HostFacts(self.signals, self.host),
-                                       swap_pages=cfg.swap // PAGE_SIZE, oom_kill=cfg.oom_kill)
+                                       swap_pages=cfg.swap // PAGE_SIZE, oom_kill=cfg.oom_kill,
+                                       ncpus=cfg.ncpus or possible_cpus())
         self.executor = OomExecutor(self.memory, self.signals, self.oom_queue)
         self.tracker = ProcessTracker(self.memory, self.host, self.executor)
         # The tracker's can_attach settles a moving leader before memory moves its
         # charges: it is bound first.
         self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
-                                   release_agent=cfg.release_agent, owner_uid=os.getuid())
+                                   release_agent=cfg.release_agent, owner_uid=os.getuid(),
+                                   names=profile.name_rules())
         self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
         self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path,

@@ -14,7 +14,9 @@ from ..core.errors import AccessDenied, BadFd, Invalid
 from ..core.memcg import events as notify
 from ..core.memcg.vmpressure import LEVELS as PRESSURE_LEVELS
 from ..core.memcg.vmpressure import MODES as PRESSURE_MODES
-from . import parsers
+from ..core.profiles import CounterKind
+from ..units import PAGE_SIZE
+from . import mechanics, parsers
 from .request import Request
 
 EVENTFD_TARGET = "anon_inode:[eventfd]"
@@ -23,6 +25,18 @@ EVENT_SOURCES = ("memory.usage_in_bytes", "memory.memsw.usage_in_bytes",
                  "memory.oom_control", "memory.pressure_level")
 #: MAX_VMPRESSURE_ARGS_LEN: strlen("critical") + strlen("hierarchy") + 2
 _MAX_PRESSURE_ARGS = 19
+
+
+def _threshold(req: Request, args: bytes) -> int:
+    """mem_cgroup_usage_register_event(): the threshold is parsed as the profile's
+    limits are (res_counter kernels: res_counter_memparse_write_strategy(), rounded
+    up), in pages."""
+    profile = req.tree.profile
+    if profile.counter is CounterKind.RES_COUNTER:
+        nbytes = mechanics.res_counter_memparse(parsers.strstrip(args),
+                                                profile.memparse_suffixes)
+        return nbytes // PAGE_SIZE
+    return parsers.parse_limit(args, profile.memparse_suffixes)
 
 
 def _strtoul10(s: bytes, i: int) -> tuple[int, int]:
@@ -76,7 +90,7 @@ def register_event(req: Request, buf: bytes) -> None:
 
     if name.endswith("usage_in_bytes"):
         listener = notify.EventListener(notify.THRESHOLD, pid, efd,
-                                        threshold=parsers.parse_limit(args),
+                                        threshold=_threshold(req, args),
                                         memsw=name == "memory.memsw.usage_in_bytes")
     elif name == "memory.pressure_level":
         level, mode = parse_pressure_args(args)

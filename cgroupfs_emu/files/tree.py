@@ -34,6 +34,16 @@ class ControlTree:
     def root(self) -> Cgroup:
         return self.hierarchy.root
 
+    @property
+    def dir_order(self):
+        """The profile's directory order (cgroupfs_emu.dirorder)."""
+        return getattr(self.profile, "dir_order", None)
+
+    @property
+    def file_creation_order(self) -> tuple[str, ...]:
+        """Control-file names in the order the kernel creates them (3.10 order)."""
+        return getattr(self.profile, "file_creation_order", ())
+
     def subgroups(self, group: Cgroup) -> dict[str, Cgroup]:
         return group.children
 

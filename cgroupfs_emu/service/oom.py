@@ -94,6 +94,9 @@ class OomExecutor:
                 self.kill(verdict)
                 if verdict.victim.pid == owner.pid:
                     raise ProtocolError(errno.ENOMEM, "killed by the OOM killer")
+                if memory.profile.oom_kill_fails_charge:
+                    # seed 002 patch 7: mem_cont_out_of_memory(), then the charge fails
+                    raise ProtocolError(errno.ENOMEM, "Memory container out of memory")
                 verdict = None
                 continue
             # oom_kill_disable: sleep on the group's OOM wait queue

@@ -49,6 +49,9 @@ class Pending:
     kind: str
     nr: int
     verdict: OomVerdict
+    #: a first touch of a shared object: (key, the client, its group), registered
+    #: once the charge is made
+    shared: tuple | None = None
 
 
 class Session:
@@ -140,9 +143,31 @@ def do_charge(ctx: Context, s: Session, req: Request) -> bytes | Pending:
     kind, nr, pid = _amount(req)
     owner = s.owner(pid)
     group = ctx.memory.memcg_of_task(owner.pid)
+    if "share" in req.options:
+        return _charge_shared(ctx, owner, group, kind, nr, req.options["share"])
     verdict = ctx.memory.charge(owner, group, kind, nr)
     if verdict is not None:
         return Pending(owner, kind, nr, verdict)
+    return amount_reply(nr, group)
+
+
+def _charge_shared(ctx: Context, owner: Owner, group: MemCgroup, kind: str, nr: int,
+                   key: str) -> bytes | Pending:
+    """A shared page: the first toucher's group is charged, through a holder of the
+    object's own so the charge outlives it; later mappers only take a reference
+    (docs/protocol.md *Shared pages*, seed 002 patch 4)."""
+    if kind != "shmem":
+        raise ProtocolError(errno.EINVAL, "only shmem pages are shared")
+    memory = ctx.memory
+    obj = memory.shared_object(key, nr)
+    if obj is not None:
+        memory.share(obj, owner)
+        return amount_reply(0, group)
+    held_by = memory.shared_holder(owner.pid)
+    verdict = memory.charge(held_by, group, kind, nr)
+    if verdict is not None:
+        return Pending(held_by, kind, nr, verdict, shared=(key, owner, group))
+    memory.shared_created(key, owner, held_by, group, nr)
     return amount_reply(nr, group)
 
 
@@ -150,6 +175,10 @@ def do_uncharge(ctx: Context, s: Session, req: Request) -> bytes:
     kind, nr, pid = _amount(req)
     owner = s.owner(pid)
     group = ctx.memory.memcg_of_task(owner.pid)
+    if "share" in req.options:
+        if kind != "shmem":
+            raise ProtocolError(errno.EINVAL, "only shmem pages are shared")
+        return amount_reply(ctx.memory.unshare(req.options["share"], owner, nr), group)
     ctx.memory.uncharge(owner, group, kind, nr)
     return amount_reply(nr, group)
 
@@ -176,6 +205,27 @@ def do_slab_alloc(ctx: Context, s: Session, req: Request) -> bytes:
 
 def do_slab_free(ctx: Context, s: Session, req: Request) -> bytes:
     return _slab(ctx, s, req, alloc=False)
+
+
+def _tasks(ctx: Context, s: Session, req: Request, fork: bool) -> bytes:
+    """Seed 003: COUNT new tasks of the client (each charges a thread stack where the
+    profile charges stacks), or COUNT of them ending (core/memcg/stacks.py)."""
+    count = protocol.count_arg(req.args[0], "count") if req.args else 1
+    owner = s.owner(protocol.pid_option(req))
+    group = ctx.memory.memcg_of_task(owner.pid)
+    if fork:
+        ctx.memory.fork(owner, group, count)
+    else:
+        ctx.memory.end_tasks(owner, count)
+    return protocol.ok_line(tasks=len(owner.forked), group=group.path(), usage=_usage(group))
+
+
+def do_fork(ctx: Context, s: Session, req: Request) -> bytes:
+    return _tasks(ctx, s, req, fork=True)
+
+
+def do_exit(ctx: Context, s: Session, req: Request) -> bytes:
+    return _tasks(ctx, s, req, fork=False)
 
 
 def do_stock(ctx: Context, s: Session, req: Request) -> bytes:
@@ -209,6 +259,8 @@ VERBS: dict[str, Callable[[Context, Session, Request], bytes | Pending]] = {
     "slab_free": do_slab_free,
     "stock": do_stock,
     "status": do_status,
+    "fork": do_fork,
+    "exit": do_exit,
 }
 assert set(VERBS) == set(protocol.VERBS)
 
@@ -246,4 +298,7 @@ async def finish(ctx: Context, pending: Pending) -> bytes:
         await ctx.executor.charge(pending.owner, pending.kind, pending.nr, pending.verdict)
     except (ProtocolError, CgroupError) as e:
         return error_reply(e)
+    if pending.shared is not None:
+        key, owner, group = pending.shared
+        ctx.memory.shared_created(key, owner, pending.owner, group, pending.nr)
     return amount_reply(pending.nr, ctx.memory.memcg_of_task(pending.owner.pid))

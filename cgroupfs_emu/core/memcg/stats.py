@@ -7,20 +7,13 @@ a page counts in is read from the table, never spelled out here.
 
 from __future__ import annotations
 
+from ..profiles import EVENT_KEYS, STAT_KEYS_6_18
 from .kinds import LOCKED_FROM, LOCKED_KEY, Account, Events
 
-#: memory.stat keys in 6.18 order; the first twenty are also printed as total_<key>.
-STAT_KEYS = (
-    "cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",
-    "workingset_refault_anon", "workingset_refault_file", "swap", "swapcached",
-    "pgpgin", "pgpgout", "pgfault", "pgmajfault",
-    "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
-)
-#: Keys counted in events rather than pages (printed as they are, not × PAGE_SIZE).
-EVENT_KEYS = frozenset(
-    ("pgpgin", "pgpgout", "pgfault", "pgmajfault",
-     "workingset_refault_anon", "workingset_refault_file")
-)
+#: every key any profile prints (the 6.18 set is a superset of the older ones; each
+#: profile lists its own, in its order: Profile.stat_keys), and the keys counted in
+#: events rather than pages (printed as they are, not × PAGE_SIZE)
+STAT_KEYS = STAT_KEYS_6_18
 
 
 def new_stats() -> dict[str, int]:
