@@ -32,6 +32,19 @@ log = logging.getLogger("cgroupfs_emu.service")
 
 #: events a slow client may have queued before newer ones are dropped
 EVENT_QUEUE = 256
+#: accept(2) errors that mean "no resources now", not "the listener is broken"
+_ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: bytes a client may send while its charge sleeps under OOM before the daemon stops
+#: watching its socket for the hang-up (the pidfd is still watched)
+_PENDING_MAX = 1 << 20
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    """The peer went away (EPIPE, ECONNRESET, ...), possibly wrapped by a nursery in
+    an ExceptionGroup: normal, not a failure of the daemon."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_peer_gone(e) for e in exc.exceptions)
+    return isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError))
 
 
 def bind_socket(path: str, mode: int) -> socket.socket:
@@ -187,10 +200,11 @@ class ChargeServer:
                     await self._reader(conn)
                 finally:
                     conn.send_q.close()
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        except Exception:  # a bug in one connection must not take the daemon down
-            log.exception("connection of pid %d failed", conn.pid)
+        except Exception as e:
+            if _peer_gone(e):  # the client exited with a reply in flight: normal
+                log.debug("client pid %d went away: %r", conn.pid, e)
+            else:  # a bug in one connection must not take the daemon down
+                log.exception("connection of pid %d failed", conn.pid)
         finally:
             self._disconnect(conn)
             sock.close()
