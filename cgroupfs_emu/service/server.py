@@ -143,6 +143,11 @@ class Connection:
             raise ProtocolError(errno.EPERM, "only root may charge for another pid")
         owner = self.owners.get(pid)
         if owner is None or not owner.alive:
+            if owner is not None:
+                # OOM-killed with a request in flight: the dead owner's pidfd goes
+                # before a fresh one is opened (it used to leak, issue 16 item 2)
+                self.server.conn_of.pop(owner, None)
+                self.server.signals.forget(owner)
             pidfd = self.server.open_pidfd(pid)
             owner = self.server.hierarchy.charges.new_owner(pid)
             self.server.signals.adopt(owner, pidfd)
