@@ -100,12 +100,21 @@ class Connection:
         self.send_lock = trio.StrictFIFOLock()
         self.sending = False
         self.reads = 0
+        #: bytes read while a charge slept under OOM (see ChargeServer._hangup)
+        self.pending = b""
+        #: the peer closed its end (seen while a charge slept)
+        self.hung_up = False
         self.send_q, self.recv_q = trio.open_memory_channel(EVENT_QUEUE)
 
     async def receive(self) -> bytes:
         """Like receive_some(), without the scheduler round trio adds after a read
         that found data: wait for readability only when nothing is there, and yield
         every few reads so a client that floods cannot starve the filesystem."""
+        if self.pending:
+            data, self.pending = self.pending, b""
+            return data
+        if self.hung_up:
+            return b""
         fd = self.sock.fileno()
         self.reads += 1
         if self.reads % 16 == 0:
@@ -386,7 +395,7 @@ class ChargeServer:
             self.charges.mark_under_oom(verdict.group, +1)
             self._oom_waiters += 1
             try:
-                exited = await self._oom_wait(owner)
+                exited = await self._oom_wait(owner, self.conn_of.get(owner))
             finally:
                 self._oom_waiters -= 1
                 self.charges.mark_under_oom(verdict.group, -1)
@@ -394,10 +403,11 @@ class ChargeServer:
                 raise ProtocolError(errno.ENOMEM, "killed while waiting for memory")
             verdict = None
 
-    async def _oom_wait(self, owner: Owner) -> bool:
+    async def _oom_wait(self, owner: Owner, conn: Connection | None = None) -> bool:
         """Sleep until the group may have recovered, or the waiting process exits (its
-        pidfd turns readable; a killed waiter must not keep under_oom set).
-        Returns True if the process exited."""
+        pidfd turns readable; a killed waiter must not keep under_oom set), or its
+        connection is closed (a disconnect is an exit, docs/protocol.md).
+        Returns True if the process exited or hung up."""
         exited = False
         recovered = self._recovered
         async with trio.open_nursery() as nursery:
@@ -410,9 +420,37 @@ class ChargeServer:
                 await trio.lowlevel.wait_readable(self.signals.pidfd(owner))
                 exited = True
                 nursery.cancel_scope.cancel()
+
+            async def hangup():
+                nonlocal exited
+                if await self._hangup(conn):
+                    exited = True
+                    nursery.cancel_scope.cancel()
             nursery.start_soon(wake)
             nursery.start_soon(death)
+            if conn is not None:
+                nursery.start_soon(hangup)
         return exited
+
+    @staticmethod
+    async def _hangup(conn: Connection) -> bool:
+        """Wait for the peer to close its end. What it sends meanwhile (pipelined
+        requests) is kept for the reader. False: stopped watching (too much pending)."""
+        fd = conn.sock.fileno()
+        while len(conn.pending) < _PENDING_MAX:
+            await trio.lowlevel.wait_readable(conn.sock)
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                conn.hung_up = True
+                return True
+            conn.pending += data
+        await trio.sleep_forever()
+        return False
 
     def _kill(self, victim: Owner, group) -> None:
         oom_kill(self.charges, self.signals, victim, group)
