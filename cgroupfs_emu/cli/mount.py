@@ -20,6 +20,7 @@ import trio
 from ..core import PAGE_SIZE, Hierarchy, get_profile
 from ..files import ControlTree
 from ..fs import CgroupFS
+from ..service.fdbudget import raise_nofile_limit
 from ..service.protocol import SOCKET_XATTR, default_socket_path
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
@@ -115,6 +116,7 @@ def _setup_logging(cfg: MountConfig) -> None:
 
 def _mount(cfg: MountConfig) -> Daemon:
     """Socket first, then the mount: both exist before anyone hears "mounted"."""
+    raise_nofile_limit()  # the descriptor budget (service/fdbudget.py) counts on it
     daemon = Daemon(cfg)
     daemon.open_socket()
     try:

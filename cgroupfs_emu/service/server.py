@@ -24,6 +24,7 @@ from ..core.errors import CgroupError
 from ..core.hierarchy import Hierarchy
 from ..core.page_counter import PAGE_SIZE
 from . import protocol
+from .fdbudget import FdBudget
 from .host import Host
 from .protocol import ProtocolError
 from .signals import Signaller
@@ -188,6 +189,8 @@ class ChargeServer:
         self.charges.may_kill = self.signals.may_signal
         self._recovered = trio.Event()
         self._oom_waiters = 0
+        self.budget = FdBudget()
+        self.connections = 0
         hierarchy.on_oom_recover = self._on_oom_recover
         # Notices go out as they happen, whether a socket request or a control-file
         # write (a lowered limit) caused the reclaim.
@@ -198,10 +201,32 @@ class ChargeServer:
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
             while True:
-                sock, _ = await self.listener.accept()
+                try:
+                    sock, _ = await self.listener.accept()
+                except OSError as e:
+                    if e.errno not in _ACCEPT_RESOURCE_ERRORS:
+                        raise
+                    # Out of descriptors despite the budget (another part of the
+                    # daemon used them): the connection waits in the backlog.
+                    self.budget.refused(f"accept ({e.strerror})")
+                    await trio.sleep(0.1)
+                    continue
+                # Room for this socket and the pidfd its hello opens, with the
+                # reserve for the mount left over; otherwise closed at once.
+                if not self.budget.may_keep(sock.fileno(), self.connections, need=1):
+                    sock.close()
+                    self.budget.refused("a new client connection")
+                    continue
+                self.connections += 1
                 nursery.start_soon(self._run_connection, sock)
 
     async def _run_connection(self, sock) -> None:
+        try:
+            await self._serve_connection(sock)
+        finally:
+            self.connections -= 1
+
+    async def _serve_connection(self, sock) -> None:
         try:
             conn = Connection(self, sock)
         except OSError:
@@ -315,6 +340,9 @@ class ChargeServer:
         self.hierarchy.check_thresholds()
 
     def open_pidfd(self, pid: int) -> int:
+        if not self.budget.may_open(self.connections):
+            self.budget.refused(f"a pidfd for pid {pid}")
+            raise ProtocolError(errno.EMFILE, "the daemon is short of file descriptors")
         try:
             return os.pidfd_open(pid)
         except ProcessLookupError:

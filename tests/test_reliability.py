@@ -1,0 +1,194 @@
+"""Issue 16: no input, client or load crashes the daemon, leaks, breaks a limit or
+crosses a privilege line. Each test rebuilds one reproduction of the issue through a
+real mount, real client processes and the real socket."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+
+import pytest
+
+from conftest import (P, Helper, Mount, errno_of, group, needs_fuse, num, read, stat_of,
+                      wait_until, write)
+
+pytestmark = [pytest.mark.mount, needs_fuse]
+
+
+def socket_of(m: Mount) -> str:
+    return os.getxattr(m.path, "user.cgroupfs_emu.socket").decode()
+
+
+def fds_of(pid: int, kind: str) -> int:
+    """Descriptors of process *pid* whose link reads *kind* (e.g. anon_inode:[pidfd])."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == kind
+        except FileNotFoundError:
+            pass
+    return n
+
+
+class RawClient(Helper):
+    """helpers/rawclient.py: a bare protocol client in its own process."""
+
+    def __init__(self, sock_path: str):
+        super().__init__("rawclient.py", sock_path)
+        assert self.first.startswith("ready"), self.first + self.proc.stderr.read()
+
+    def request(self, line: str) -> str:
+        assert self.do(f"send {line}") == "ok"
+        return self.do("recv")
+
+
+@pytest.fixture
+def raw_clients():
+    started: list[RawClient] = []
+
+    def start(sock_path: str) -> RawClient:
+        started.append(RawClient(sock_path))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for c in started:
+            if c.proc.poll() is None:
+                c.proc.kill()  # our own child, by its pid
+                c.proc.wait()
+            c.stop()
+
+
+def hello(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    """Say hello on a raw connection; the reply line, or b"" if the daemon closed it."""
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(b"hello 1\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                return b""
+            data += chunk
+        return data
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+# ---------------------------------------------------------------------- item 1 + budget
+
+
+def test_item1_daemon_survives_more_clients_than_descriptors_and_serves_the_mount():
+    """ulimit -n 64 and 100 clients: connections beyond the budget are refused with a
+    logged warning and a closed socket; the mount serves throughout."""
+    m = Mount(prefix=("prlimit", "--nofile=64:64"))
+    held: list[socket.socket] = []
+    try:
+        path = socket_of(m)
+        g = group(m, "g")
+        answered = refused = 0
+        for i in range(100):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            held.append(s)
+            if hello(s).startswith(b"ok "):
+                answered += 1
+            else:
+                refused += 1
+            if i % 10 == 9:  # the mount keeps serving: /proc reads, writes, mkdir
+                assert m.proc.poll() is None, m.log()
+                assert int(read(m.p("memory.usage_in_bytes"))) >= 0
+                write(f"{g}/tasks", str(os.getpid()))
+                assert str(os.getpid()) in read(f"{g}/tasks").split()
+                write(m.p("tasks"), str(os.getpid()))
+                os.mkdir(m.p(f"d{i}"))
+        assert answered >= 5, (answered, refused)
+        assert refused > 0
+        assert m.proc.poll() is None, m.log()
+        assert "descriptor budget" in m.log()
+        for s in held:
+            s.close()
+        held.clear()
+        # once they are gone, new clients are served again
+
+        def served() -> bool:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(path)
+                return hello(s).startswith(b"ok ")
+        assert wait_until(served, 10, 0.2), m.log()
+    finally:
+        for s in held:
+            s.close()
+        m.stop()
+
+
+def test_item1_soft_descriptor_limit_is_raised_to_the_hard_limit():
+    m = Mount(prefix=("prlimit", "--nofile=100:300"))
+    try:
+        with open(f"/proc/{m.proc.pid}/limits") as f:
+            line = next(x for x in f if x.startswith("Max open files"))
+        assert line.split()[3:5] == ["300", "300"], line
+    finally:
+        m.stop()
+
+
+# ---------------------------------------------------------------------- item 2
+
+
+def test_item2_no_pidfd_leaks_when_clients_are_oom_killed_with_a_request_in_flight(
+        mnt, raw_clients):
+    g = group(mnt, "g", limit_in_bytes="1M")
+    path = socket_of(mnt)
+    daemon = mnt.proc.pid
+    before = fds_of(daemon, "anon_inode:[pidfd]")
+    for _ in range(8):
+        c = raw_clients(path)
+        assert c.request("hello 1").startswith("ok ")
+        assert c.do(f"join {g}/tasks") == "ok"
+        # two requests in one write: the second reaches the daemon after the OOM kill
+        c.send("send charge anon 2M\\ncharge anon 4096")
+        c.proc.wait(timeout=10)
+    assert wait_until(lambda: fds_of(daemon, "anon_inode:[pidfd]") == before), (
+        before, fds_of(daemon, "anon_inode:[pidfd]"))
+    assert num(f"{g}/memory.oom_control".replace("oom_control", "usage_in_bytes")) == 0
+    assert stat_of(f"{g}/memory.oom_control")["oom_kill"] == 8
+
+
+# ---------------------------------------------------------------------- item 5
+
+
+def test_item5_a_connection_closed_while_its_charge_waits_under_oom_is_an_exit(
+        mnt, raw_clients):
+    g = group(mnt, "g", limit_in_bytes="1M", oom_control="1")
+    c = raw_clients(socket_of(mnt))
+    assert c.request("hello 1").startswith("ok ")
+    assert c.do(f"join {g}/tasks") == "ok"
+    assert c.request("charge anon 512K").startswith("ok ")
+    assert c.do("send charge anon 1M") == "ok"  # sleeps on the group's OOM queue
+    assert wait_until(lambda: stat_of(f"{g}/memory.oom_control")["under_oom"] == 1)
+    assert c.do("close") == "ok"  # the process lives on, its connection is gone
+    assert wait_until(lambda: stat_of(f"{g}/memory.oom_control")["under_oom"] == 0, 5)
+    assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") == 0, 5)
+    assert c.proc.poll() is None
+
+
+# ---------------------------------------------------------------------- item 9
+
+
+def test_item9_clients_exiting_with_replies_in_flight_log_no_error(mnt, raw_clients):
+    g = group(mnt, "g")
+    path = socket_of(mnt)
+    for _ in range(20):
+        c = raw_clients(path)
+        assert c.request("hello 1").startswith("ok ")
+        c.do(f"join {g}/tasks")
+        c.send("send " + "\\n".join(["charge anon 4096", "uncharge anon 4096"] * 400))
+        c.send("exit")
+        c.proc.wait(timeout=10)
+    assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") == 0)
+    assert mnt.proc.poll() is None
+    log = mnt.log()
+    assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
