@@ -153,13 +153,19 @@ class MemCgroup:
         Follows try_charge_memcg(): memsw first, then memory; the refusing level's
         failcnt grows. Reclaim and OOM arrive with the socket; until then a refusal is
         ENOMEM, which is what the kernel returns when no task can be killed.
+        The kmem counter is tried too, not charged blindly: an enforced kmem limit
+        (seed 001's independent limit) refuses like the others (memcg_charge_kmem()
+        tries kmem first and fails the allocation).
         """
+        if self.kmem.try_charge(nr_pages) is not None:
+            raise NoMemory("kmem limit reached")
         if self.memsw.try_charge(nr_pages) is not None:
+            self.kmem.uncharge(nr_pages)
             raise NoMemory("memsw limit reached")
         if self.memory.try_charge(nr_pages) is not None:
             self.memsw.uncharge(nr_pages)
+            self.kmem.uncharge(nr_pages)
             raise NoMemory("memory limit reached")
-        self.kmem.charge(nr_pages)
 
     def uncharge_kmem(self, nr_pages: int) -> None:
         self.memsw.uncharge(nr_pages)
