@@ -192,3 +192,46 @@ def test_item9_clients_exiting_with_replies_in_flight_log_no_error(mnt, raw_clie
     assert mnt.proc.poll() is None
     log = mnt.log()
     assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
+
+
+# ---------------------------------------------------------------------- item 6
+
+
+def test_item6_mkdir_honours_an_enforced_kmem_limit(mnt):
+    """seeds: the kernel data of a new child is kmem of its parent; with the parent's
+    independent kmem limit too low, mkdir is ENOMEM and nothing is charged."""
+    p = group(mnt, "p", **{"kmem.independent_kmem_limit": "1", "kmem.limit_in_bytes": "0"})
+    assert errno_of(os.mkdir, f"{p}/c") == errno.ENOMEM
+    assert not os.path.exists(f"{p}/c")
+    assert num(f"{p}/memory.kmem.usage_in_bytes") == 0
+    assert num(f"{p}/memory.usage_in_bytes") == 0
+    write(f"{p}/memory.kmem.limit_in_bytes", "32K")  # exactly one child's data
+    os.mkdir(f"{p}/c")
+    assert errno_of(os.mkdir, f"{p}/d") == errno.ENOMEM
+    assert num(f"{p}/memory.kmem.usage_in_bytes") == 32768
+    assert num(f"{p}/memory.kmem.failcnt") == 2
+
+
+# ---------------------------------------------------------------------- item 7
+
+
+def test_item7_rmdir_under_a_non_hierarchical_parent_keeps_its_limit(mnt, chargers):
+    """use_hierarchy 0: the child's page cache never counted against the parent, so at
+    rmdir it goes to the root (mem_cgroup_move_parent()), never over the parent's
+    limit."""
+    write(mnt.p("memory.use_hierarchy"), "0")
+    p = group(mnt, "p", limit_in_bytes="4M")
+    c = group(mnt, "p/c")
+    assert read(f"{c}/memory.use_hierarchy").strip() == "0"
+    before = num(f"{p}/memory.usage_in_bytes")  # the child's kernel data
+    client = chargers(mnt.path, "--no-stock")
+    assert client.do(f"join {c}/tasks") == "ok"
+    assert client.do("charge file 8388608") == "ok 2048"
+    assert client.do(f"join {mnt.p('tasks')}") == "ok"
+    root_before = num(mnt.p("memory.usage_in_bytes"))
+    os.rmdir(c)
+    assert num(f"{p}/memory.usage_in_bytes") <= num(f"{p}/memory.limit_in_bytes")
+    assert num(f"{p}/memory.usage_in_bytes") == before - 32768  # its data went with it
+    assert stat_of(f"{p}/memory.stat")["cache"] == 0
+    assert num(mnt.p("memory.usage_in_bytes")) == root_before  # still charged, at the root
+    assert stat_of(mnt.p("memory.stat"))["cache"] == 8388608

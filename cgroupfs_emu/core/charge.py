@@ -789,8 +789,18 @@ class Charges:
 
     def offline(self, group: MemCgroup) -> None:
         """mem_cgroup_css_offline(): kernel memory becomes unaccounted (seed 001 patch
-        03); user pages, page cache and stocks are reparented to the parent."""
-        parent = group.parent
+        03); user pages, page cache and stocks are reparented.
+
+        They go where the group's counters are chained: to the parent when it is
+        hierarchical, which already counts them, so no limit can break; otherwise to
+        the root, as mem_cgroup_move_parent() does (parent_mem_cgroup() is NULL for a
+        child of a use_hierarchy=0 group, "never move to root" notwithstanding, so
+        root_mem_cgroup takes them). Charging them to an unchained parent would break
+        its limit (issue 16 item 7): pages that never counted against it cannot be
+        pushed under it.
+        """
+        chained = group.memory.parent is not None
+        parent = group.parent if chained else self.hierarchy.root
         for owner, led in list(group.ledgers.items()):
             if led.kmem or led.kmem_only:
                 self._uncharge_ledger(group, led, "kmem", led.kmem + led.kmem_only)
