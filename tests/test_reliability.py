@@ -235,3 +235,39 @@ def test_item7_rmdir_under_a_non_hierarchical_parent_keeps_its_limit(mnt, charge
     assert stat_of(f"{p}/memory.stat")["cache"] == 0
     assert num(mnt.p("memory.usage_in_bytes")) == root_before  # still charged, at the root
     assert stat_of(mnt.p("memory.stat"))["cache"] == 8388608
+
+
+# ---------------------------------------------------------------------- item 4
+
+
+def test_item4_a_group_named_with_bytes_that_are_not_utf8(mount_with, raw_clients, tmp_path):
+    """mkdir $'\\xff' is legal on the kernel. Its clients get replies and events (the
+    name escaped as \\377), reclaim of their page cache does not fail the write that
+    caused it, and log lines naming it or a non-UTF-8 release_agent are written."""
+    log_file = tmp_path / "daemon.log"
+    mnt = mount_with(f"log={log_file}")
+    g = os.fsencode(mnt.path) + b"/\xff"
+    os.mkdir(g)
+    c = raw_clients(socket_of(mnt))
+    assert c.request("hello 1").startswith("ok ")
+    write(g + b"/tasks", str(c.pid))
+    for _ in range(2):  # the second time from the daemon's cache of parsed lines
+        reply = c.request("charge anon 4096")
+        assert reply.startswith("ok pages=1 group=/\\377 "), reply
+    assert c.request("charge file 1M").startswith("ok pages=256 group=/\\377 ")
+    assert c.request("status").split()[2] == "group=/\\377"
+    # reclaim evicts the client's page cache and tells it, naming the group
+    assert errno_of(write, g + b"/memory.limit_in_bytes", "512K") == 0
+    assert c.do("recv") == f"event evicted kind=file bytes={130 * P} group=/\\377 pid={c.pid}"
+    assert errno_of(write, g + b"/memory.force_empty", "0") == 0
+    assert c.do("recv") == f"event evicted kind=file bytes={126 * P} group=/\\377 pid={c.pid}"
+    assert errno_of(write, g + b"/memory.shrink_in_bytes", "8K") == 0
+    assert num(g + b"/memory.usage_in_bytes") == 8192
+    # a failing release agent, named in the log with the group
+    write(mnt.p("release_agent"), b"/nonexistent/agent-\xfe")
+    write(g + b"/notify_on_release", "1")
+    write(mnt.p("tasks"), str(c.pid))  # the group empties: the agent runs, and fails
+    assert wait_until(lambda: b"release agent" in log_file.read_bytes(), 5), mnt.log()
+    log = log_file.read_bytes()
+    assert b"/nonexistent/agent-\\udcfe for /\\udcff failed" in log, log[-3000:]
+    assert "Logging error" not in mnt.log()

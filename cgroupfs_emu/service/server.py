@@ -319,7 +319,7 @@ class ChargeServer:
     @staticmethod
     def _amount_reply(nr: int, group) -> bytes:
         return b"ok pages=%d group=%s usage=%d\n" % (
-            nr, group.path().encode(), group.memory.usage * PAGE_SIZE)
+            nr, protocol.quote(group.path()).encode(), group.memory.usage * PAGE_SIZE)
 
     async def _finish_charge(self, conn, owner, kind, nr, verdict) -> bytes:
         try:
