@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
-import time
+import stat
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -271,3 +275,83 @@ def test_item4_a_group_named_with_bytes_that_are_not_utf8(mount_with, raw_client
     log = log_file.read_bytes()
     assert b"/nonexistent/agent-\\udcfe for /\\udcff failed" in log, log[-3000:]
     assert "Logging error" not in mnt.log()
+
+
+# ---------------------------------------------------------------------- items 10, 11
+
+NOBODY = 65534
+#: uids of no account on the machine, for the socket directory tests
+VICTIM, OTHER = 54321, 54322
+
+_CONNECT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("error", e.errno)
+else:
+    s.sendall(b"hello 1\\n")
+    print(s.makefile().readline().split()[0])
+"""
+
+
+def as_user(uid: int, argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                           *argv], capture_output=True, text=True, timeout=30, **kw)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switches users (CI runs as root)")
+
+
+@needs_root
+def test_item10_socket_mode_0666_works_on_the_default_socket_path(mount_with):
+    m = mount_with("socket_mode=0666")
+    path = socket_of(m)
+    assert path.startswith("/run/cgroupfs_emu/")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
+    out = as_user(NOBODY, ["/usr/bin/python3", "-c", _CONNECT, path])
+    assert out.stdout.split() == ["ok"], out
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) & 0o022 == 0
+
+
+@needs_root
+def test_item11_default_socket_directory_of_another_user_is_refused():
+    """/tmp/cgroupfs_emu-UID made first by someone else (here: mode 0777, owned by
+    another uid) must not receive the socket; nor one writable by others."""
+    base = f"/tmp/cgroupfs_emu-{VICTIM}"
+    work = tempfile.mkdtemp(prefix="cgemu-i11-")
+    os.chmod(work, 0o755)
+    mnt = os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    os.chown(mnt, VICTIM, VICTIM)
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run_daemon() -> subprocess.CompletedProcess:
+        out = as_user(VICTIM, [sys.executable, "-m", "cgroupfs_emu", mnt], env=env, cwd="/")
+        if out.returncode == 0:  # it mounted (where users may use /dev/fuse): undo
+            subprocess.run(["fusermount3", "-u", mnt], check=False)
+        return out
+
+    try:
+        shutil.rmtree(base, ignore_errors=True)
+        for owner, mode, why in ((OTHER, 0o777, f"belongs to uid {OTHER}"),
+                                 (OTHER, 0o700, f"belongs to uid {OTHER}"),
+                                 (VICTIM, 0o777, "writable by others")):
+            os.mkdir(base)
+            os.chown(base, owner, owner)
+            os.chmod(base, mode)
+            out = run_daemon()
+            assert out.returncode != 0 and why in out.stderr, (owner, mode, out)
+            assert os.listdir(base) == []
+            os.rmdir(base)
+        # absent: created, ours alone
+        out = run_daemon()
+        st = os.lstat(base)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (VICTIM, 0o700), out
+        assert "cannot create socket" not in out.stderr, out
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", mnt], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)

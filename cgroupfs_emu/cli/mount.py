@@ -52,7 +52,8 @@ class Daemon:
 
     def open_socket(self) -> None:
         try:
-            self.listener = bind_socket(self.socket_path, self.cfg.socket_mode)
+            self.listener = bind_socket(self.socket_path, self.cfg.socket_mode,
+                                        default_dir=self.cfg.socket is None)
         except OSError as e:
             raise UsageError(f"cannot create socket {self.socket_path}: {e.strerror or e}") from None
 

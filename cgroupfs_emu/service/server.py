@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import struct
 
 import trio
@@ -48,11 +49,42 @@ def _peer_gone(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError))
 
 
-def bind_socket(path: str, mode: int) -> socket.socket:
+def prepare_socket_dir(directory: str, mode: int) -> None:
+    """The default socket directory (/run/cgroupfs_emu, $XDG_RUNTIME_DIR/cgroupfs_emu,
+    /tmp/cgroupfs_emu-UID): created if missing, and refused unless it is a real
+    directory owned by us that nobody else may write, as XDG_RUNTIME_DIR users
+    expect: in /tmp another user could have made it first and own the socket
+    (issue 16 item 11). Group and others get search permission on it when the
+    socket *mode* lets them connect, so -o socket_mode=0666 takes effect on the
+    default path too (item 10); they never get to list or write it."""
+    search = (0o010 if mode & 0o060 else 0) | (0o001 if mode & 0o006 else 0)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, f"{directory} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise OSError(errno.EPERM, f"{directory} belongs to uid {st.st_uid}, not to us")
+    if st.st_mode & 0o022:
+        raise OSError(errno.EPERM, f"{directory} is writable by others "
+                                   f"(mode {stat.S_IMODE(st.st_mode):04o})")
+    # Only ever add search bits: other daemons of the same user share the directory,
+    # and each socket's own mode is what guards it.
+    if stat.S_IMODE(st.st_mode) & (0o700 | search) != 0o700 | search:
+        os.chmod(directory, stat.S_IMODE(st.st_mode) | 0o700 | search)
+
+
+def bind_socket(path: str, mode: int, default_dir: bool = False) -> socket.socket:
     """Create the listening socket before the mount is reported ready. A socket file
-    left by a dead daemon is replaced; one with a live listener is an error."""
+    left by a dead daemon is replaced; one with a live listener is an error.
+    *default_dir*: the directory is the default one, ours alone (prepare_socket_dir)."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if default_dir:
+        prepare_socket_dir(directory, mode)
+    else:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
