@@ -355,3 +355,73 @@ def test_item11_default_socket_directory_of_another_user_is_refused():
         subprocess.run(["fusermount3", "-u", "-z", mnt], check=False, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- item 3
+
+_WRITE_GIVEN_FD = """
+import os, sys
+ec = int(sys.argv[1])
+line = sys.argv[2]
+if len(sys.argv) > 3:  # our own eventfd and control file, at the numbers in the line
+    efd = os.eventfd(0)
+    cfd = os.open(sys.argv[3], os.O_RDONLY)
+    line = f"{efd} {cfd} 4096"
+try:
+    os.write(ec, line.encode())
+except OSError as e:
+    print("error", e.errno, flush=True)
+    sys.exit(0)
+print("registered", flush=True)
+if len(sys.argv) > 3:
+    sys.stdin.readline()  # charged: the eventfd has fired (non-blocking read)
+    os.set_blocking(efd, False)
+    try:
+        print("event", os.eventfd_read(efd), flush=True)
+    except BlockingIOError:
+        print("no event", flush=True)
+"""
+
+
+@needs_root
+def test_item3_event_control_uses_the_writers_descriptors_not_the_openers(mount_with,
+                                                                          chargers):
+    """A root process opens cgroup.event_control and hands the descriptor to a child
+    that drops to nobody and holds neither descriptor named in the line: the kernel
+    answers EBADF (the writer's table); root's eventfd must never be taken."""
+    mnt = mount_with("allow_other")  # nobody opens a control file of its own
+    g = group(mnt, "g")
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    cfd = os.open(f"{g}/memory.usage_in_bytes", os.O_RDONLY)
+    ec = os.open(f"{g}/cgroup.event_control", os.O_WRONLY)
+    try:
+        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                "/usr/bin/python3", "-c", _WRITE_GIVEN_FD, str(ec), f"{efd} {cfd} 4096"]
+        out = subprocess.run(argv, pass_fds=(ec,), capture_output=True, text=True, timeout=30)
+        assert out.stdout.split() == ["error", str(errno.EBADF)], out
+        # the child's own descriptors at whatever numbers it got are used instead
+        argv[-1:] = ["-", f"{g}/memory.usage_in_bytes"]
+        with subprocess.Popen(argv, pass_fds=(ec,), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) as child:
+            try:
+                assert child.stdout.readline().split() == ["registered"]
+                c = chargers(mnt.path, "--no-stock")
+                c.do(f"join {g}/tasks")
+                assert c.do("charge anon 8192") == "ok 2"
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                assert child.stdout.readline().split() == ["event", "1"]
+            finally:
+                if child.poll() is None:
+                    child.kill()
+        with pytest.raises(BlockingIOError):  # root's eventfd never fired
+            os.eventfd_read(efd)
+    finally:
+        for fd in (efd, cfd, ec):
+            os.close(fd)
+
+
+def test_item3_the_opener_writing_itself_still_registers(mnt, listeners):
+    """The ordinary case (listener.py opens and writes) keeps working."""
+    g = group(mnt, "g")
+    assert listeners(g, "memory.usage_in_bytes", "4K").first == "registered"

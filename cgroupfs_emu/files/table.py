@@ -27,6 +27,9 @@ from .events import register_event
 
 ONLY_ON_ROOT = 1
 NOT_ON_ROOT = 2
+#: The write handler acts on the writing process (descriptor numbers in its table):
+#: the caller is the task blocked in write(2), not the opener (files/tree.py).
+BY_WRITER = 4
 #: PATH_MAX - 1: what strscpy() keeps of a release_agent path.
 RELEASE_AGENT_MAX = 4095
 
@@ -338,7 +341,7 @@ MEMORY_FILES = (
     ControlFile("use_hierarchy",
                 read_u64=lambda r: int(r.group.use_hierarchy),
                 write_u64=lambda r, v: r.group.set_use_hierarchy(v)),
-    ControlFile("cgroup.event_control", write=write_event_control),
+    ControlFile("cgroup.event_control", write=write_event_control, flags=BY_WRITER),
     ControlFile("swappiness",
                 read_u64=lambda r: r.group.read_swappiness(),
                 write_u64=lambda r, v: r.group.set_swappiness(v)),
@@ -424,4 +427,5 @@ def write_file(req: Request, buf: bytes) -> None:
 __all__ = [
     "Attr", "Caller", "ControlFile", "Request", "BASE_FILES", "MEMORY_FILES",
     "ALL_FILES", "files_for", "read_file", "write_file", "ONLY_ON_ROOT", "NOT_ON_ROOT",
+    "BY_WRITER",
 ]

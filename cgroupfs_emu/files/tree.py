@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..core.errors import BadFd
 from ..core.hierarchy import Hierarchy
 from ..core.memcg import MemCgroup
+from ..core.page_counter import PAGE_SIZE
 from ..service.host import Host
-from .table import Caller, ControlFile, Request, files_for, read_file, write_file
+from .table import BY_WRITER, Caller, ControlFile, Request, files_for, read_file, write_file
 
 
 class ControlTree:
@@ -51,8 +53,45 @@ class ControlTree:
     def read(self, group: MemCgroup, cf: ControlFile, caller: Caller) -> bytes:
         return read_file(self._request(group, cf, caller))
 
+    def writer(self, group: MemCgroup, cf: ControlFile, size: int) -> Caller:
+        """The process that issued the write(2) being served, for rows that act on
+        the writer (BY_WRITER: cgroup.event_control's descriptor numbers belong to
+        the writer's table, memcg_write_event_control()).
+
+        FUSE tells the daemon who opened a file, not who writes it, and the opener
+        may have handed the descriptor to another process (or dropped privileges).
+        A direct-I/O write is synchronous, so the writer is the one task blocked in
+        a write-family syscall on a descriptor that names this very file (found
+        through /proc, Host.blocked_writes). Where that cannot be established the
+        write is refused with EBADF, never answered with the opener's table:
+        * the daemon may not inspect the writer (not root, another user; Yama);
+        * two tasks write this same file with the same byte count at once;
+        * the writer's path to the file differs from the daemon's (another mount
+          namespace or chroot), or the write came through io_uring or AIO;
+        * a thread with a descriptor table of its own (clone without CLONE_FILES).
+        """
+        found = set()
+        for tgid, tid, fd in self.host.blocked_writes(size):
+            target = self.host.fd_target(tid, fd)
+            if target is None or self.resolve is None:
+                continue
+            where = self.resolve(target, Caller(tid, 0, 0))
+            if where is None or where[0] is not group or files_for(group).get(where[1]) is not cf:
+                continue
+            found.add((tgid, tid))
+        if len(found) != 1:
+            raise BadFd("cannot establish the writing process" if not found
+                        else "several processes write this file at once")
+        (tgid, tid), = found
+        creds = self.host.fs_creds(tid)
+        if creds is None or not self.host.shares_files(tgid, tid):
+            raise BadFd("cannot establish the writing process's descriptor table")
+        return Caller(tgid, *creds)
+
     def write(self, group: MemCgroup, cf: ControlFile, caller: Caller, buf: bytes) -> None:
         try:
+            if cf.flags & BY_WRITER and group.online and len(buf) <= PAGE_SIZE:
+                caller = self.writer(group, cf, len(buf))
             write_file(self._request(group, cf, caller), buf)
         finally:
             # a write may have reclaimed (a lower limit, force_empty, shrink_in_bytes)
