@@ -425,3 +425,29 @@ def test_item3_the_opener_writing_itself_still_registers(mnt, listeners):
     """The ordinary case (listener.py opens and writes) keeps working."""
     g = group(mnt, "g")
     assert listeners(g, "memory.usage_in_bytes", "4K").first == "registered"
+
+
+# ---------------------------------------------------------------------- item 8
+
+
+@pytest.mark.parametrize("name", [b"g", b"\xff"])
+@pytest.mark.parametrize("profile,file,value", [
+    ("kernel=linux-6", "memory.limit_in_bytes", b"6\x002M"),       # "6": 0 pages
+    ("kernel=seeds", "memory.shrink_in_bytes", b"18446744073709551616"),  # wraps to 0
+])
+def test_item8_writes_that_answered_eio_get_the_kernels_answer(mount_with, chargers, name,
+                                                              profile, file, value):
+    """Both values mean 0 and make reclaim evict a client's page cache; they answered
+    EIO when the client's group name was not UTF-8. The kernel reclaims everything
+    and succeeds."""
+    m = mount_with(profile)
+    g = os.fsencode(m.path) + b"/" + name
+    os.mkdir(g)
+    c = chargers(m.path, "--no-stock")
+    write(g + b"/tasks", str(c.pid))
+    assert c.do("charge file 1048576") == "ok 256"
+    assert errno_of(write, g + b"/" + file.encode(), value) == 0
+    assert num(g + b"/memory.usage_in_bytes") == 0
+    if file == "memory.limit_in_bytes":
+        assert num(g + b"/memory.limit_in_bytes") == 0
+    assert c.do("events").startswith("ok 1048576 evicted")
