@@ -2,68 +2,69 @@
 
 The adapter sees groups as opaque directory objects and control files as rows with a
 name and a mode; everything it asks goes through here, so it knows nothing of memory.
+The tree is handed what it serves (the hierarchy, the memory controller, the host
+facts); it builds none of them.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from ..core.cgroup import Cgroup, Hierarchy
 from ..core.errors import BadFd
-from ..core.hierarchy import Hierarchy
-from ..core.memcg import MemCgroup
-from ..core.page_counter import PAGE_SIZE
-from ..service.host import Host
-from .table import BY_WRITER, Caller, ControlFile, Request, files_for, read_file, write_file
+from ..core.memcg import MemoryController
+from ..host.procfs import Host
+from ..units import PAGE_SIZE
+from .request import Caller, Request
+from .table import BY_WRITER, ControlFile, files_for, read_file, write_file
 
 
 class ControlTree:
-    def __init__(self, hierarchy: Hierarchy, host: Host | None = None):
+    def __init__(self, hierarchy: Hierarchy, memory: MemoryController, host: Host):
         self.hierarchy = hierarchy
-        self.host = host or Host()
+        self.memory = memory
+        self.host = host
+        self.profile = memory.profile
         #: set by the adapter: path as /proc/PID/fd shows it -> (group, name, readable)
         self.resolve: Callable | None = None
 
     @property
-    def root(self) -> MemCgroup:
+    def root(self) -> Cgroup:
         return self.hierarchy.root
 
-    def subgroups(self, group: MemCgroup) -> dict[str, MemCgroup]:
+    def subgroups(self, group: Cgroup) -> dict[str, Cgroup]:
         return group.children
 
-    def files(self, group: MemCgroup) -> dict[str, ControlFile]:
-        return files_for(group)
+    def files(self, group: Cgroup) -> dict[str, ControlFile]:
+        return files_for(self.profile, group.parent is None)
 
-    def mkdir(self, parent: MemCgroup, name: str) -> MemCgroup:
-        group = self.hierarchy.mkdir(parent, name)
-        self.hierarchy.check_thresholds()  # the parent was charged the child's data
-        return group
+    def mkdir(self, parent: Cgroup, name: str) -> Cgroup:
+        return self.hierarchy.mkdir(parent, name)
 
-    def rmdir(self, group: MemCgroup) -> None:
+    def rmdir(self, group: Cgroup) -> None:
         # An exited task must never keep a group busy.
         if group.tasks:
             self.hierarchy.prune(self.host.is_alive)
         self.hierarchy.rmdir(group)
 
-    def rename(self, group: MemCgroup, new_parent: MemCgroup, new_name: str) -> None:
+    def rename(self, group: Cgroup, new_parent: Cgroup, new_name: str) -> None:
         self.hierarchy.rename(group, new_parent, new_name)
 
-    def _request(self, group, cf, caller) -> Request:
-        return Request(group, cf, caller, self.host, self.resolve)
+    def read(self, group: Cgroup, cf: ControlFile, caller: Caller) -> bytes:
+        return read_file(Request(group, cf, caller, self))
 
-    def read(self, group: MemCgroup, cf: ControlFile, caller: Caller) -> bytes:
-        return read_file(self._request(group, cf, caller))
-
-    def writer(self, group: MemCgroup, cf: ControlFile, size: int) -> Caller:
+    def writer(self, group: Cgroup, cf: ControlFile, size: int) -> Caller:
         """The process that issued the write(2) being served, for rows that act on
         the writer (BY_WRITER: cgroup.event_control's descriptor numbers belong to
         the writer's table, memcg_write_event_control()).
 
-        FUSE tells the daemon who opened a file, not who writes it, and the opener
-        may have handed the descriptor to another process (or dropped privileges).
-        A direct-I/O write is synchronous, so the writer is the one task blocked in
-        a write-family syscall on a descriptor that names this very file (found
-        through /proc, Host.blocked_writes). Where that cannot be established the
-        write is refused with EBADF, never answered with the opener's table:
+        FUSE tells the daemon who opened a file, not who writes it (pyfuse3's write
+        handler gets no request context), and the opener may have handed the
+        descriptor to another process or dropped privileges. A direct-I/O write is
+        synchronous, so the writer is the one task blocked in a write-family
+        syscall on a descriptor that names this very file (Host.blocked_writes).
+        Where that cannot be established the write is refused with EBADF, never
+        answered from the opener's table:
         * the daemon may not inspect the writer (not root, another user; Yama);
         * two tasks write this same file with the same byte count at once;
         * the writer's path to the file differs from the daemon's (another mount
@@ -76,7 +77,7 @@ class ControlTree:
             if target is None or self.resolve is None:
                 continue
             where = self.resolve(target, Caller(tid, 0, 0))
-            if where is None or where[0] is not group or files_for(group).get(where[1]) is not cf:
+            if where is None or where[0] is not group or self.files(group).get(where[1]) is not cf:
                 continue
             found.add((tgid, tid))
         if len(found) != 1:
@@ -88,11 +89,7 @@ class ControlTree:
             raise BadFd("cannot establish the writing process's descriptor table")
         return Caller(tgid, *creds)
 
-    def write(self, group: MemCgroup, cf: ControlFile, caller: Caller, buf: bytes) -> None:
-        try:
-            if cf.flags & BY_WRITER and group.online and len(buf) <= PAGE_SIZE:
-                caller = self.writer(group, cf, len(buf))
-            write_file(self._request(group, cf, caller), buf)
-        finally:
-            # a write may have reclaimed (a lower limit, force_empty, shrink_in_bytes)
-            self.hierarchy.check_thresholds()
+    def write(self, group: Cgroup, cf: ControlFile, caller: Caller, buf: bytes) -> None:
+        if BY_WRITER in cf.flags and group.online and len(buf) <= PAGE_SIZE:
+            caller = self.writer(group, cf, len(buf))
+        write_file(Request(group, cf, caller, self), buf)

@@ -13,25 +13,26 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import signal
 import socket
 import stat
 import struct
 
 import trio
 
-from ..core.charge import STOCK_KINDS, Owner, pages_of
+from .. import protocol
 from ..core.errors import CgroupError
-from ..core.hierarchy import Hierarchy
-from ..core.page_counter import PAGE_SIZE
-from . import protocol
+from ..core.memcg import KINDS, MemoryController, Owner
+from ..host.fds import open_pidfd
+from ..protocol import ProtocolError
+from ..units import PAGE_SIZE, pages_of
+from .effects import Clients
 from .fdbudget import FdBudget
-from .host import Host
-from .protocol import ProtocolError
-from .signals import Signaller
+from .oom import OomExecutor
 
 log = logging.getLogger("cgroupfs_emu.service")
 
+#: how a connection ends when its peer is gone
+_GONE = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 #: events a slow client may have queued before newer ones are dropped
 EVENT_QUEUE = 256
 #: accept(2) errors that mean "no resources now", not "the listener is broken"
@@ -39,14 +40,6 @@ _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOM
 #: bytes a client may send while its charge sleeps under OOM before the daemon stops
 #: watching its socket for the hang-up (the pidfd is still watched)
 _PENDING_MAX = 1 << 20
-
-
-def _peer_gone(exc: BaseException) -> bool:
-    """The peer went away (EPIPE, ECONNRESET, ...), possibly wrapped by a nursery in
-    an ExceptionGroup: normal, not a failure of the daemon."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_peer_gone(e) for e in exc.exceptions)
-    return isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError))
 
 
 def prepare_socket_dir(directory: str, mode: int) -> None:
@@ -106,14 +99,6 @@ def bind_socket(path: str, mode: int, default_dir: bool = False) -> socket.socke
     os.chmod(path, mode)
     sock.listen(128)
     return sock
-
-
-def oom_kill(charges, signals: Signaller, victim: Owner, group) -> None:
-    """oom_kill_process(): SIGKILL the victim, count it, free its memory."""
-    log.warning("memory cgroup out of memory in %s: killing pid %d (%d pages)",
-                group.path(), victim.pid, victim.badness())
-    signals.send(victim, signal.SIGKILL)
-    charges.oom_killed(victim)
 
 
 class Connection:
@@ -188,14 +173,35 @@ class Connection:
             if owner is not None:
                 # OOM-killed with a request in flight: the dead owner's pidfd goes
                 # before a fresh one is opened (it used to leak, issue 16 item 2)
-                self.server.conn_of.pop(owner, None)
+                self.server.clients.remove(owner)
                 self.server.signals.forget(owner)
             pidfd = self.server.open_pidfd(pid)
-            owner = self.server.hierarchy.charges.new_owner(pid)
+            owner = self.server.memory.new_owner(pid)
             self.server.signals.adopt(owner, pidfd)
-            self.server.conn_of[owner] = self
+            self.server.clients.add(owner, self.notify)
             self.owners[pid] = owner
         return owner
+
+    async def hangup(self) -> bool:
+        """Wait for the peer to close its end while a charge of ours sleeps under OOM
+        (a disconnect is an exit, docs/protocol.md; issue 16 item 5). What it sends
+        meanwhile (pipelined requests) is kept for the reader. False: stopped
+        watching (too much pending)."""
+        fd = self.sock.fileno()
+        while len(self.pending) < _PENDING_MAX:
+            await trio.lowlevel.wait_readable(self.sock)
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.hung_up = True
+                return True
+            self.pending += data
+        await trio.sleep_forever()
+        return False
 
     def notify(self, line: bytes) -> None:
         try:
@@ -207,26 +213,19 @@ class Connection:
 
 
 class ChargeServer:
-    def __init__(self, hierarchy: Hierarchy, listener: socket.socket, host: Host | None = None,
-                 signals: Signaller | None = None, on_hello=None):
-        self.hierarchy = hierarchy
-        #: called with a pid that became a client (the process tracker stops
-        #: following it at once, so nothing is counted twice)
-        self.on_hello = on_hello or (lambda pid: None)
-        self.charges = hierarchy.charges
+    def __init__(self, memory: MemoryController, listener: socket.socket,
+                 executor: OomExecutor, clients: Clients, followers=None):
+        self.memory = memory
         self.listener = trio.socket.from_stdlib_socket(listener)
-        self.host = host or Host()
-        self.signals = signals or Signaller()
-        self.conn_of: dict[Owner, Connection] = {}
-        self.charges.may_kill = self.signals.may_signal
-        self._recovered = trio.Event()
-        self._oom_waiters = 0
+        self.executor = executor
+        self.signals = executor.signals
+        #: where notices for each client go (the effects port writes there)
+        self.clients = clients
+        #: the process tracker: a pid that becomes a client stops being followed at
+        #: once, so nothing is counted twice
+        self.followers = followers
         self.budget = FdBudget()
         self.connections = 0
-        hierarchy.on_oom_recover = self._on_oom_recover
-        # Notices go out as they happen, whether a socket request or a control-file
-        # write (a lowered limit) caused the reclaim.
-        self.charges.on_notice = self._deliver
 
     # ------------------------------------------------------------------ plumbing
 
@@ -271,11 +270,15 @@ class ChargeServer:
                     await self._reader(conn)
                 finally:
                     conn.send_q.close()
-        except Exception as e:
-            if _peer_gone(e):  # the client exited with a reply in flight: normal
-                log.debug("client pid %d went away: %r", conn.pid, e)
-            else:  # a bug in one connection must not take the daemon down
+        except _GONE:
+            pass
+        except ExceptionGroup as group:
+            # the nursery wraps what its tasks raised: a peer that went away (a
+            # write to a dead client is EPIPE) is the normal end of a connection
+            if group.split(_GONE)[1] is not None:
                 log.exception("connection of pid %d failed", conn.pid)
+        except Exception:  # a bug in one connection must not take the daemon down
+            log.exception("connection of pid %d failed", conn.pid)
         finally:
             self._disconnect(conn)
             sock.close()
@@ -320,7 +323,6 @@ class ChargeServer:
                     reply = await self._handle(conn, line.rstrip(b"\r"))
                 elif type(reply) is tuple:  # a charge that needs an OOM kill or wait
                     reply = await self._finish_charge(*reply)
-                self.hierarchy.check_thresholds()
                 await conn.send(reply)
 
     def _fast(self, conn: Connection, line: bytes):
@@ -336,14 +338,14 @@ class ChargeServer:
         if owner is None or not owner.alive:
             return None
         kind, nr, _ = req.memo.get("amount") or self._amount(req)
-        group = self.hierarchy.group_of(owner.pid)
+        group = self.memory.memcg_of_task(owner.pid)
         try:
             if verb == "charge":
-                verdict = self.charges.charge(owner, group, kind, nr)
+                verdict = self.memory.charge(owner, group, kind, nr)
                 if verdict is not None:
                     return (conn, owner, kind, nr, verdict)
             else:
-                self.charges.uncharge(owner, group, kind, nr)
+                self.memory.uncharge(owner, group, kind, nr)
         except CgroupError as e:
             return protocol.err_line(e.errno, str(e))
         return self._amount_reply(nr, group)
@@ -355,48 +357,31 @@ class ChargeServer:
 
     async def _finish_charge(self, conn, owner, kind, nr, verdict) -> bytes:
         try:
-            await self._charge_pages(owner, kind, nr, verdict)
+            await self.executor.charge(owner, kind, nr, verdict, gone=conn.hangup)
         except ProtocolError as e:
             return e.reply()
         except CgroupError as e:
             return protocol.err_line(e.errno, str(e))
-        return self._amount_reply(nr, self.hierarchy.group_of(owner.pid))
+        return self._amount_reply(nr, self.memory.memcg_of_task(owner.pid))
 
     def _disconnect(self, conn: Connection) -> None:
         """A client that goes away is a process that exited (issue 3, item 8)."""
         for owner in conn.owners.values():
-            self.charges.release(owner)
-            self.conn_of.pop(owner, None)
+            self.memory.release(owner)
+            self.clients.remove(owner)
             self.signals.forget(owner)
         conn.owners.clear()
-        self.hierarchy.check_thresholds()
 
     def open_pidfd(self, pid: int) -> int:
         if not self.budget.may_open(self.connections):
             self.budget.refused(f"a pidfd for pid {pid}")
             raise ProtocolError(errno.EMFILE, "the daemon is short of file descriptors")
         try:
-            return os.pidfd_open(pid)
+            return open_pidfd(pid)
         except ProcessLookupError:
             raise ProtocolError(errno.ESRCH, f"no process {pid}") from None
         except OSError as e:
             raise ProtocolError(e.errno or errno.EIO, f"pidfd_open({pid}): {e.strerror}") from None
-
-    def _deliver(self, kind: str, owner: Owner, detail: dict) -> None:
-        conn = self.conn_of.get(owner)
-        if conn is None:
-            return
-        if kind == "evicted":
-            conn.notify(protocol.event_line(
-                "evicted", kind="file", bytes=detail["file"] * PAGE_SIZE,
-                group=detail["group"].path(), pid=owner.pid))
-        elif kind == "drain":
-            conn.notify(protocol.event_line("drain"))
-
-    def _on_oom_recover(self, group) -> None:
-        if self._oom_waiters:
-            self._recovered.set()
-            self._recovered = trio.Event()
 
     # ------------------------------------------------------------------ requests
 
@@ -428,92 +413,14 @@ class ChargeServer:
                                 f"protocol version {version} unsupported; this server speaks 1")
         conn.hello = True
         conn.owner(None)  # from now on this process is a client, not followed from /proc
-        self.on_hello(conn.pid)
+        if self.followers is not None:
+            self.followers.stop_following(conn.pid)
         return protocol.ok_line(version=protocol.VERSION, pid=conn.pid, uid=conn.uid,
-                                group=self.hierarchy.group_of(conn.pid).path(),
-                                page_size=PAGE_SIZE, stock_batch=64)
+                                group=self.memory.memcg_of_task(conn.pid).path(),
+                                page_size=PAGE_SIZE, stock_batch=protocol.STOCK_BATCH)
 
     def _usage(self, group) -> int:
         return group.memory.usage * PAGE_SIZE
-
-    async def _charge_pages(self, owner: Owner, kind: str, nr: int, verdict=None) -> None:
-        """Charge, killing or waiting as the core decides, until done or refused.
-        *verdict*: the outcome of a first attempt already made."""
-        while True:
-            if verdict is None:
-                group = self.hierarchy.group_of(owner.pid)
-                verdict = self.charges.charge(owner, group, kind, nr)
-            if verdict is None:
-                return
-            if verdict.victim is not None:
-                self._kill(verdict.victim, verdict.group)
-                if verdict.victim.pid == owner.pid:
-                    raise ProtocolError(errno.ENOMEM, "killed by the OOM killer")
-                verdict = None
-                continue
-            # oom_kill_disable: sleep on the group's OOM wait queue
-            self.charges.mark_under_oom(verdict.group, +1)
-            self._oom_waiters += 1
-            try:
-                exited = await self._oom_wait(owner, self.conn_of.get(owner))
-            finally:
-                self._oom_waiters -= 1
-                self.charges.mark_under_oom(verdict.group, -1)
-            if exited or not owner.alive:
-                raise ProtocolError(errno.ENOMEM, "killed while waiting for memory")
-            verdict = None
-
-    async def _oom_wait(self, owner: Owner, conn: Connection | None = None) -> bool:
-        """Sleep until the group may have recovered, or the waiting process exits (its
-        pidfd turns readable; a killed waiter must not keep under_oom set), or its
-        connection is closed (a disconnect is an exit, docs/protocol.md).
-        Returns True if the process exited or hung up."""
-        exited = False
-        recovered = self._recovered
-        async with trio.open_nursery() as nursery:
-            async def wake():
-                await recovered.wait()
-                nursery.cancel_scope.cancel()
-
-            async def death():
-                nonlocal exited
-                await trio.lowlevel.wait_readable(self.signals.pidfd(owner))
-                exited = True
-                nursery.cancel_scope.cancel()
-
-            async def hangup():
-                nonlocal exited
-                if await self._hangup(conn):
-                    exited = True
-                    nursery.cancel_scope.cancel()
-            nursery.start_soon(wake)
-            nursery.start_soon(death)
-            if conn is not None:
-                nursery.start_soon(hangup)
-        return exited
-
-    @staticmethod
-    async def _hangup(conn: Connection) -> bool:
-        """Wait for the peer to close its end. What it sends meanwhile (pipelined
-        requests) is kept for the reader. False: stopped watching (too much pending)."""
-        fd = conn.sock.fileno()
-        while len(conn.pending) < _PENDING_MAX:
-            await trio.lowlevel.wait_readable(conn.sock)
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                conn.hung_up = True
-                return True
-            conn.pending += data
-        await trio.sleep_forever()
-        return False
-
-    def _kill(self, victim: Owner, group) -> None:
-        oom_kill(self.charges, self.signals, victim, group)
 
     def _amount(self, req) -> tuple[str, int, int | None]:
         """(kind, pages, pid) of a charge or uncharge, parsed once per distinct line
@@ -528,14 +435,14 @@ class ChargeServer:
     async def _do_charge(self, conn: Connection, req) -> bytes:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
-        await self._charge_pages(owner, kind, nr)
-        return self._amount_reply(nr, self.hierarchy.group_of(owner.pid))
+        await self.executor.charge(owner, kind, nr, gone=conn.hangup)
+        return self._amount_reply(nr, self.memory.memcg_of_task(owner.pid))
 
     async def _do_uncharge(self, conn: Connection, req) -> bytes:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
-        group = self.hierarchy.group_of(owner.pid)
-        self.charges.uncharge(owner, group, kind, nr)
+        group = self.memory.memcg_of_task(owner.pid)
+        self.memory.uncharge(owner, group, kind, nr)
         return self._amount_reply(nr, group)
 
     def _slab_args(self, req) -> tuple[str, int, int]:
@@ -553,14 +460,14 @@ class ChargeServer:
     def _slab(self, conn: Connection, req, alloc: bool) -> bytes:
         name, objsize, count = self._slab_args(req)
         owner = conn.owner(protocol.pid_option(req))
-        group = self.hierarchy.group_of(owner.pid)
+        group = self.memory.memcg_of_task(owner.pid)
         if alloc:
-            self.charges.slab_alloc(owner, group, name, objsize, count)
+            self.memory.slab_alloc(owner, group, name, objsize, count)
         else:
-            self.charges.slab_free(owner, name, objsize, count, group)
+            self.memory.slab_free(owner, name, objsize, count, group)
         objects = sum(c for (g, n), c in owner.slab_objects.items() if n == name)
         cache = group.slab.get(name)
-        pages = (cache.pages_only + cache.pages_mem) if cache else 0
+        pages = cache.pages if cache else 0
         return protocol.ok_line(objects=objects, slab_pages=pages, group=group.path(),
                                 usage=self._usage(group))
 
@@ -568,21 +475,20 @@ class ChargeServer:
         want = protocol.count_arg(req.args[0], "stock")
         consumed = {k: protocol.signed_arg(v, k) for k, v in req.options.items()}
         owner = conn.owner(None)
-        group = self.hierarchy.group_of(owner.pid)
-        granted = self.charges.set_stock(owner, group, consumed, want)
+        group = self.memory.memcg_of_task(owner.pid)
+        granted = self.memory.set_stock(owner, group, consumed, want)
         return protocol.ok_line(granted=granted, group=group.path(), usage=self._usage(group))
 
     async def _do_status(self, conn: Connection, req) -> bytes:
         owner = conn.owner(protocol.pid_option(req))
-        group = self.hierarchy.group_of(owner.pid)
+        group = self.memory.memcg_of_task(owner.pid)
         fields = {"pid": owner.pid, "group": group.path()}
-        for kind in ("anon", "swap", "file", "shmem", "kmem", "tcp"):
-            n = sum(getattr(led, kind) for led in owner.ledgers.values()) if kind in (
-                "swap", "file", "shmem", "anon") else owner.held(kind)
-            fields[kind] = n * PAGE_SIZE
+        # user pages per account (anon: resident; swap apart), kernel memory per kind
+        for name in ("anon", "swap", "file", "shmem"):
+            fields[name] = sum(led[name] for led in owner.ledgers.values()) * PAGE_SIZE
+        for name in ("kmem", "tcp"):
+            fields[name] = owner.held(KINDS[name]) * PAGE_SIZE
         fields["slab_objects"] = sum(owner.slab_objects.values())
         fields["stock"] = owner.stock * PAGE_SIZE
         return protocol.ok_line(**fields)
 
-
-assert set(STOCK_KINDS) <= set(protocol.VERBS["stock"][2])
