@@ -118,7 +118,7 @@ class Connection:
         self.send_lock = trio.StrictFIFOLock()
         self.sending = False
         self.reads = 0
-        #: bytes read while a charge slept under OOM (see ChargeServer._hangup)
+        #: bytes read while a charge slept under OOM (see Connection.hangup)
         self.pending = b""
         #: the peer closed its end (seen while a charge slept)
         self.hung_up = False
