@@ -66,7 +66,7 @@ def args_for(fmt: str) -> tuple:
 def test_the_scan_finds_the_logging_calls():
     sites = call_sites()
     files = {s[0] for s in sites}
-    assert len(sites) >= 10 and {"service/server.py", "service/watcher.py"} <= files
+    assert len(sites) >= 10 and any(f.startswith("service/") for f in files), sites
 
 
 @pytest.mark.parametrize("where", ["file", "stderr"])
