@@ -47,31 +47,44 @@ def open_fds() -> int:
 
 class FdBudget:
     def __init__(self, limit: int | None = None, reserve: int | None = None):
-        if limit is None:
-            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if limit == resource.RLIM_INFINITY:
-            limit = 1 << 20
-        self.limit = limit
-        #: kept for the mount: /proc reads of tasks and event_control, pidfd_open,
-        #: eventfd duplicates, the release agent's pipes
-        self.reserve = reserve if reserve is not None else max(16, min(64, limit // 16))
+        self._limit = limit
+        self._reserve = reserve
+        #: client connections open now (the server counts them)
+        self.connections = 0
         self._refused = 0
         self._warned_at = 0.0
 
-    def _near(self, newest_fd: int, connections: int) -> bool:
-        half = (self.limit - self.reserve) // 2
-        return newest_fd >= half or 2 * connections >= half
+    @property
+    def limit(self) -> int:
+        """The soft RLIMIT_NOFILE now (read each time: it is raised at start, and may
+        be changed from outside with prlimit)."""
+        if self._limit is not None:
+            return self._limit
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return 1 << 20 if soft == resource.RLIM_INFINITY else soft
 
-    def may_keep(self, newest_fd: int, connections: int, need: int = 1) -> bool:
+    @property
+    def reserve(self) -> int:
+        """Kept for the mount: /proc reads of tasks and event_control, pidfd_open,
+        eventfd duplicates, the release agent's pipes."""
+        if self._reserve is not None:
+            return self._reserve
+        return max(16, min(64, self.limit // 16))
+
+    def _near(self, newest_fd: int) -> bool:
+        half = (self.limit - self.reserve) // 2
+        return newest_fd >= half or 2 * self.connections >= half
+
+    def may_keep(self, newest_fd: int, need: int = 1) -> bool:
         """May the daemon keep descriptor *newest_fd*, just allocated, and still open
         *need* more for it, leaving the reserve untouched?"""
-        if not self._near(newest_fd, connections):
+        if not self._near(newest_fd):
             return True
         return open_fds() + need + self.reserve <= self.limit
 
-    def may_open(self, connections: int) -> bool:
+    def may_open(self) -> bool:
         """May the daemon open one more descriptor for a client?"""
-        if not self._near(0, connections):
+        if not self._near(0):
             return True
         return open_fds() + 1 + self.reserve <= self.limit
 

@@ -225,7 +225,6 @@ class ChargeServer:
         #: once, so nothing is counted twice
         self.followers = followers
         self.budget = FdBudget()
-        self.connections = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -244,18 +243,18 @@ class ChargeServer:
                     continue
                 # Room for this socket and the pidfd its hello opens, with the
                 # reserve for the mount left over; otherwise closed at once.
-                if not self.budget.may_keep(sock.fileno(), self.connections, need=1):
+                if not self.budget.may_keep(sock.fileno(), need=1):
                     sock.close()
                     self.budget.refused("a new client connection")
                     continue
-                self.connections += 1
+                self.budget.connections += 1
                 nursery.start_soon(self._run_connection, sock)
 
     async def _run_connection(self, sock) -> None:
         try:
             await self._serve_connection(sock)
         finally:
-            self.connections -= 1
+            self.budget.connections -= 1
 
     async def _serve_connection(self, sock) -> None:
         try:
@@ -373,7 +372,7 @@ class ChargeServer:
         conn.owners.clear()
 
     def open_pidfd(self, pid: int) -> int:
-        if not self.budget.may_open(self.connections):
+        if not self.budget.may_open():
             self.budget.refused(f"a pidfd for pid {pid}")
             raise ProtocolError(errno.EMFILE, "the daemon is short of file descriptors")
         try:
