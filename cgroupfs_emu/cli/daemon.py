@@ -11,7 +11,7 @@ constructors that need it; no constructor sets anything on another object:
     Hierarchy                            the cgroup core: tracker, then memory
     ControlTree, CgroupFS                control files; the FUSE adapter
     Watcher                              the poll loop
-    ChargeServer                         the client socket (once it is bound)
+    ChargeServer                         the client socket (serves once it is bound)
 
 :meth:`Daemon.start` makes the two things the outside sees, socket first, then the
 mount, each registering its undoing on an exit stack; :meth:`Daemon.serve` runs the
@@ -44,6 +44,7 @@ from ..service.oom import OomExecutor, OomWaitQueue
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
 from ..service.tracker import ProcessTracker
+from ..service.verbs import Context
 from ..service.watcher import Watcher
 from ..units import PAGE_SIZE
 from .options import MountConfig, UsageError
@@ -81,13 +82,14 @@ class Daemon:
         # charges: it is bound first.
         self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
                                    release_agent=cfg.release_agent, owner_uid=os.getuid())
-        self.tree = ControlTree(self.hierarchy, self.memory, self.host)
+        self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
-        self.ops = CgroupFS(self.tree, cfg.mountpoint,
-                            root_xattrs={SOCKET_XATTR: self.socket_path})
+        self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path})
         self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
                                cfg.poll_ms)
-        self.server: ChargeServer | None = None
+        self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
+                                           followers=self.tracker))
+        self.listener = None
 
     def start(self, stack: contextlib.ExitStack) -> None:
         """Socket first, then the mount: both exist before anyone hears "mounted".
@@ -101,8 +103,7 @@ class Daemon:
             raise UsageError(f"cannot create socket {self.socket_path}: "
                              f"{e.strerror or e}") from None
         stack.callback(self._close_socket, listener)
-        self.server = ChargeServer(self.memory, listener, self.executor, self.clients,
-                                   followers=self.tracker)
+        self.listener = listener
         try:
             pyfuse3.init(self.ops, self.cfg.mountpoint, fuse_options(self.cfg))
         except RuntimeError as e:
@@ -126,7 +127,7 @@ class Daemon:
         gc.freeze()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.agents.serve)
-            nursery.start_soon(self.server.serve)
+            await nursery.start(self.server.serve, self.listener)
             await nursery.start(self.watcher.run)
             nursery.start_soon(self._on_signal)
             await pyfuse3.main(min_tasks=1, max_tasks=1)

@@ -8,25 +8,25 @@ facts); it builds none of them.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from ..core.cgroup import Cgroup, Hierarchy
 from ..core.errors import BadFd
 from ..core.memcg import MemoryController
 from ..host.procfs import Host
 from ..units import PAGE_SIZE
+from .kernfs import Kernfs
 from .request import Caller, Request
 from .table import BY_WRITER, ControlFile, files_for, read_file, write_file
 
 
 class ControlTree:
-    def __init__(self, hierarchy: Hierarchy, memory: MemoryController, host: Host):
+    def __init__(self, hierarchy: Hierarchy, memory: MemoryController, host: Host,
+                 mountpoint: str = "", uid: int | None = None, gid: int | None = None):
         self.hierarchy = hierarchy
         self.memory = memory
         self.host = host
         self.profile = memory.profile
-        #: set by the adapter: path as /proc/PID/fd shows it -> (group, name, readable)
-        self.resolve: Callable | None = None
+        #: the node tree (inodes, modes, owners, times) of this mount
+        self.nodes = Kernfs(self, mountpoint, uid, gid)
 
     @property
     def root(self) -> Cgroup:
@@ -46,6 +46,7 @@ class ControlTree:
         if group.tasks:
             self.hierarchy.prune(self.host.is_alive)
         self.hierarchy.rmdir(group)
+        self.nodes.removed(group)
 
     def rename(self, group: Cgroup, new_parent: Cgroup, new_name: str) -> None:
         self.hierarchy.rename(group, new_parent, new_name)
@@ -74,9 +75,9 @@ class ControlTree:
         found = set()
         for tgid, tid, fd in self.host.blocked_writes(size):
             target = self.host.fd_target(tid, fd)
-            if target is None or self.resolve is None:
+            if target is None:
                 continue
-            where = self.resolve(target, Caller(tid, 0, 0))
+            where = self.nodes.resolve(target, Caller(tid, 0, 0))
             if where is None or where[0] is not group or self.files(group).get(where[1]) is not cf:
                 continue
             found.add((tgid, tid))
