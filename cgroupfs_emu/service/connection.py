@@ -115,6 +115,6 @@ class Connection:
                     line = line[:-1]
                 # _reply(), inline: this is the loop of every request
                 reply = dispatch(ctx, session, line)
-                if type(reply) is Pending:
-                    reply = await finish(ctx, reply)
+                if type(reply) is Pending:  # a hang-up meanwhile is an exit (item 5)
+                    reply = await finish(ctx, reply, getattr(stream, "hangup", None))
                 await stream.send(reply)
