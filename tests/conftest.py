@@ -45,12 +45,13 @@ def started(argv: list[str], **popen_args):
 class Mount:
     """One foreground daemon and its mount point. Always call stop()."""
 
-    def __init__(self, options: str = "", source: str = "memory"):
+    def __init__(self, options: str = "", source: str = "memory", prefix: tuple = ()):
+        """*prefix*: a command the daemon runs under (e.g. prlimit)."""
         self.dir = tempfile.mkdtemp(prefix="cgemu-")
         os.chmod(self.dir, 0o755)  # other users reach allow_other mounts through it
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
-        cmd = [sys.executable, "-m", "cgroupfs_emu", "-f"]
+        cmd = [*prefix, sys.executable, "-m", "cgroupfs_emu", "-f"]
         if options:
             cmd += ["-o", options]
         cmd += [source, self.path]

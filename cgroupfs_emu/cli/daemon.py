@@ -40,6 +40,7 @@ from ..fs import CgroupFS
 from ..host.procfs import Host
 from ..protocol import SOCKET_XATTR, default_socket_path
 from ..service.effects import Clients, HostFacts, ReleaseAgents, ServiceEffects
+from ..service.fdbudget import raise_nofile_limit
 from ..service.oom import OomExecutor, OomWaitQueue
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
@@ -100,8 +101,10 @@ class Daemon:
         """Socket first, then the mount: both exist before anyone hears "mounted".
         Each pushes its undoing on *stack*."""
         stack.callback(self.watcher.close)
+        raise_nofile_limit()  # the descriptor budget (service/fdbudget.py) counts on it
         try:
-            listener = bind_socket(self.socket_path, self.cfg.socket_mode)
+            listener = bind_socket(self.socket_path, self.cfg.socket_mode,
+                                   default_dir=self.cfg.socket is None)
         except OSError as e:
             raise UsageError(f"cannot create socket {self.socket_path}: "
                              f"{e.strerror or e}") from None

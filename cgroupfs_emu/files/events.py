@@ -1,7 +1,9 @@
 """cgroup.event_control: "<event_fd> <control_fd> [args]" (spec 3.9).
 
 Port of memcg_write_event_control(). Both numbers are descriptors of the *writing*
-process; they are looked up through /proc/PID/fd and validated in the kernel's order
+process (the task blocked in the write(2), found by ControlTree.writer; EBADF where it
+cannot be established, never the opener's table); they are looked up through
+/proc/PID/fd and validated in the kernel's order
 with the kernel's errno. For a valid registration the emulator takes its own duplicate
 of the writer's eventfd (pidfd_open + pidfd_getfd, which needs root or ptrace rights
 over the writer: the same user, without Yama restrictions) and hands the listener to

@@ -44,9 +44,14 @@ class CFlags(enum.Flag):
     WORLD_WRITABLE = enum.auto()
     #: only a cgroup.event_control target; may have no read or write handler at all
     EVENT_ONLY = enum.auto()
+    #: the write handler acts on the writing process (descriptor numbers in its
+    #: table): the caller is the task blocked in write(2), not the opener
+    #: (ControlTree.writer); not a kernel flag, the kernel just uses current
+    BY_WRITER = enum.auto()
 
 
 ONLY_ON_ROOT, NOT_ON_ROOT, NO_PREFIX = CFlags.ONLY_ON_ROOT, CFlags.NOT_ON_ROOT, CFlags.NO_PREFIX
+BY_WRITER = CFlags.BY_WRITER
 U64, TRIGGER, RAW = HandlerKind.U64, HandlerKind.TRIGGER, HandlerKind.RAW
 #: the containers framework of 2007 (seed 002) instead of cgroup v1's core files
 _2007 = Feature.CONTAINERS_2007
@@ -156,8 +161,9 @@ MEMORY_FILES = (
                 write_u64=lambda r, v: r.memcg.set_use_hierarchy(v)),
     # 0222 until the 2025 fix made it 0200
     ControlFile("cgroup.event_control", write=write_event_control,
-                flags=NO_PREFIX | CFlags.WORLD_WRITABLE, unless=Feature.EVENT_CONTROL_OWNER_ONLY),
-    ControlFile("cgroup.event_control", write=write_event_control, flags=NO_PREFIX,
+                flags=NO_PREFIX | CFlags.WORLD_WRITABLE | BY_WRITER,
+                unless=Feature.EVENT_CONTROL_OWNER_ONLY),
+    ControlFile("cgroup.event_control", write=write_event_control, flags=NO_PREFIX | BY_WRITER,
                 needs=Feature.EVENT_CONTROL_OWNER_ONLY),
     ControlFile("swappiness",
                 read_u64=lambda r: r.memcg.read_swappiness(),
@@ -281,5 +287,5 @@ def write_file(req: Request, buf: bytes) -> None:
 __all__ = [
     "Attr", "CFlags", "ControlFile", "Request", "BASE_FILES", "MEMORY_FILES",
     "ALL_FILES", "files_for", "read_file", "write_file", "ONLY_ON_ROOT", "NOT_ON_ROOT",
-    "NO_PREFIX",
+    "NO_PREFIX", "BY_WRITER",
 ]

@@ -336,8 +336,8 @@ class CgroupFS(pyfuse3.Operations):
         for_write = (flags & os.O_ACCMODE) != os.O_RDONLY
         fh = self._next_fh
         self._next_fh += 1
-        # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks" and
-        # for the descriptors named in cgroup.event_control).
+        # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks"; the
+        # descriptors named in cgroup.event_control are the writer's, ControlTree.writer).
         self._handles[fh] = Handle(node, Caller(ctx.pid, ctx.uid, ctx.gid), for_write,
                                    bool(flags & os.O_TRUNC))
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)

@@ -22,6 +22,7 @@ from ..host.fds import open_pidfd
 from ..protocol import ProtocolError, Request
 from ..units import PAGE_SIZE, pages_of
 from .effects import Clients
+from .fdbudget import FdBudget
 from .oom import OomExecutor
 
 log = logging.getLogger("cgroupfs_emu.service")
@@ -39,6 +40,8 @@ class Context:
     clients: Clients
     #: the process tracker (stop_following), or None
     followers: object = None
+    #: the descriptor budget (service/fdbudget.py): pidfds for clients count too
+    budget: FdBudget = attrs.field(factory=FdBudget)
 
 
 @attrs.frozen
@@ -76,13 +79,21 @@ class Session:
             return owner
         if pid != self.pid and self.uid != 0:
             raise ProtocolError(errno.EPERM, "only root may charge for another pid")
+        ctx = self.ctx
+        if owner is not None:
+            # OOM-killed with a request in flight: the dead owner's pidfd goes before
+            # a fresh one is opened (it used to leak, issue 16 item 2)
+            ctx.clients.remove(owner)
+            ctx.executor.signals.forget(owner)
+        if not ctx.budget.may_open():
+            ctx.budget.refused(f"a pidfd for pid {pid}")
+            raise ProtocolError(errno.EMFILE, "the daemon is short of file descriptors")
         try:
             pidfd = open_pidfd(pid)
         except ProcessLookupError:
             raise ProtocolError(errno.ESRCH, f"no process {pid}") from None
         except OSError as e:
             raise ProtocolError(e.errno or errno.EIO, f"pidfd_open({pid}): {e.strerror}") from None
-        ctx = self.ctx
         owner = ctx.memory.new_owner(pid)
         ctx.executor.signals.adopt(owner, pidfd)
         ctx.clients.add(owner, self.notify)
@@ -104,7 +115,7 @@ class Session:
 
 def amount_reply(nr: int, group: MemCgroup) -> bytes:
     return b"ok pages=%d group=%s usage=%d\n" % (
-        nr, group.path().encode(), group.memory.usage * PAGE_SIZE)
+        nr, protocol.quote(group.path()).encode(), group.memory.usage * PAGE_SIZE)
 
 
 def _usage(group: MemCgroup) -> int:
@@ -292,10 +303,12 @@ def dispatch(ctx: Context, s: Session, line: bytes) -> bytes | Pending:
         return error_reply(e)
 
 
-async def finish(ctx: Context, pending: Pending) -> bytes:
-    """Execute the verdict of a pending charge (kill and retry, or wait), then reply."""
+async def finish(ctx: Context, pending: Pending, gone=None) -> bytes:
+    """Execute the verdict of a pending charge (kill and retry, or wait), then reply.
+    *gone*: the connection's hang-up watch (OomWaitQueue.wait)."""
     try:
-        await ctx.executor.charge(pending.owner, pending.kind, pending.nr, pending.verdict)
+        await ctx.executor.charge(pending.owner, pending.kind, pending.nr, pending.verdict,
+                                  gone=gone)
     except (ProtocolError, CgroupError) as e:
         return error_reply(e)
     if pending.shared is not None:

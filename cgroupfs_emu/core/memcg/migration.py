@@ -89,8 +89,17 @@ def move_charge(state: MemState, owners, src: MemCgroup, dst: MemCgroup, mask: i
 
 def offline(state: MemState, group: MemCgroup) -> None:
     """mem_cgroup_css_offline(): kernel memory becomes unaccounted (seed 001 patch
-    03); user pages, page cache and stocks are reparented to the parent."""
-    parent = group.parent
+    03); user pages, page cache and stocks are reparented.
+
+    They go where the group's counters are chained: to the parent when it is
+    hierarchical, which already counts them, so no limit can break; otherwise to the
+    root, as mem_cgroup_move_parent() does (parent_mem_cgroup() is NULL for a child
+    of a use_hierarchy=0 group, so root_mem_cgroup takes them). Charging them to an
+    unchained parent would break its limit (issue 16 item 7): pages that never
+    counted against it cannot be pushed under it.
+    """
+    chained = group.counter(Res.MEM).parent is not None
+    parent = group.parent if chained else state.root
     profile = state.profile
     if profile.force_empty_drops:
         drop_charges(state, group)
