@@ -149,7 +149,8 @@ def check_invariants(m: Mount, clients: dict[str, Charger]) -> None:
 # ---------------------------------------------------------------------- the tier
 
 
-@pytest.fixture(params=["kernel=seeds,swap=8M", "kernel=linux-6"])
+# ncpus=6: a child's data at mkdir is 2 + 6 = 8 pages (the 8 * P below)
+@pytest.fixture(params=["kernel=seeds,swap=8M,ncpus=6", "kernel=linux-6,ncpus=6"])
 def fuzzed(request, mount_with):
     m = mount_with(request.param)
     clients = {}
