@@ -6,6 +6,7 @@ import contextlib
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,8 @@ class Mount:
         os.chmod(self.dir, 0o755)  # other users reach allow_other mounts through it
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
-        cmd = [*prefix, sys.executable, "-m", "cgroupfs_emu", "-f"]
+        # -X faulthandler: a daemon that will not exit is made to print where it hangs
+        cmd = [*prefix, sys.executable, "-X", "faulthandler", "-m", "cgroupfs_emu", "-f"]
         if options:
             cmd += ["-o", options]
         cmd += [source, self.path]
@@ -78,10 +80,16 @@ class Mount:
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-u", self.path], check=False)
         try:
-            rc = self.proc.wait(timeout=15)
+            rc = self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()  # our own child, by its pid
-            rc = self.proc.wait()
+            # our own child, by its pid: SIGABRT first, so faulthandler writes every
+            # thread's stack into the log the assertion below shows
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                rc = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-u", "-z", self.path], check=False)
         self._stderr.close()
