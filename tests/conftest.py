@@ -45,12 +45,12 @@ def started(argv: list[str], **popen_args):
 class Mount:
     """One foreground daemon and its mount point. Always call stop()."""
 
-    def __init__(self, options: str = "", source: str = "memory"):
+    def __init__(self, options: str = "", source: str = "memory", flags: tuple = ()):
         self.dir = tempfile.mkdtemp(prefix="cgemu-")
         os.chmod(self.dir, 0o755)  # other users reach allow_other mounts through it
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
-        cmd = [sys.executable, "-m", "cgroupfs_emu", "-f"]
+        cmd = [sys.executable, "-m", "cgroupfs_emu", "-f", *flags]
         if options:
             cmd += ["-o", options]
         cmd += [source, self.path]
