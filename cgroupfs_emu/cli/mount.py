@@ -20,6 +20,7 @@ import trio
 from ..core import PAGE_SIZE, Hierarchy, get_profile
 from ..files import ControlTree
 from ..fs import CgroupFS
+from ..fs.session import fuse_fds, install_fast_wait
 from ..service.protocol import SOCKET_XATTR, default_socket_path
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
@@ -117,11 +118,15 @@ def _mount(cfg: MountConfig) -> Daemon:
     """Socket first, then the mount: both exist before anyone hears "mounted"."""
     daemon = Daemon(cfg)
     daemon.open_socket()
+    before = fuse_fds()
     try:
         pyfuse3.init(daemon.ops, cfg.mountpoint, fuse_options(cfg))
     except RuntimeError as e:
         daemon.close_socket()
         raise UsageError(f"cannot mount on {cfg.mountpoint}: {e}") from None
+    session = fuse_fds() - before
+    if len(session) == 1:
+        install_fast_wait(session.pop())
     return daemon
 
 
