@@ -185,6 +185,9 @@ class ChargeServer:
                 nursery.start_soon(self._writer, conn)
                 try:
                     await self._reader(conn)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the client went away mid-reply; inside the nursery, which
+                    # would otherwise wrap it in an ExceptionGroup the clause below misses
                 finally:
                     conn.send_q.close()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
