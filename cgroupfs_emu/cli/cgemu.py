@@ -9,7 +9,7 @@ import signal
 import sys
 
 from ..client import ChargeRefused, Client, find_socket
-from ..files.parsers import memparse_strict
+from ..units import memparse_strict
 
 EXIT_REFUSED = 3
 
