@@ -81,6 +81,7 @@ class CgroupFS(pyfuse3.Operations):
         self.timeout = timeout
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
+        self._file_info = pyfuse3.FileInfo(direct_io=True, keep_cache=False)
         #: set once the kernel connected (INIT): only then are there caches to drop
         self._mounted = False
 
@@ -340,7 +341,11 @@ class CgroupFS(pyfuse3.Operations):
         # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks" and
         # for the descriptors named in cgroup.event_control).
         self._handles[fh] = Handle(node, Caller(ctx.pid, ctx.uid, ctx.gid))
-        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        # pyfuse3 copies the FileInfo into its reply as soon as this returns, so one
+        # object serves every open
+        info = self._file_info
+        info.fh = fh
+        return info
 
     @_boundary
     def read(self, fh, off, size):
