@@ -86,7 +86,7 @@ class Connection:
     async def _reader(self) -> None:
         buf = b""
         discarding = False
-        stream = self.stream
+        stream, ctx, session = self.stream, self.ctx, self.session
         while True:
             data = await stream.receive()
             if not data:
@@ -112,4 +112,8 @@ class Connection:
                     continue
                 if line[-1:] == b"\r":
                     line = line[:-1]
-                await self._reply(line)
+                # _reply(), inline: this is the loop of every request
+                reply = dispatch(ctx, session, line)
+                if type(reply) is Pending:
+                    reply = await finish(ctx, reply)
+                await stream.send(reply)
