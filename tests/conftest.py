@@ -45,12 +45,15 @@ def started(argv: list[str], **popen_args):
 class Mount:
     """One foreground daemon and its mount point. Always call stop()."""
 
-    def __init__(self, options: str = "", source: str = "memory", flags: tuple = ()):
+    def __init__(self, options: str = "", source: str = "memory", prefix: tuple = (),
+                 flags: tuple = ()):
+        """*prefix*: a command the daemon runs under (e.g. prlimit); *flags*: more
+        daemon flags (e.g. -d)."""
         self.dir = tempfile.mkdtemp(prefix="cgemu-")
         os.chmod(self.dir, 0o755)  # other users reach allow_other mounts through it
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
-        cmd = [sys.executable, "-m", "cgroupfs_emu", "-f", *flags]
+        cmd = [*prefix, sys.executable, "-m", "cgroupfs_emu", "-f", *flags]
         if options:
             cmd += ["-o", options]
         cmd += [source, self.path]
@@ -105,7 +108,9 @@ def _mount_fixture(options: str):
     return fixture
 
 
-mnt = _mount_fixture("")  # the default profile (seeds)
+#: the default profile (seeds). ncpus=6 makes a child's kernel data 2 + 6 = 8 pages,
+#: what the tests that count a parent's usage after mkdir expect.
+mnt = _mount_fixture("ncpus=6")
 
 
 @pytest.fixture

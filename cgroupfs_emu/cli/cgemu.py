@@ -1,25 +1,41 @@
-"""``cgemu``: workload-side commands for shell scripts and tests."""
+"""``cgemu``: workload-side commands for shell scripts and tests.
+
+Every subcommand finds its mount the same way (common.find_mount: ``-m``, then
+$CGROUPFS_EMU_MOUNT, then the only cgroupfs_emu mount). A subcommand lives in a
+module with a ``register(subparsers)`` function that adds its parser and sets
+``func``; SUBCOMMANDS lists them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import select
+import shutil
 import signal
 import sys
 
-from ..client import ChargeRefused, Client, find_socket
+from ..client import ChargeRefused, Client
 from ..units import memparse_strict
+from . import stat as stat_cmd
+from . import top as top_cmd
+from . import run
+from .common import (CgemuError, Parser, add_mount_arg, find_client_socket, find_mount,
+                     group_dir, group_path, human, version_arg)
+
+__all__ = ["main", "find_mount"]
 
 EXIT_REFUSED = 3
-
+#: per-task charges of a group directory (written by files.tree.ControlTree.xattrs)
+TASK_MEMORY_XATTR = "user.cgroupfs_emu.task_memory"
 ALLOC_HELP = """\
 Charge memory to a group, print what was charged, and free it again on exit. With
 -g GROUP the command joins that group itself, after it has connected, so only what it
 charges is counted there; without -g it charges in the group it is already in.
 
 examples:
-  cgemu alloc -m /mnt/memory -g jobs/a --anon 16M
+  cgemu alloc -g jobs/a --anon 16M                  # prints what it charged
+  cat /mnt/memory/jobs/a/memory.max_usage_in_bytes  # ... and the group saw it
   cgemu alloc -m /mnt/memory -g jobs/a --anon 16M --file 4M --hold   # until ^C / SIGTERM / EOF
   cgemu alloc --socket /run/cgroupfs_emu/mount-0123.sock --kmem 64K --slab dentry:192:100
 
@@ -34,13 +50,31 @@ While holding, eviction notices of page cache are printed as they arrive."""
 
 
 EXEC_HELP = """\
-Start CMD already inside GROUP: the new process writes itself into the group's
-cgroup.procs before it executes CMD, so its very first page is charged there. The exit
-status of CMD is passed through (128+N when it dies of signal N).
+Run CMD inside GROUP, like cgexec: cgemu writes itself into the group's cgroup.procs
+and then executes CMD in its own place, so CMD keeps cgemu's pid, its very first page
+is charged to the group, and its exit status (or the signal that killed it) is the
+command's own. A CMD that cannot be found exits 127, one that cannot be run 126.
 
 examples:
-  cgemu exec -g jobs/a -- ./my-test --quick
-  cgemu exec -m /mnt/memory -g box -- sh -c 'echo 16M > /dev/null'"""
+  cgemu exec -g jobs/a -- sh -c 'echo "I am $$"; cat /mnt/memory/jobs/a/tasks'
+  cgemu exec -m /mnt/memory -g box -- ./my-test --quick"""
+
+SOCKET_HELP = """\
+Print the client socket of the mount: the user.cgroupfs_emu.socket attribute of its
+root. Programs that charge memory connect there (docs/protocol.md).
+
+examples:
+  cgemu socket
+  printf 'hello 1\\nstatus\\n' | socat - UNIX-CONNECT:$(cgemu socket -m /mnt/memory)"""
+
+PS_HELP = """\
+List the tasks of every group: pid, group, the memory the emulator charged for the
+task (anon, shmem, page cache, in every group it was charged in) and its command.
+The root group's tasks are left out unless --all is given.
+
+examples:
+  cgemu ps
+  cgemu ps --all | head"""
 
 
 def _size(text: str) -> int:
@@ -60,47 +94,79 @@ def _slab(text: str) -> tuple[str, int, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not CACHE:OBJSIZE[:COUNT]") from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cgemu", description="cgroupfs_emu workload tools")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _register_alloc(sub) -> None:
     a = sub.add_parser("alloc", help="charge memory, print it, free it",
-                       description=ALLOC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _where(a)
+                       description=ALLOC_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mount_arg(a)
+    a.add_argument("--socket", help="the socket to use (default: that of -m MOUNT, else "
+                                    "$CGROUPFS_EMU_SOCKET, else that of the only mount)")
     for kind in ("anon", "file", "shmem", "kmem", "tcp"):
         a.add_argument(f"--{kind}", type=_size, default=0, metavar="SIZE",
                        help=f"bytes of {kind} memory to charge")
     a.add_argument("--slab", type=_slab, action="append", default=[],
                    metavar="CACHE:OBJSIZE[:COUNT]", help="slab objects to allocate")
+    a.add_argument("--fork", type=int, default=0, metavar="N",
+                   help="start N tasks (kmem-2012: each charges a 16K thread stack)")
     a.add_argument("--hold", action="store_true",
                    help="keep the memory until SIGTERM, SIGINT or EOF on stdin")
     a.add_argument("--no-stock", action="store_true", help="charge every page exactly")
     a.add_argument("-g", "--group", help="join this group (a path below the mount) first")
+    a.set_defaults(func=cmd_alloc)
 
-    s = sub.add_parser("socket", help="print the client socket of a mount")
-    _where(s)
 
+def _register_socket(sub) -> None:
+    s = sub.add_parser("socket", help="print the client socket of a mount",
+                       description=SOCKET_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mount_arg(s)
+    s.set_defaults(func=cmd_socket, socket=None)
+
+
+def _register_exec(sub) -> None:
     e = sub.add_parser("exec", help="run a command inside a group (like cgexec)",
-                       description=EXEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=EXEC_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("-g", "--group", required=True, help="group path below the mount, e.g. jobs/a")
-    e.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
+    add_mount_arg(e)
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
+    # issue 12: `cgemu exec --system`, the view of `cgemu run` without a shell
+    run.add_system_arguments(e)
+    e.set_defaults(func=cmd_exec)
 
-    ps = sub.add_parser("ps", help="list the tasks of every group")
-    ps.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
+
+def _register_ps(sub) -> None:
+    ps = sub.add_parser("ps", help="list the tasks of every group with their memory",
+                        description=PS_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mount_arg(ps)
     ps.add_argument("--all", action="store_true", help="include the root group's tasks")
+    ps.set_defaults(func=cmd_ps)
+
+
+#: Each adds one subcommand to the parser (its ``register(subparsers)``), in help order.
+SUBCOMMANDS = [_register_alloc, _register_socket, _register_exec, _register_ps,
+               top_cmd.register, stat_cmd.register,
+               lambda sub: run.register(sub, find_mount)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = Parser(prog="cgemu", description="cgroupfs_emu workload tools: charge memory, "
+               "run commands in groups, look at the tree",
+               epilog="'cgemu COMMAND -h' shows each command's help with an example. "
+                      "Every command finds its mount with -m, $CGROUPFS_EMU_MOUNT, or "
+                      "as the only cgroupfs_emu mount.")
+    version_arg(p, "cgemu")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=Parser)
+    for register in SUBCOMMANDS:
+        register(sub)
     return p
 
 
-def _where(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-m", "--mount", help="mount point (default: $CGROUPFS_EMU_SOCKET)")
-    g.add_argument("--socket", help="socket path")
-
-
 def _connect(args, use_stock: bool = True) -> Client:
-    return Client.connect(args.mount, socket_path=args.socket, use_stock=use_stock)
+    return Client.connect(socket_path=find_client_socket(args), use_stock=use_stock)
 
 
 class _Stop(Exception):
@@ -136,8 +202,11 @@ def cmd_alloc(args) -> int:
     try:
         with _connect(args, use_stock=not args.no_stock) as client:
             if args.group:
-                mount = args.mount or find_mount()
-                with open(os.path.join(mount, args.group.strip("/"), "cgroup.procs"), "w") as f:
+                gdir = group_dir(find_mount(args), args.group)
+                # kernels before 3.0 (and the 2007 seed) have only tasks
+                procs = os.path.join(gdir, "cgroup.procs")
+                with open(procs if os.path.exists(procs) else os.path.join(gdir, "tasks"),
+                          "w") as f:
                     f.write("0")
             done: list[tuple] = []
             try:
@@ -152,12 +221,15 @@ def cmd_alloc(args) -> int:
                     done.append(("slab", cache, objsize, count))
                     print(f"allocated {count} {cache} objects of {objsize} bytes "
                           f"({reply['slab_pages']} slab pages)", flush=True)
+                if args.fork:
+                    client.fork(args.fork)
+                    print(f"forked {args.fork} tasks", flush=True)
                 info = client.status()
                 print("holding " + " ".join(f"{k}={v}" for k, v in info.items()), flush=True)
                 if args.hold:
                     _hold(client)
             except ChargeRefused as e:
-                print(f"cgemu: charge refused: {e.strerror}", file=sys.stderr)
+                print(f"cgemu alloc: charge refused: {e.strerror}", file=sys.stderr)
                 status = EXIT_REFUSED
             except _Stop:
                 pass
@@ -173,7 +245,7 @@ def cmd_alloc(args) -> int:
     except _Stop:
         pass
     except (OSError, ConnectionError) as e:
-        print(f"cgemu: {e}", file=sys.stderr)
+        print(f"cgemu alloc: {e}", file=sys.stderr)
         return 1
     finally:
         for s, h in old.items():
@@ -182,70 +254,65 @@ def cmd_alloc(args) -> int:
 
 
 def cmd_socket(args) -> int:
-    try:
-        print(args.socket or find_socket(args.mount))
-    except OSError as e:
-        print(f"cgemu: {e}", file=sys.stderr)
-        return 1
+    print(find_client_socket(args))
     return 0
 
 
-def find_mount() -> str:
-    """The first cgroupfs_emu mount in /proc/mounts."""
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == "fuse.cgroupfs_emu":
-                return fields[1].replace("\\040", " ")
-    raise FileNotFoundError("no cgroupfs_emu mount found (give -m MOUNT)")
-
-
 def cmd_exec(args) -> int:
+    """cgexec's shape: join with pid 0 (the writer itself), then exec in place."""
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.system:
+        return run.run(args.mount, args.group, args.at, command, find_mount, prog="cgemu exec")
     if not command:
-        print("cgemu exec: no command given", file=sys.stderr)
-        return 2
+        raise CgemuError("no command given: cgemu exec -g GROUP -- CMD [ARGS...]")
+    # Look the command up first: a command that is not there never joins the group.
+    if "/" not in command[0] and shutil.which(command[0]) is None:
+        print(f"cgemu exec: {command[0]}: command not found", file=sys.stderr)
+        return 127
+    procs = os.path.join(group_dir(find_mount(args), args.group), "cgroup.procs")
     try:
-        mount = args.mount or find_mount()
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
     except OSError as e:
-        print(f"cgemu: {e}", file=sys.stderr)
-        return 1
-    procs = os.path.join(mount, args.group.strip("/"), "cgroup.procs")
-    # Join in the child, between fork and exec: "0" is the writer itself.
-    pid = os.fork()
-    if pid == 0:
-        try:
-            fd = os.open(procs, os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-            os.execvp(command[0], command)
-        except OSError as e:
-            os.write(2, f"cgemu exec: {e}\n".encode())
-            os._exit(127)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+        raise CgemuError(f"cannot join group {args.group}: {e.strerror}") from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Python ignores SIGPIPE, and an ignored signal stays ignored across exec.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        missing = isinstance(e, FileNotFoundError)
+        print(f"cgemu exec: {command[0]}: "
+              f"{'command not found' if missing else e.strerror}", file=sys.stderr)
+        return 127 if missing else 126
+    return 126  # not reached
+
+
+def _task_memory(directory: str) -> dict[int, tuple[int, int, int]]:
+    """pid -> (anon, shmem, file) bytes, from the group's task_memory attribute
+    (files.tree.ControlTree.xattrs)."""
+    try:
+        raw = os.getxattr(directory, TASK_MEMORY_XATTR).decode()
+    except OSError:
+        return {}
+    found = {}
+    for line in raw.splitlines():
+        pid, anon, shmem, file = (int(x) for x in line.split())
+        found[pid] = (anon, shmem, file)
+    return found
 
 
 def cmd_ps(args) -> int:
-    """PID, group and command of every task in a group, from the tasks files."""
-    try:
-        mount = args.mount or find_mount()
-    except OSError as e:
-        print(f"cgemu: {e}", file=sys.stderr)
-        return 1
-    rows = []
+    """PID, group, charged memory and command of every task in a group."""
+    mount = find_mount(args)
+    print(f"{'PID':>7}  {'GROUP':<24} {'ANON':>6} {'SHMEM':>6} {'FILE':>6}  COMMAND")
     for dirpath, dirnames, _ in os.walk(mount):
         dirnames.sort()
-        group = "/" if dirpath == mount else "/" + os.path.relpath(dirpath, mount)
+        group = group_path(mount, dirpath)
         if group == "/" and not args.all:
             continue
         try:
@@ -253,23 +320,34 @@ def cmd_ps(args) -> int:
                 pids = [int(p) for p in f.read().split()]
         except OSError:
             continue
+        memory = _task_memory(dirpath)
         for pid in pids:
             try:
                 with open(f"/proc/{pid}/comm") as f:
                     comm = f.read().strip()
             except OSError:
                 continue
-            rows.append((pid, group, comm))
-    print(f"{'PID':>7}  {'GROUP':<24} COMMAND")
-    for pid, group, comm in rows:
-        print(f"{pid:>7}  {group:<24} {comm}")
+            anon, shmem, file = (human(n) for n in memory.get(pid, (0, 0, 0)))
+            print(f"{pid:>7}  {group:<24} {anon:>6} {shmem:>6} {file:>6}  {comm}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"alloc": cmd_alloc, "socket": cmd_socket, "exec": cmd_exec,
-            "ps": cmd_ps}[args.command](args)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except CgemuError as e:
+        print(f"cgemu {args.command}: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (cgemu ps | head): stop quietly, as a C tool killed by
+        # SIGPIPE would, and keep the interpreter's final flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -33,13 +33,15 @@ import trio
 
 from ..core.cgroup import Hierarchy
 from ..core.memcg import MemoryController
-from ..core.profiles import get_profile
+from ..core.catalog import get_profile
+from ..host.cpus import possible_cpus
 from ..files import ControlTree
 from ..fs import CgroupFS
 from ..fs.session import fuse_fds, install_fast_wait
 from ..host.procfs import Host
 from ..protocol import SOCKET_XATTR, default_socket_path
 from ..service.effects import Clients, HostFacts, ReleaseAgents, ServiceEffects
+from ..service.fdbudget import raise_nofile_limit
 from ..service.oom import OomExecutor, OomWaitQueue
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
@@ -47,6 +49,7 @@ from ..service.tracker import ProcessTracker
 from ..service.verbs import Context
 from ..service.watcher import Watcher
 from ..units import PAGE_SIZE
+from .helper import PID_XATTR
 from .options import MountConfig, UsageError
 
 log = logging.getLogger("cgroupfs_emu")
@@ -73,18 +76,22 @@ class Daemon:
         self.oom_queue = OomWaitQueue()
         self.agents = ReleaseAgents()
         self.effects = ServiceEffects(self.clients, self.oom_queue, self.agents)
-        self.memory = MemoryController(get_profile(cfg.profile), self.effects,
+        profile = get_profile(cfg.profile)
+        self.memory = MemoryController(profile, self.effects,
                                        HostFacts(self.signals, self.host),
-                                       swap_pages=cfg.swap // PAGE_SIZE, oom_kill=cfg.oom_kill)
+                                       swap_pages=cfg.swap // PAGE_SIZE, oom_kill=cfg.oom_kill,
+                                       ncpus=cfg.ncpus or possible_cpus())
         self.executor = OomExecutor(self.memory, self.signals, self.oom_queue)
         self.tracker = ProcessTracker(self.memory, self.host, self.executor)
         # The tracker's can_attach settles a moving leader before memory moves its
         # charges: it is bound first.
         self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
-                                   release_agent=cfg.release_agent, owner_uid=os.getuid())
+                                   release_agent=cfg.release_agent, owner_uid=os.getuid(),
+                                   names=profile.name_rules())
         self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
-        self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path})
+        self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path,
+                                                  PID_XATTR: str(os.getpid())})
         self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
                                cfg.poll_ms)
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
@@ -95,8 +102,10 @@ class Daemon:
         """Socket first, then the mount: both exist before anyone hears "mounted".
         Each pushes its undoing on *stack*."""
         stack.callback(self.watcher.close)
+        raise_nofile_limit()  # the descriptor budget (service/fdbudget.py) counts on it
         try:
-            listener = bind_socket(self.socket_path, self.cfg.socket_mode)
+            listener = bind_socket(self.socket_path, self.cfg.socket_mode,
+                                   default_dir=self.cfg.socket is None)
         except OSError as e:
             raise UsageError(f"cannot create socket {self.socket_path}: "
                              f"{e.strerror or e}") from None

@@ -7,10 +7,14 @@ lines work.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 
-from ..core.profiles import DEFAULT_PROFILE, PROFILES
+from ..core.catalog import ALIASES, PROFILES, profile_names
+from ..core.profiles import DEFAULT_PROFILE
 from ..units import memparse_strict
+from .common import VERSION
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
 IGNORED = frozenset({
@@ -26,6 +30,10 @@ PASSED = frozenset({"rw", "ro", "suid", "nosuid", "dev", "nodev", "exec", "noexe
 
 class UsageError(Exception):
     """A mistake on the command line: one line to stderr, exit status 2."""
+
+
+class ShowAndExit(Exception):
+    """-h or -V: print the text on stdout and exit 0."""
 
 
 @attrs.define
@@ -48,22 +56,29 @@ class MountConfig:
     oom_kill: bool = True
     #: how often the daemon looks at real processes (exits, closed eventfds, ...)
     poll_ms: int = 500
+    #: write the daemon's pid here once the mount is live
+    pidfile: str | None = None
+    #: the -o options as given, for the start log line
+    options: list[str] = attrs.field(factory=list)
+    #: possible CPUs the mkdir charge counts (None: this machine's)
+    ncpus: int | None = None
 
 
 def apply_option(cfg: MountConfig, opt: str) -> None:
     """Take one ``-o`` option: ours, a VFS flag for the kernel, or an ignored one."""
     key, eq, value = opt.partition("=")
     if key == "kernel":
-        if value not in PROFILES:
+        if value not in PROFILES and value not in ALIASES:
             raise UsageError(f"unknown kernel profile {value!r} "
-                             f"(choose from {', '.join(sorted(PROFILES))})")
-        cfg.profile = value
+                             f"(choose from {', '.join(profile_names())})")
+        cfg.profile = ALIASES.get(value, value)
     elif key == "release_agent" and eq:
         cfg.release_agent = value
-    elif key == "log" and eq and value:
-        cfg.log_file = value
-    elif key == "socket" and eq and value:
-        cfg.socket = value
+    elif key in ("log", "socket", "pidfile"):
+        if not value:
+            raise UsageError(f"{key} needs a path: {key}=PATH")
+        # absolute: the detached daemon works from "/"
+        setattr(cfg, {"log": "log_file"}.get(key, key), os.path.abspath(value))
     elif key == "socket_mode" and eq:
         try:
             cfg.socket_mode = int(value, 8)
@@ -80,8 +95,18 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
         if not value.isdigit() or not 10 <= int(value) <= 60000:
             raise UsageError(f"poll_ms={value!r}: a number of milliseconds, 10..60000")
         cfg.poll_ms = int(value)
-    elif key == "oom_kill" and value in ("kill", "none"):
+    elif key == "ncpus" and eq:
+        if not value.isdigit() or not 1 <= int(value) <= 8192:
+            raise UsageError(f"ncpus={value!r}: a number of CPUs, 1..8192")
+        cfg.ncpus = int(value)
+    elif key == "oom_kill":
+        if value not in ("kill", "none"):
+            raise UsageError(f"oom_kill must be kill or none, not {value!r}")
         cfg.oom_kill = value == "kill"
+    elif key in ("release_agent", "swap", "poll_ms", "socket_mode"):
+        raise UsageError(f"{key} needs a value: {key}=...")
+    elif key == "allow_other" and eq:
+        raise UsageError("allow_other takes no value")
     elif opt == "allow_other":
         cfg.allow_other = True
     elif opt == "default_permissions":
@@ -115,7 +140,9 @@ def parse_args(argv: list[str]) -> MountConfig:
         elif arg.startswith("-o") and len(arg) > 2:
             options.extend(o for o in arg[2:].split(",") if o)
         elif arg in ("-h", "--help"):
-            raise UsageError(USAGE)
+            raise ShowAndExit(USAGE)
+        elif arg in ("-V", "--version"):
+            raise ShowAndExit(f"cgroupfs_emu {VERSION}")
         elif arg.startswith("-") and arg != "-":
             raise UsageError(f"unknown flag {arg!r}")
         else:
@@ -131,24 +158,35 @@ def parse_args(argv: list[str]) -> MountConfig:
     cfg.foreground = flags["foreground"] or cfg.debug
     for opt in options:
         apply_option(cfg, opt)
+    cfg.options = options
     return cfg
 
 
 USAGE = """usage: cgroupfs_emu [-f] [-d] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
+       cgroupfs_emu -h | -V
 
 Mount an emulated cgroup v1 memory hierarchy at MOUNTPOINT. Returns once the mount is
 live and keeps serving in the background (-f: stay in the foreground; -d: debug log,
 implies -f). Unmount with 'fusermount3 -u MOUNTPOINT' or SIGTERM.
 
 options:
-  kernel=NAME          kernel generation to emulate: seeds (default), linux-6
+  kernel=NAME          kernel generation to emulate: seeds (default), linux-3.10,
+                       linux-4.19, linux-5.10, linux-6.18 (linux-6 = linux-6.18);
+                       a seed system: memctl-2007, shrink-2008, kmem-2011,
+                       kmem-slab-2012, kmem-2012 (docs/seed-profiles.md)
+  ncpus=N              possible CPUs a new group's per-CPU data is charged for
+                       (default: this machine's)
   allow_other          let other users use the mount (needs user_allow_other)
   release_agent=PATH   initial release_agent of the hierarchy
   log=FILE             append the daemon's log to FILE
+  pidfile=FILE         write the daemon's pid to FILE once the mount is live
   socket=PATH          client socket (default: see 'cgemu socket --help' / README)
   socket_mode=OCTAL    permissions of the client socket (default 0600)
   swap=SIZE            size of the emulated swap device, e.g. 256M (default 0)
   oom_kill=kill|none   none: an OOM refuses the charge instead of sending SIGKILL
   poll_ms=N            how often real processes are looked at (default 500)
   rw,ro,nosuid,...     VFS flags, handed to the kernel
-  defaults,nofail,...  accepted and ignored, as mount(8) adds them"""
+  defaults,nofail,...  accepted and ignored, as mount(8) adds them
+
+example:
+  mkdir -p /tmp/cg && cgroupfs_emu -o kernel=linux-6 memory /tmp/cg && ls /tmp/cg"""

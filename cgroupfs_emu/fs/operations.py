@@ -28,6 +28,7 @@ import time
 
 import pyfuse3
 
+from .. import dirorder
 from ..core.errors import CgroupError
 from ..files.kernfs import DIR_MODE, ROOT_INODE, Node
 from ..files.request import Caller
@@ -37,6 +38,8 @@ from ..units import PAGE_SIZE
 NAME_MAX = 255
 
 log = logging.getLogger(__name__)
+#: the order of profiles that name none
+_KERNFS = dirorder.KernfsOrder()
 assert ROOT_INODE == pyfuse3.ROOT_INODE
 
 
@@ -201,16 +204,21 @@ class CgroupFS(pyfuse3.Operations):
         # Asked for security.capability at every open with O_TRUNC (do_truncate ->
         # dentry_needs_remove_privs); only FUSE_HANDLE_KILLPRIV_V2 (SB_NOSEC) would
         # stop that, pyfuse3 offers no way to ask for it, and ENOSYS would stop the
-        # kernel asking for the root's socket xattr too. So answer at once: the kernel
-        # only asks about inodes it holds.
-        if inode == pyfuse3.ROOT_INODE and name in self.root_xattrs:
-            return self.root_xattrs[name]
-        raise pyfuse3.FUSEError(errno.ENODATA)
+        # kernel asking for the root's socket xattr too. So answer at once.
+        value = self._xattrs(self._node(inode)).get(name)
+        if value is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return value
 
     @_boundary
     def listxattr(self, inode, ctx):
-        self._node(inode)
-        return list(self.root_xattrs) if inode == pyfuse3.ROOT_INODE else []
+        return list(self._xattrs(self._node(inode)))
+
+    def _xattrs(self, node: Node) -> dict[bytes, bytes]:
+        found = dict(self.root_xattrs) if node.inode == ROOT_INODE else {}
+        if node.is_dir and node.group.online:
+            found.update((k.encode(), v) for k, v in self.tree.xattrs(node.group).items())
+        return found
 
     @_boundary
     def setxattr(self, inode, name, value, ctx):
@@ -235,24 +243,34 @@ class CgroupFS(pyfuse3.Operations):
     @_boundary
     def opendir(self, inode, ctx):
         dnode = self._dir_arg(inode)
-        group = dnode.group
-        names = []
-        if group.online:
-            names = sorted(self.tree.subgroups(group)) + list(self.tree.files(group))
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = (dnode, names)
+        self._handles[fh] = (dnode, dirorder.Cursor())
         return fh
 
     @_boundary
     def readdir(self, fh, start_id, token):
-        dnode, names = self._handles[fh]
-        for i in range(start_id, len(names)):
-            node = self._child(dnode, names[i])
+        """kernfs_fop_readdir() (or 3.10's dcache_readdir(), by profile): ".", "..",
+        then the entries in the kernel's order, each offset being what the kernel's
+        getdents64 reports as d_off; the handle's cursor resumes right after the entry
+        the caller last received, whatever was created or removed meanwhile."""
+        dnode, cursor = self._handles[fh]
+        order = self.tree.dir_order or _KERNFS
+        for name, entry, off in dirorder.readdir_page(order, self.nodes.entries(dnode),
+                                                      start_id, cursor):
+            if entry is None:
+                target = dnode
+                if name == dirorder.DOTDOT and dnode.group.parent is not None:
+                    target = self.nodes.dir_node(dnode.group.parent)
+                # "." and ".." never count as lookups (fuse_direntplus_link())
+                if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(target), off):
+                    return
+                continue
+            node = self._child(dnode, name)
             if node is None:
                 continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(names[i]), self._attrs(node), i + 1):
-                break
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(node), off):
+                return
             node.lookups += 1
 
     @_boundary
@@ -304,6 +322,7 @@ class CgroupFS(pyfuse3.Operations):
         if new_dir is old_dir and name_new in self.tree.files(new_dir.group):
             raise pyfuse3.FUSEError(errno.EEXIST)
         self.tree.rename(group, new_dir.group, name_new)
+        self.nodes.renamed(group)
         old_dir.mtime = old_dir.ctime = time.time_ns()
         self._stat_changed(old_dir)
 
@@ -338,8 +357,8 @@ class CgroupFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         fh = self._next_fh
         self._next_fh += 1
-        # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks" and
-        # for the descriptors named in cgroup.event_control).
+        # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks"; the
+        # descriptors named in cgroup.event_control are the writer's, ControlTree.writer).
         self._handles[fh] = Handle(node, Caller(ctx.pid, ctx.uid, ctx.gid))
         # pyfuse3 copies the FileInfo into its reply as soon as this returns, so one
         # object serves every open

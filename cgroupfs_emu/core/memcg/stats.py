@@ -11,20 +11,13 @@ read costs the same at the root of 10,000 groups as in a leaf.
 
 from __future__ import annotations
 
+from ..profiles import EVENT_KEYS, STAT_KEYS_6_18
 from .kinds import LOCKED_FROM, LOCKED_KEY, Account, Events
 
-#: memory.stat keys in 6.18 order; the first twenty are also printed as total_<key>.
-STAT_KEYS = (
-    "cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",
-    "workingset_refault_anon", "workingset_refault_file", "swap", "swapcached",
-    "pgpgin", "pgpgout", "pgfault", "pgmajfault",
-    "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
-)
-#: Keys counted in events rather than pages (printed as they are, not × PAGE_SIZE).
-EVENT_KEYS = frozenset(
-    ("pgpgin", "pgpgout", "pgfault", "pgmajfault",
-     "workingset_refault_anon", "workingset_refault_file")
-)
+#: every key any profile prints (the 6.18 set is a superset of the older ones; each
+#: profile lists its own, in its order: Profile.stat_keys), and the keys counted in
+#: events rather than pages (printed as they are, not × PAGE_SIZE)
+STAT_KEYS = STAT_KEYS_6_18
 
 
 #: STAT_KEYS position of each key (the index into Stats.totals and .everywhere)
