@@ -46,14 +46,16 @@ def started(argv: list[str], **popen_args):
 class Mount:
     """One foreground daemon and its mount point. Always call stop()."""
 
-    def __init__(self, options: str = "", source: str = "memory", prefix: tuple = ()):
-        """*prefix*: a command the daemon runs under (e.g. prlimit)."""
+    def __init__(self, options: str = "", source: str = "memory", prefix: tuple = (),
+                 flags: tuple = ()):
+        """*prefix*: a command the daemon runs under (e.g. prlimit); *flags*: more
+        daemon flags (e.g. -d)."""
         self.dir = tempfile.mkdtemp(prefix="cgemu-")
         os.chmod(self.dir, 0o755)  # other users reach allow_other mounts through it
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
         # -X faulthandler: a daemon that will not exit is made to print where it hangs
-        cmd = [*prefix, sys.executable, "-X", "faulthandler", "-m", "cgroupfs_emu", "-f"]
+        cmd = [*prefix, sys.executable, "-X", "faulthandler", "-m", "cgroupfs_emu", "-f", *flags]
         if options:
             cmd += ["-o", options]
         cmd += [source, self.path]

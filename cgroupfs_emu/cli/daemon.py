@@ -37,6 +37,7 @@ from ..core.catalog import get_profile
 from ..host.cpus import possible_cpus
 from ..files import ControlTree
 from ..fs import CgroupFS
+from ..fs.session import fuse_fds, install_fast_wait
 from ..host.procfs import Host
 from ..protocol import SOCKET_XATTR, default_socket_path
 from ..service.effects import Clients, HostFacts, ReleaseAgents, ServiceEffects
@@ -110,10 +111,14 @@ class Daemon:
                              f"{e.strerror or e}") from None
         stack.callback(self._close_socket, listener)
         self.listener = listener
+        before = fuse_fds()
         try:
             pyfuse3.init(self.ops, self.cfg.mountpoint, fuse_options(self.cfg))
         except RuntimeError as e:
             raise UsageError(f"cannot mount on {self.cfg.mountpoint}: {e}") from None
+        session = fuse_fds() - before
+        if len(session) == 1:  # the session's /dev/fuse descriptor
+            install_fast_wait(session.pop())
         # Unmount on the error path too: a daemon that dies must not leave a mount
         # whose every access fails with ENOTCONN.
         stack.callback(pyfuse3.close, unmount=True)

@@ -62,15 +62,12 @@ def _boundary(fn):
 
 
 class Handle:
-    __slots__ = ("node", "caller", "for_write", "text", "wrote", "truncated")
+    __slots__ = ("node", "caller", "text")
 
-    def __init__(self, node, caller: Caller, for_write: bool, truncated: bool):
+    def __init__(self, node, caller: Caller):
         self.node = node
         self.caller = caller
-        self.for_write = for_write
         self.text: bytes | None = None
-        self.wrote = False
-        self.truncated = truncated
 
 
 class CgroupFS(pyfuse3.Operations):
@@ -87,11 +84,32 @@ class CgroupFS(pyfuse3.Operations):
         self.timeout = timeout
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
+        self._file_info = pyfuse3.FileInfo(direct_io=True, keep_cache=False)
+        #: set once the kernel connected (INIT): only then are there caches to drop
+        self._mounted = False
+
+    def init(self):
+        self._mounted = True
 
     # ------------------------------------------------------------------ nodes
 
     def _dir_node(self, group, mode: int = DIR_MODE, uid: int = 0, gid: int = 0) -> Node:
         return self.nodes.dir_node(group, mode, uid, gid)
+
+    def _stat_changed(self, node: Node) -> None:
+        """Drop the kernel's cached attributes of *node* at once.
+
+        Entries and attributes are cached for ``timeout`` seconds, so nothing a stat
+        shows may change without this. For a change made by a request on this mount
+        the kernel drops them too (fuse_dir_changed after mkdir, rmdir, rename);
+        saying it here keeps the rule whatever path a change takes. attr_only never
+        waits for a lock the kernel holds while this request runs.
+        """
+        if self._mounted:
+            try:
+                pyfuse3.invalidate_inode(node.inode, attr_only=True)
+            except OSError:
+                pass  # ENOENT: the kernel holds no such inode, nothing cached
 
     def _node(self, inode: int) -> Node:
         node = self.nodes.get(inode)
@@ -178,14 +196,15 @@ class CgroupFS(pyfuse3.Operations):
             node.atime = attr.st_atime_ns
         if fields.update_mtime:
             node.mtime = attr.st_mtime_ns
-        if fields.update_size:
-            # O_TRUNC and truncate(2) are accepted and change nothing (kernfs).
-            if fh is not None and fh in self._handles:
-                self._handles[fh].truncated = True
+        # update_size: O_TRUNC and truncate(2) are accepted and change nothing (kernfs).
         return self._attrs(node)
 
     @_boundary
     def getxattr(self, inode, name, ctx):
+        # Asked for security.capability at every open with O_TRUNC (do_truncate ->
+        # dentry_needs_remove_privs); only FUSE_HANDLE_KILLPRIV_V2 (SB_NOSEC) would
+        # stop that, pyfuse3 offers no way to ask for it, and ENOSYS would stop the
+        # kernel asking for the root's socket xattr too. So answer at once.
         value = self._xattrs(self._node(inode)).get(name)
         if value is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
@@ -270,6 +289,7 @@ class CgroupFS(pyfuse3.Operations):
         node = self._dir_node(group, mode=stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid)
         node.lookups += 1
         dnode.mtime = dnode.ctime = time.time_ns()
+        self._stat_changed(dnode)  # nlink, mtime
         return self._attrs(node)
 
     @_boundary
@@ -283,6 +303,7 @@ class CgroupFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         self.tree.rmdir(group)
         dnode.mtime = dnode.ctime = time.time_ns()
+        self._stat_changed(dnode)  # nlink, mtime
 
     @_boundary
     def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
@@ -303,6 +324,7 @@ class CgroupFS(pyfuse3.Operations):
         self.tree.rename(group, new_dir.group, name_new)
         self.nodes.renamed(group)
         old_dir.mtime = old_dir.ctime = time.time_ns()
+        self._stat_changed(old_dir)
 
     # ------------------------------------------------------------------ refused
 
@@ -333,14 +355,16 @@ class CgroupFS(pyfuse3.Operations):
         node = self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        for_write = (flags & os.O_ACCMODE) != os.O_RDONLY
         fh = self._next_fh
         self._next_fh += 1
         # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks"; the
         # descriptors named in cgroup.event_control are the writer's, ControlTree.writer).
-        self._handles[fh] = Handle(node, Caller(ctx.pid, ctx.uid, ctx.gid), for_write,
-                                   bool(flags & os.O_TRUNC))
-        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        self._handles[fh] = Handle(node, Caller(ctx.pid, ctx.uid, ctx.gid))
+        # pyfuse3 copies the FileInfo into its reply as soon as this returns, so one
+        # object serves every open
+        info = self._file_info
+        info.fh = fh
+        return info
 
     @_boundary
     def read(self, fh, off, size):
@@ -353,21 +377,16 @@ class CgroupFS(pyfuse3.Operations):
     @_boundary
     def write(self, fh, off, buf):
         h = self._handles[fh]
-        h.wrote = True
         self.tree.write(h.node.group, h.node.cf, h.caller, buf)
         h.node.mtime = time.time_ns()
         return len(buf)
 
     @_boundary
     def flush(self, fh):
-        h = self._handles.get(fh)
-        # Observed on 6.18 [G:36]: opening a write-only file with O_TRUNC and closing it
-        # without writing reports EINVAL (dd with empty input); files with a read
-        # handler close cleanly.
-        if (h is not None and h.for_write and h.truncated and not h.wrote
-                and not h.node.cf.readable):
-            h.wrote = True  # report once per open
-            raise pyfuse3.FUSEError(errno.EINVAL)
+        # Nothing happens at close(2) on kernfs: a recorded empty write of
+        # force_empty closes with 0 [G:36]. ENOSYS tells the kernel so once
+        # (fc->no_flush) and it never sends FLUSH again: one request less per close.
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @_boundary
     def release(self, fh):

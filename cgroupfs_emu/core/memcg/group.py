@@ -20,6 +20,9 @@ from .kinds import Res
 from .state import SUBSYS, MemState
 
 
+_CACHE, _RSS, _SWAP = (stats.INDEX[k] for k in ("cache", "rss", "swap"))
+
+
 class MemCgroup:
     """One group's memory state (root included)."""
 
@@ -75,7 +78,7 @@ class MemCgroup:
         #: tasks killed by the OOM killer for this group (oom_control oom_kill)
         self.oom_kill: int = 0
         #: per-group statistics in pages (or events, see stats.EVENT_KEYS)
-        self.stats: dict[str, int] = stats.new_stats()
+        self.stats = stats.Stats(self, parent.stats if parent is not None else None)
         #: this group's slab caches by cache name (slab.SlabCache)
         self.slab: dict = {}
         #: memory.kmem.slabinfo rows: shown name -> (active_objs, num_objs, objsize)
@@ -271,8 +274,9 @@ class MemCgroup:
         counter, so kernel data charged at mkdir does not show there."""
         profile = self.state.profile
         if self.parent is None and not profile.root_usage_is_counter:
-            keys = ("cache", "rss", "swap") if memsw else ("cache", "rss")
-            return sum(g.stats[k] for g in self.subtree_all() for k in keys)
+            every = self.stats.everywhere
+            pages = every[_CACHE] + every[_RSS]
+            return pages + every[_SWAP] if memsw else pages
         usage = (self.memsw if memsw else self.memory).usage
         if (profile.kmem is KmemDesign.REPORTED and self.parent is not None
                 and not self.independent_kmem_limit):
@@ -280,4 +284,5 @@ class MemCgroup:
         return usage
 
     def stat_total(self, key: str) -> int:
-        return sum(g.stats[key] for g in self.hierarchical_subtree())
+        """*key* summed over the hierarchical subtree (kept by stats.Stats)."""
+        return self.stats.total(key)
