@@ -158,6 +158,8 @@ STAT_KEYS_6_18 = (
     "pgpgin", "pgpgout", "pgfault", "pgmajfault",
     "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
 )
+#: the position of each key in STAT_KEYS_6_18 (the index of its hierarchical total)
+STAT_INDEX = {key: i for i, key in enumerate(STAT_KEYS_6_18)}
 #: keys counted in events, printed as they are (not * PAGE_SIZE)
 EVENT_KEYS = frozenset(("pgpgin", "pgpgout", "pgfault", "pgmajfault",
                         "workingset_refault_anon", "workingset_refault_file"))

@@ -38,7 +38,7 @@ import attrs
 
 from ... import protocol
 from ..errors import Invalid
-from ..profiles import KmemDesign
+from ..profiles import STAT_INDEX, KmemDesign
 
 
 class Res(enum.Enum):
@@ -78,12 +78,26 @@ class Account:
     tried_names: tuple[str, ...] = attrs.field(init=False)
     forced_names: tuple[str, ...] = attrs.field(init=False)
     counter_names: tuple[str, ...] = attrs.field(init=False)
+    #: what a charge of n pages does to memory.stat, as (key, STAT_INDEX, sign)
+    #: triples (key += sign * n): the LRU keys, pgpgin, and pgfault at a first touch;
+    #: an uncharge takes the LRU keys back and counts pgpgout (stats.account). Worked
+    #: out once here: every charge and uncharge of the socket applies them.
+    charge_stats: tuple[tuple[str, int, int], ...] = attrs.field(init=False, repr=False)
+    uncharge_stats: tuple[tuple[str, int, int], ...] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self):
         set_ = object.__setattr__
         set_(self, "tried_names", tuple(r.value for r in self.tried))
         set_(self, "forced_names", tuple(r.value for r in self.forced))
         set_(self, "counter_names", self.tried_names + self.forced_names)
+        ins, outs = [(k, 1) for k in self.stat_keys], [(k, -1) for k in self.stat_keys]
+        if self.events is not Events.NONE:
+            ins.append(("pgpgin", 1))
+            if self.events is Events.FAULT:
+                ins.append(("pgfault", 1))
+            outs.append(("pgpgout", 1))
+        set_(self, "charge_stats", tuple((k, STAT_INDEX[k], sign) for k, sign in ins))
+        set_(self, "uncharge_stats", tuple((k, STAT_INDEX[k], sign) for k, sign in outs))
 
     @property
     def counters(self) -> tuple[Res, ...]:
