@@ -43,6 +43,10 @@ class SocketStream:
 
     def __init__(self, sock: trio.socket.SocketType):
         self.sock = sock
+        #: the descriptor, looked up once (trio's fileno() is a Python call): the
+        #: socket is closed only after the connection that owns this stream ended
+        #: (server._run_socket), so the number cannot be reused under it
+        self.fd = sock.fileno()
         self._stream = trio.SocketStream(sock)
         #: the lock keeps lines whole when the reader's replies and the writer task's
         #: events both need the slow path
@@ -59,7 +63,7 @@ class SocketStream:
         under OOM (a disconnect is an exit, docs/protocol.md; issue 16 item 5). What
         it sends meanwhile (pipelined requests) is kept for receive(). False: stopped
         watching (too much pending)."""
-        fd = self.sock.fileno()
+        fd = self.fd
         while len(self._pending) < _PENDING_MAX:
             await trio.lowlevel.wait_readable(self.sock)
             try:
@@ -83,13 +87,12 @@ class SocketStream:
             return data
         if self._hung_up:
             return b""
-        fd = self.sock.fileno()
         self._reads += 1
         if self._reads % _YIELD_EVERY == 0:
             await trio.lowlevel.checkpoint()
         while True:
             try:
-                return os.read(fd, _READ_SIZE)
+                return os.read(self.fd, _READ_SIZE)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(self.sock)
             except ConnectionResetError:
@@ -101,7 +104,7 @@ class SocketStream:
         task is mid-send, the rest goes through send_all under the lock."""
         if not self._sending:
             try:
-                sent = os.write(self.sock.fileno(), data)
+                sent = os.write(self.fd, data)
             except BlockingIOError:
                 sent = 0
             if sent == len(data):

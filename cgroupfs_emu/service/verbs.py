@@ -113,9 +113,26 @@ class Session:
 # ---------------------------------------------------------------------- replies
 
 
+#: group path -> the word a reply names it by (protocol.quote, encoded): a client
+#: charges in one group, so every charge reply would quote the same path again
+_PATH_WORDS: dict[str, bytes] = {}
+#: paths remembered before the table starts over (a rename leaves old ones behind)
+_PATH_WORDS_MAX = 1024
+
+
+def path_word(group: MemCgroup) -> bytes:
+    path = group.path()
+    word = _PATH_WORDS.get(path)
+    if word is None:
+        if len(_PATH_WORDS) >= _PATH_WORDS_MAX:
+            _PATH_WORDS.clear()
+        word = _PATH_WORDS[path] = protocol.quote(path).encode()
+    return word
+
+
 def amount_reply(nr: int, group: MemCgroup) -> bytes:
     return b"ok pages=%d group=%s usage=%d\n" % (
-        nr, protocol.quote(group.path()).encode(), group.memory.usage * PAGE_SIZE)
+        nr, path_word(group), group.memory.usage * PAGE_SIZE)
 
 
 def _usage(group: MemCgroup) -> int:
