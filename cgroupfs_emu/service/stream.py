@@ -88,12 +88,16 @@ class SocketStream:
         if self._hung_up:
             return b""
         self._reads += 1
-        if self._reads % _YIELD_EVERY == 0:
+        if self._reads == _YIELD_EVERY:
+            self._reads = 0
             await trio.lowlevel.checkpoint()
         while True:
             try:
                 return os.read(self.fd, _READ_SIZE)
             except BlockingIOError:
+                # waiting lets the other tasks run: the count of reads that found
+                # data without a pass through the scheduler starts again
+                self._reads = 0
                 await trio.lowlevel.wait_readable(self.sock)
             except ConnectionResetError:
                 return b""
