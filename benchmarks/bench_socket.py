@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Client-socket throughput of cgroupfs-emu against a bare trio echo server, same run.
 
-    python3 benchmarks/bench_socket.py [--seconds S] [--repeat R]
+    python3 benchmarks/bench_socket.py [--seconds S] [--repeat R] [--cpu K]
 
 1. Round trips: 1 and 8 client processes send ``charge anon 4096`` / ``uncharge anon
    4096`` requests one at a time (each waits for its reply) to the daemon's socket, and
@@ -11,7 +11,12 @@
    its stock on, for S seconds; prints pages/s across all of them (target >= 1M/s).
 
 Each figure is the median of R runs, and the two servers are measured alternately so
-machine noise hits both. Needs /dev/fuse and fusermount3 (it mounts a real daemon).
+machine noise hits both; a ratio is the median of the R pairs' ratios, printed with
+their range. With --cpu K the round trips are pinned to CPU K, both servers and the
+clients (as bench_files.py pins): one client and its server then take turns on one
+CPU, so the ratio is their cost per request, not where the scheduler happened to put
+them. The stock run is never pinned. Needs /dev/fuse and fusermount3 (it mounts a
+real daemon).
 """
 
 from __future__ import annotations
@@ -98,13 +103,17 @@ def _stock_charges(path: str, seconds: float, start, out) -> None:
     c.close()
 
 
-def run_clients(target, path: str, clients: int, seconds: float) -> float:
-    """Start *clients* processes, release them together, return operations/s."""
+def run_clients(target, path: str, clients: int, seconds: float,
+                cpus: set[int] | None = None) -> float:
+    """Start *clients* processes (on *cpus*), release them together, return
+    operations/s."""
     ctx = mp.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=target, args=(path, seconds, start, out)) for _ in range(clients)]
     for p in procs:
         p.start()
+        if cpus is not None:
+            os.sched_setaffinity(p.pid, cpus)
     time.sleep(0.3)  # all connected
     t0 = time.perf_counter()
     start.set()
@@ -118,13 +127,23 @@ def run_clients(target, path: str, clients: int, seconds: float) -> float:
 # ---------------------------------------------------------------------- main
 
 
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Every thread of our child *pid* runs on *cpus* from now on."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cpu", type=int, default=None,
+                    help="pin the round trips (servers and clients) to this CPU")
     args = ap.parse_args()
+    pin = None if args.cpu is None else {args.cpu}
+    everywhere = os.sched_getaffinity(0)
 
-    with mounted_daemon("socket={work}/daemon.sock") as (_, work, _daemon):
+    with mounted_daemon("socket={work}/daemon.sock") as (_, work, daemon):
         daemon_sock, echo_sock = os.path.join(work, "daemon.sock"), os.path.join(work, "echo.sock")
         echo = mp.get_context("fork").Process(target=echo_server, args=(echo_sock,))
         echo.start()
@@ -134,22 +153,29 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit("echo server did not start")
                 time.sleep(0.05)
+            if pin is not None:
+                set_affinity(daemon.pid, pin)
+                set_affinity(echo.pid, pin)
             results = {}
             for clients in (1, 8):
                 d, e = [], []
                 for _ in range(args.repeat):
-                    e.append(run_clients(_round_trips, echo_sock, clients, args.seconds))
-                    d.append(run_clients(_round_trips, daemon_sock, clients, args.seconds))
-                results[clients] = (statistics.median(d), statistics.median(e))
+                    e.append(run_clients(_round_trips, echo_sock, clients, args.seconds, pin))
+                    d.append(run_clients(_round_trips, daemon_sock, clients, args.seconds, pin))
+                results[clients] = (d, e)
+            set_affinity(daemon.pid, everywhere)
             stock = statistics.median(run_clients(_stock_charges, daemon_sock, 8, args.seconds)
                                       for _ in range(args.repeat))
         finally:
             echo.terminate()  # our own child
             echo.join()
-    print(f"cpus: {os.cpu_count()}, {args.seconds}s per run, median of {args.repeat}")
+    where = "not pinned" if pin is None else f"round trips pinned to CPU {args.cpu}"
+    print(f"cpus: {os.cpu_count()}, {where}, {args.seconds}s per run, median of {args.repeat}")
     for clients, (d, e) in results.items():
-        print(f"round trips, {clients} client(s): daemon {d:,.0f}/s, trio echo {e:,.0f}/s, "
-              f"ratio {d / e:.2f}x (target >= 0.9x)")
+        ratios = sorted(x / y for x, y in zip(d, e))
+        print(f"round trips, {clients} client(s): daemon {statistics.median(d):,.0f}/s, "
+              f"trio echo {statistics.median(e):,.0f}/s, ratio {statistics.median(ratios):.2f}x "
+              f"(runs {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= 0.9x)")
     print(f"stock charges, 8 clients: {stock:,.0f} pages/s (target >= 1,000,000)")
     return 0
 
