@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Client-socket throughput of cgroupfs-emu against a bare trio echo server, same run.
 
-    python3 benchmarks/bench_socket.py [--seconds S] [--repeat R] [--cpu K]
+    python3 benchmarks/bench_socket.py [--seconds S] [--repeat R] [--cpu K [--client-cpu J]]
 
 1. Round trips: 1 and 8 client processes send ``charge anon 4096`` / ``uncharge anon
    4096`` requests one at a time (each waits for its reply) to the daemon's socket, and
@@ -15,8 +15,9 @@ machine noise hits both; a ratio is the median of the R pairs' ratios, printed w
 their range. With --cpu K the round trips are pinned to CPU K, both servers and the
 clients (as bench_files.py pins): one client and its server then take turns on one
 CPU, so the ratio is their cost per request, not where the scheduler happened to put
-them. The stock run is never pinned. Needs /dev/fuse and fusermount3 (it mounts a
-real daemon).
+them. --client-cpu J puts the clients on CPU J instead, each round trip then crossing
+CPUs, as on an idle machine. The stock run is never pinned. Needs /dev/fuse and
+fusermount3 (it mounts a real daemon).
 """
 
 from __future__ import annotations
@@ -139,8 +140,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cpu", type=int, default=None,
                     help="pin the round trips (servers and clients) to this CPU")
+    ap.add_argument("--client-cpu", type=int, default=None,
+                    help="with --cpu: the round-trip clients on this CPU instead")
     args = ap.parse_args()
     pin = None if args.cpu is None else {args.cpu}
+    client_pin = pin if args.client_cpu is None or pin is None else {args.client_cpu}
     everywhere = os.sched_getaffinity(0)
 
     with mounted_daemon("socket={work}/daemon.sock") as (_, work, daemon):
@@ -160,8 +164,10 @@ def main() -> int:
             for clients in (1, 8):
                 d, e = [], []
                 for _ in range(args.repeat):
-                    e.append(run_clients(_round_trips, echo_sock, clients, args.seconds, pin))
-                    d.append(run_clients(_round_trips, daemon_sock, clients, args.seconds, pin))
+                    e.append(run_clients(_round_trips, echo_sock, clients, args.seconds,
+                                         client_pin))
+                    d.append(run_clients(_round_trips, daemon_sock, clients, args.seconds,
+                                         client_pin))
                 results[clients] = (d, e)
             set_affinity(daemon.pid, everywhere)
             stock = statistics.median(run_clients(_stock_charges, daemon_sock, 8, args.seconds)
@@ -169,7 +175,9 @@ def main() -> int:
         finally:
             echo.terminate()  # our own child
             echo.join()
-    where = "not pinned" if pin is None else f"round trips pinned to CPU {args.cpu}"
+    where = ("not pinned" if pin is None else f"round trips pinned to CPU {args.cpu}"
+             if client_pin == pin else f"round trips: servers on CPU {args.cpu}, "
+             f"clients on CPU {args.client_cpu}")
     print(f"cpus: {os.cpu_count()}, {where}, {args.seconds}s per run, median of {args.repeat}")
     for clients, (d, e) in results.items():
         ratios = sorted(x / y for x, y in zip(d, e))
