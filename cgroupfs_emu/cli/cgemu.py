@@ -38,8 +38,14 @@ Start CMD already inside GROUP: the new process writes itself into the group's
 cgroup.procs before it executes CMD, so its very first page is charged there. The exit
 status of CMD is passed through (128+N when it dies of signal N).
 
+The command and its descendants run under a seccomp filter that asks the daemon
+before every fork/clone: where thread stacks are charged (kmem), a fork beyond the
+kmem limit fails with ENOMEM inside the process, as on the kernel. --poll-ms sets how
+often the command's memory is sampled while idle.
+
 examples:
   cgemu exec -g jobs/a -- ./my-test --quick
+  cgemu exec -g jobs/a --poll-ms 50 -- ./server
   cgemu exec -m /mnt/memory -g box -- sh -c 'echo 16M > /dev/null'"""
 
 
@@ -84,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
                        description=EXEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("-g", "--group", required=True, help="group path below the mount, e.g. jobs/a")
     e.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
+    e.add_argument("--poll-ms", type=int, metavar="MS",
+                   help="sample this command's memory every MS ms while it is idle "
+                   "(default: the mount's poll_ms; busy tasks are sampled every fast_ms)")
+    e.add_argument("--no-guard", action="store_true",
+                   help="no seccomp fork guard: forks beyond the kmem limit are killed "
+                   "after the fact instead of failing with ENOMEM")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
 
@@ -200,6 +212,34 @@ def find_mount() -> str:
     raise FileNotFoundError("no cgroupfs_emu mount found (give -m MOUNT)")
 
 
+def _daemon_request(mount: str, line: str, timeout: float = 10.0) -> tuple[str, dict]:
+    """One request that does not make this process a client (``follow``,
+    ``followed``): ("ok", fields) or ("err", {"errno": NAME, "message": ...})."""
+    import socket
+    from ..service.protocol import parse_reply
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(find_socket(mount))
+        sock.sendall(line.encode() + b"\n")
+        buf = b""
+        while True:
+            while b"\n" not in buf:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("the daemon closed the connection")
+                buf += data
+            reply, _, buf = buf.partition(b"\n")
+            if not reply.startswith(b"event "):
+                break
+    finally:
+        sock.close()
+    kind, fields = parse_reply(reply.decode())
+    if kind == "err":
+        return "err", {"errno": fields[0], "message": fields[1]}
+    return kind, fields
+
+
 def cmd_exec(args) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not command:
@@ -211,28 +251,89 @@ def cmd_exec(args) -> int:
         print(f"cgemu: {e}", file=sys.stderr)
         return 1
     procs = os.path.join(mount, args.group.strip("/"), "cgroup.procs")
-    # Join in the child, between fork and exec: "0" is the writer itself.
+    from ..service import fork_guard
+    # The child joins, installs the fork guard and reports its listener; the daemon
+    # takes the listener from it (pidfd_getfd) before the child may exec.
+    to_parent_r, to_parent_w = os.pipe()
+    to_child_r, to_child_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(to_parent_r)
+            os.close(to_child_w)
             fd = os.open(procs, os.O_WRONLY)
             try:
-                os.write(fd, b"0")
+                os.write(fd, b"0")  # "0" is the writer itself
             finally:
                 os.close(fd)
+            listener = -1
+            if not args.no_guard:
+                try:
+                    listener = fork_guard.install()
+                except OSError as e:
+                    os.write(2, f"cgemu exec: no fork guard: {e.strerror}\n".encode())
+            os.write(to_parent_w, b"%d\n" % listener)
+            os.close(to_parent_w)
+            os.read(to_child_r, 1)  # the daemon holds the listener now (or refused it)
+            os.close(to_child_r)
+            if listener >= 0:
+                os.close(listener)
             os.execvp(command[0], command)
         except OSError as e:
             os.write(2, f"cgemu exec: {e}\n".encode())
             os._exit(127)
+    os.close(to_parent_w)
+    os.close(to_child_r)
+    with os.fdopen(to_parent_r, "rb") as r:
+        report = r.readline().strip()
+    listener = int(report) if report.lstrip(b"-").isdigit() else -1
+    passthrough = None
+    if report:
+        line = f"follow {pid}"
+        if listener >= 0:
+            line += f" guard={listener}"
+        if args.poll_ms:
+            line += f" poll_ms={args.poll_ms}"
+        try:
+            status, fields = _daemon_request(mount, line)
+        except (OSError, ConnectionError) as e:
+            status, fields = "err", {"errno": "EIO", "message": str(e)}
+        if status != "ok" or (listener >= 0 and fields.get("guard") != "1"):
+            print(f"cgemu exec: the daemon did not take the fork guard: "
+                  f"{fields.get('message', '')}", file=sys.stderr)
+            if listener >= 0:
+                passthrough = _serve_guard_ourselves(pid, listener)
+    try:
+        os.write(to_child_w, b"x")
+    except BrokenPipeError:
+        pass  # the child failed before exec (it said why)
+    os.close(to_child_w)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
             break
         except InterruptedError:
             continue
+    if passthrough is not None:
+        os.close(passthrough)
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def _serve_guard_ourselves(pid: int, fd: int) -> int | None:
+    """Nobody else answers the guarded tree's forks: let every one proceed, from a
+    thread of this process, so the command runs as if unguarded."""
+    import threading
+    from ..service import fork_guard
+    from ..service.follower import _take_fd
+    try:
+        ours = _take_fd(pid, fd)
+    except OSError as e:
+        print(f"cgemu exec: cannot serve the fork guard: {e}", file=sys.stderr)
+        return None
+    threading.Thread(target=fork_guard.serve_passthrough, args=(ours,), daemon=True).start()
+    return ours
 
 
 def cmd_ps(args) -> int:
@@ -260,10 +361,31 @@ def cmd_ps(args) -> int:
             except OSError:
                 continue
             rows.append((pid, group, comm))
-    print(f"{'PID':>7}  {'GROUP':<24} COMMAND")
+    followed: dict[int, tuple[int, int]] = {}
+    try:
+        status, fields = _daemon_request(mount, "followed")
+    except (OSError, ConnectionError):
+        status, fields = "err", {}
+    if status == "ok" and fields.get("tasks", "-") != "-":
+        for item in fields["tasks"].split(","):
+            fpid, nbytes, age, _ = item.split(":")
+            followed[int(fpid)] = (int(nbytes), int(age))
+    print(f"{'PID':>7}  {'GROUP':<24} {'CHARGED':>10} {'SAMPLED':>8}  COMMAND")
     for pid, group, comm in rows:
-        print(f"{pid:>7}  {group:<24} {comm}")
+        if pid in followed:
+            nbytes, age = followed[pid]
+            charged, sampled = _human(nbytes), f"{age}ms"
+        else:
+            charged = sampled = "-"
+        print(f"{pid:>7}  {group:<24} {charged:>10} {sampled:>8}  {comm}")
     return 0
+
+
+def _human(nbytes: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if nbytes >= 1 << shift:
+            return f"{nbytes / (1 << shift):.1f}{unit}"
+    return str(nbytes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from ..core import PAGE_SIZE, Hierarchy, get_profile
 from ..files import ControlTree
 from ..fs import CgroupFS
 from ..service.protocol import SOCKET_XATTR, default_socket_path
+from ..service.follower import Follower
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
 from ..service.tracker import ProcessTracker
@@ -47,6 +48,8 @@ class Daemon:
         host = self.ops.tree.host
         self.hierarchy.charges.oom_score_adj = host.oom_score_adj
         self.tracker = ProcessTracker(self.hierarchy, host, self.signals)
+        self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
+                                 events=cfg.events, stacks=cfg.thread_stacks)
         self.watcher = Watcher(self.hierarchy, host, cfg.poll_ms, self.tracker)
 
     def open_socket(self) -> None:
@@ -84,8 +87,10 @@ async def serve(daemon: Daemon) -> int:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ChargeServer(daemon.hierarchy, daemon.listener,
                                         signals=daemon.signals,
-                                        on_hello=daemon.tracker.stop_following).serve)
+                                        on_hello=daemon.tracker.stop_following,
+                                        follower=daemon.follower).serve)
         nursery.start_soon(daemon.watcher.run)
+        nursery.start_soon(daemon.follower.run)
         async def on_signal():
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
@@ -130,6 +135,7 @@ def _finish(daemon: Daemon) -> None:
         pyfuse3.close(unmount=True)
     finally:
         daemon.close_socket()
+        daemon.follower.close()
         daemon.watcher.close()
 
 

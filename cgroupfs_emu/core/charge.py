@@ -668,13 +668,32 @@ class Charges:
         for kind in FOLLOWED_KINDS:
             have, want = owner.charged[kind], max(0, usage.get(kind, 0))
             if want > have:
-                verdict = self.charge(owner, group, kind, want - have)
+                try:
+                    verdict = self.charge(owner, group, kind, want - have)
+                except NoMemory:
+                    self._charge_to_limit(owner, group, kind, want - have)
+                    raise
                 if verdict is not None:
+                    self._charge_to_limit(owner, group, kind, want - have)
                     return verdict
                 owner.charged[kind] = want
         # counted off the anon list: at most the anon and shmem pages charged
         self._follow_locked(owner, group, min(locked, owner.charged["anon"] + owner.charged["shmem"]))
         return None
+
+    def _charge_to_limit(self, owner: Owner, group: MemCgroup, kind: str, nr: int) -> None:
+        """A real task faults its pages one at a time: when growth of *nr* pages does
+        not fit, the pages up to the limit were charged before the one that failed
+        (try_charge_memcg() per fault), so usage and max_usage reach the limit and
+        failcnt counts the failed charge (already counted by the refusal)."""
+        room = min(c.max - c.usage for counter in self._user_counters(group)
+                   for c in counter.ancestors())
+        room = min(room, nr - 1)
+        if room > 0 and self._try_user(group, room) is None:
+            led = owner.ledger(group)
+            setattr(led, kind, getattr(led, kind) + room)
+            self._stat(group, kind, room)
+            owner.charged[kind] += room
 
     def _follow_locked(self, owner: Owner, group: MemCgroup, locked: int) -> None:
         """Place *locked* pages on the ledgers that hold anon-list pages (anon, shmem),

@@ -30,6 +30,10 @@ class Profile:
     max_swappiness: int = 200
     #: memcg ID space: 65535 groups including offline ones, root included.
     max_groups: int = 65535
+    #: Thread stacks are kernel memory (seed 003; mainline 3.8+ with kmem accounting):
+    #: every task and thread charges THREAD_SIZE of kmem while it lives, and a fork
+    #: whose stack cannot be charged fails with ENOMEM (service/follower.py).
+    charges_thread_stacks: bool = False
 
 
 LINUX_6 = Profile(

@@ -25,6 +25,8 @@ from ..core.hierarchy import Hierarchy
 from ..core.page_counter import PAGE_SIZE
 from . import protocol
 from .host import Host
+from .oom_report import report as oom_report, task_numbers
+from .proc_events import is_exited
 from .protocol import ProtocolError
 from .signals import Signaller
 
@@ -62,12 +64,25 @@ def bind_socket(path: str, mode: int) -> socket.socket:
     return sock
 
 
-def oom_kill(charges, signals: Signaller, victim: Owner, group) -> None:
-    """oom_kill_process(): SIGKILL the victim, count it, free its memory."""
-    log.warning("memory cgroup out of memory in %s: killing pid %d (%d pages)",
-                group.path(), victim.pid, victim.badness())
-    signals.send(victim, signal.SIGKILL)
+def oom_kill(charges, signals: Signaller, victim: Owner, group, proc: str = "/proc") -> bool:
+    """oom_kill_process(): SIGKILL the victim, count it, free its memory.
+
+    Only a live task is killed and counted: a victim whose process already exited
+    (its pidfd is readable; the kernel skips exiting tasks, task_will_free_mem) is
+    released without a kill, and False is returned so the caller retries."""
+    pidfd = signals.pidfd(victim)
+    if pidfd is not None and is_exited(pidfd):
+        log.info("OOM victim pid %d already exited: released, not counted", victim.pid)
+        charges.release(victim)
+        return False
+    numbers = task_numbers(proc, victim.pid)
+    if not signals.send(victim, signal.SIGKILL):
+        charges.release(victim)
+        return False
+    for line in oom_report(group, charges.hierarchy.group_of(victim.pid), victim.pid, numbers):
+        log.warning("%s", line)
     charges.oom_killed(victim)
+    return True
 
 
 class Connection:
@@ -148,8 +163,10 @@ class Connection:
 
 class ChargeServer:
     def __init__(self, hierarchy: Hierarchy, listener: socket.socket, host: Host | None = None,
-                 signals: Signaller | None = None, on_hello=None):
+                 signals: Signaller | None = None, on_hello=None, follower=None):
         self.hierarchy = hierarchy
+        #: the process follower (issue 13): ``follow`` and ``followed`` requests
+        self.follower = follower
         #: called with a pid that became a client (the process tracker stops
         #: following it at once, so nothing is counted twice)
         self.on_hello = on_hello or (lambda pid: None)
@@ -322,6 +339,8 @@ class ChargeServer:
                     conn.parsed[line] = req
             if req.verb == "hello":
                 return self._hello(conn, req)
+            if req.verb in ("follow", "followed"):
+                return self._follower_request(conn, req)
             if not conn.hello:
                 raise ProtocolError(errno.EPROTO, "say 'hello 1' first")
             return await getattr(self, f"_do_{req.verb}")(conn, req)
@@ -344,6 +363,29 @@ class ChargeServer:
         return protocol.ok_line(version=protocol.VERSION, pid=conn.pid, uid=conn.uid,
                                 group=self.hierarchy.group_of(conn.pid).path(),
                                 page_size=PAGE_SIZE, stock_batch=64)
+
+    def _follower_request(self, conn: Connection, req) -> bytes:
+        """``follow PID [guard=FD] [poll_ms=MS]`` and ``followed`` (issue 13): they
+        concern followed processes, so they do not need (or make) a client."""
+        if self.follower is None:
+            raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")
+        if req.verb == "followed":
+            rows = self.follower.table()
+            return protocol.ok_line(count=len(rows), tasks=",".join(
+                f"{r['pid']}:{r['bytes']}:{r['age_ms']}:{r['hot']}" for r in rows) or "-")
+        pid = protocol.count_arg(req.args[0], "pid")
+        guard = (protocol.count_arg(req.options["guard"], "guard")
+                 if "guard" in req.options else None)
+        poll_ms = None
+        if "poll_ms" in req.options:
+            poll_ms = protocol.count_arg(req.options["poll_ms"], "poll_ms")
+            if not 1 <= poll_ms <= 60000:
+                raise ProtocolError(errno.EINVAL, "poll_ms must be 1..60000")
+        try:
+            fields = self.follower.follow_request(conn.pid, conn.uid, pid, guard, poll_ms)
+        except OSError as e:
+            raise ProtocolError(e.errno or errno.EIO, str(e)) from None
+        return protocol.ok_line(**fields)
 
     def _usage(self, group) -> int:
         return group.memory.usage * PAGE_SIZE

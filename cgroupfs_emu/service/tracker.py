@@ -97,6 +97,11 @@ def read_sample(proc: str, pid: int) -> MemSample | None:
 SYSTEM_PREFIXES = (b"/usr/", b"/lib", b"/etc/", b"/bin/", b"/sbin/", b"/opt/", b"/var/lib/")
 
 
+def _resident(sample: MemSample) -> int:
+    """RssAnon + RssFile + RssShmem: what /proc/PID/statm calls resident."""
+    return sample.pages["anon"] + sample.pages["shmem"] + sample.pages["file"]
+
+
 def program_file_pages(proc: str, pid: int) -> int:
     """Resident pages of files the process maps that were in the page cache before
     it ran: its executable and libraries (any file it maps executable) and system
@@ -148,6 +153,15 @@ class Followed:
     threads: int = 1
     #: pages per kind at the last reading (a forked child's baseline comes from it)
     last: dict = attrs.field(factory=dict)
+    #: issue 13 (follower.py): when last sampled (monotonic), its own slow rate
+    #: (cgemu exec --poll-ms), resident pages and threads at the last sample, thread
+    #: stacks charged, stack reservations made by guarded forks not yet seen
+    sampled_at: float = 0.0
+    poll_ms: int | None = None
+    resident: int = 0
+    nthreads: int = 1
+    stacks: int = 0
+    pending: list = attrs.field(factory=list)
 
     def mapped(self, tracker_proc: str, file_total: int) -> int:
         """Data-file pages mapped: RssFile without the program's own files (smaps is
@@ -168,6 +182,8 @@ class ProcessTracker:
         #: pid -> start time of every process seen so far (new ones may be children)
         self.seen: dict[int, int] | None = None
         self.alive: set[int] = set()
+        #: the event-driven half (service/follower.py), when there is one
+        self.driver = None
         hierarchy.before_move = self.before_move
 
     # ------------------------------------------------------------------ joining
@@ -206,8 +222,41 @@ class ProcessTracker:
         else:
             entry.base = {k: min(n, parent.last.get(k, 0)) for k, n in pages.items()}
         entry.last = pages
+        entry.resident = _resident(sample)
+        entry.nthreads = sample.threads
         self.followed[tgid] = entry
-        return entry
+        if self.driver is not None:
+            self.driver.started(entry, parent)
+        return entry if tgid in self.followed else None
+
+    # ------------------------------------------------------------------ for the driver
+
+    def start_child(self, pid: int, parent: Followed | None) -> Followed | None:
+        """A fork event: *pid* was just forked by *parent* (already attached)."""
+        return self._start(pid, parent)
+
+    def start_joined(self, pid: int) -> Followed | None:
+        return self._start(pid)
+
+    def adopt_if_child(self, tgid: int) -> Followed | None:
+        """A task not yet known whose parent is followed: adopt it now (a fork the
+        /proc scan has not seen yet)."""
+        parent = self._ppid(tgid)
+        group = self.hierarchy.task_group.get(parent) if parent else None
+        if group is None or not group.online:
+            return None
+        for tid in self.host.threads(tgid):
+            t = self.host.task(tid)
+            if t is not None:
+                self.host.remember(t)
+                self.hierarchy.attach(tid, group)
+        return self._start(tgid, self.followed.get(parent))
+
+    def sample(self, entry: Followed) -> None:
+        self._follow(entry)
+
+    def exited_now(self, entry: Followed) -> None:
+        self._exited(entry)
 
     def _pages(self, entry: Followed, sample: MemSample) -> dict[str, int]:
         pages = dict(sample.pages)
@@ -228,6 +277,8 @@ class ProcessTracker:
     def poll(self) -> None:
         #: leaders seen alive (same start time) in this poll: no need to look again
         self.alive: set[int] = set()
+        if self.driver is not None:
+            self.driver.before_charge()  # exits first, then growth
         self._inherit()
         h = self.hierarchy
         for tgid in [t for t in h.task_group if t not in self.followed]:
@@ -296,6 +347,12 @@ class ProcessTracker:
         return int(stat[stat.rindex(b")") + 2:].split()[1])
 
     def _follow(self, entry: Followed) -> None:
+        before = sum(entry.last.values())
+        self._follow_once(entry)
+        if self.driver is not None and self.followed.get(entry.tgid) is entry:
+            self.driver.sampled(entry, before)
+
+    def _follow_once(self, entry: Followed) -> None:
         sample = read_sample(self.host.proc, entry.tgid)
         if (sample is None or sample.start_time != entry.start_time
                 or not entry.owner.alive):  # exited, or an OOM victim already
@@ -305,6 +362,8 @@ class ProcessTracker:
         self._adopt_threads(entry, sample.threads)
         pages = self._pages(entry, sample)
         entry.last = pages
+        entry.resident = _resident(sample)
+        entry.nthreads = sample.threads
         if sample.mm != entry.mm:  # exec: a new address space, all of it touched anew
             entry.mm = sample.mm
             entry.base = dict.fromkeys(pages, 0)
@@ -328,12 +387,12 @@ class ProcessTracker:
         if verdict is None:
             self._resume(entry)
         elif verdict.victim is not None:
-            oom_kill(self.charges, self.signals, verdict.victim, verdict.group)
+            killed = oom_kill(self.charges, self.signals, verdict.victim, verdict.group)
             if verdict.victim is entry.owner:
-                self._exited(entry, killed=True)
+                self._exited(entry, killed=killed)
                 return
             self._resume(entry)
-            self._follow(entry)  # the retry, now that the victim's memory is gone
+            self._follow_once(entry)  # the retry, now that the victim's memory is gone
         elif entry.stopped_in is None:
             # oom_kill_disable: the task sleeps in its page fault until the group
             # recovers; a real task is stopped instead
@@ -350,6 +409,18 @@ class ProcessTracker:
             self.signals.send(entry.owner, signal.SIGCONT)
 
     def _exited(self, entry: Followed, killed: bool = False) -> None:
+        if self.followed.get(entry.tgid) is not entry:
+            return
+        if entry.refused_at is not None and not killed and entry.owner.alive:
+            # growth seen before the exit but never charged: charge what fits (up to
+            # the limit, so max_usage shows it) and count the failure, then release
+            try:
+                self.charges.follow(entry.owner, self.hierarchy.group_of(entry.tgid),
+                                    {k: entry.refused_at[k] for k in FOLLOWED_KINDS}, 0)
+            except NoMemory:
+                pass
+        if self.driver is not None:
+            self.driver.forgotten(entry)
         if entry.stopped_in is not None:
             self.charges.mark_under_oom(entry.stopped_in, -1)
             entry.stopped_in = None

@@ -1,0 +1,453 @@
+"""The event-driven half of following real processes (issue 13).
+
+The ProcessTracker (tracker.py) knows how to start following a task, read and charge
+its memory and forget it. This module decides *when*:
+
+* events (proc_events.py): forks adopt the child into its parent's group at once,
+  execs make a task hot, exits release a task's charges at once. Before any growth is
+  charged, every exit already reported is applied first, so an OOM never picks a task
+  that is gone and a kill is never counted for one;
+* sampling (sampler.py): hot tasks every ``fast_ms``, tasks with their own rate
+  (``cgemu exec --poll-ms``) at that rate, everything else at the slow poll; the
+  stop-first thread guards hot tasks near a limit;
+* thread stacks (seed 003, in profiles with ``charges_thread_stacks``): every followed
+  task and thread holds THREAD_SIZE of kmem while it lives. A new task that cannot be
+  charged is refused: inside a guarded ``cgemu exec`` tree its fork/clone fails with
+  ENOMEM before it happens (fork_guard.py); a task forked by a process that joined
+  through ``tasks`` is killed at once (the kernel never lets it exist; we can only
+  learn of it after the fact), and the refusal is counted in ``kmem.failcnt``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import signal
+import time
+
+import trio
+
+from ..core.errors import CgroupError, NoMemory
+from ..core.page_counter import PAGE_SIZE
+from . import fork_guard
+from .proc_events import ExitWatch, ProcConnector, is_exited
+from .sampler import NEAR_PAGES, HotWatch, Schedule
+
+log = logging.getLogger("cgroupfs_emu.follower")
+
+#: THREAD_SIZE on x86_64 and arm64 (16 KiB), in pages
+STACK_PAGES = 16384 // PAGE_SIZE
+#: a reservation made for a guarded fork that no fork event claimed is dropped
+PENDING_TTL = 2.0
+#: a room larger than this is "no limit"
+_NO_LIMIT = 1 << 40
+
+
+class Follower:
+    def __init__(self, tracker, signals, fast_ms: int = 10, budget: int = 1000,
+                 events: str = "auto", stacks: bool | None = None, hot_period: float = 0.001):
+        self.tracker = tracker
+        self.hierarchy = tracker.hierarchy
+        self.charges = tracker.charges
+        self.host = tracker.host
+        self.signals = signals
+        self.connector = ProcConnector.open() if events in ("auto", "connector") else None
+        self.exits = ExitWatch()
+        self.schedule = Schedule(fast_ms, budget)
+        self.stacks = (self.hierarchy.profile.charges_thread_stacks if stacks is None
+                       else stacks)
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.hot = HotWatch(self._tripped_in_thread, period=hot_period, proc=self.host.proc)
+        self.tripped: set[int] = set()
+        self.wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._guards: list[int] = []
+        #: forks refused so far (killed after the fact, or failed inside a guarded tree)
+        self.refused_forks = 0
+        tracker.driver = self
+        log.info("following processes with %s", "the proc connector" if self.connector
+                 else "pidfds and /proc scans")
+
+    # ------------------------------------------------------------------ tracker hooks
+
+    def started(self, entry, parent=None) -> None:
+        """The tracker follows a new task: watch its exit, sample it fast for a while,
+        charge its stacks."""
+        entry.sampled_at = time.monotonic()
+        pidfd = self.signals.pidfd(entry.owner)
+        if pidfd is not None:
+            self.exits.add(entry.tgid, pidfd)
+        if parent is not None and entry.poll_ms is None:
+            entry.poll_ms = parent.poll_ms
+        if parent is not None and parent.pending:
+            # the guarded fork reserved this child's stack in the parent's name
+            parent.pending.pop(0)
+            self._uncharge_stacks(parent, 1, reserved=True)
+        self.schedule.heat(entry.tgid, entry.sampled_at, self._own_period(entry))
+        if self.stacks:
+            want = max(1, entry.nthreads)
+            if not self._charge_stacks(entry, want) and parent is not None:
+                self._refuse_child(entry)
+        self.wake.set()
+
+    def sampled(self, entry, before: int) -> None:
+        """After every sample: heat a task that grew or is near a limit, set its trip
+        point for the stop-first thread, reconcile its stacks with its threads."""
+        now = entry.sampled_at = time.monotonic()
+        if sum(entry.last.values()) > before:
+            self.schedule.heat(entry.tgid, now, self._own_period(entry))
+        group = self.hierarchy.group_of(entry.tgid)
+        room, limit = self._room(group)
+        near = room < _NO_LIMIT and room < max(NEAR_PAGES, limit // 4)
+        if near:
+            self.schedule.heat(entry.tgid, now, self._own_period(entry))
+        if self.stacks and entry.nthreads != entry.stacks:
+            if entry.nthreads > entry.stacks:
+                self._charge_stacks(entry, entry.nthreads - entry.stacks)
+            else:
+                self._uncharge_stacks(entry, entry.stacks - entry.nthreads)
+        if (room < _NO_LIMIT and entry.stopped_in is None
+                and self.schedule.is_hot(entry.tgid, now)):
+            pidfd = self.signals.pidfd(entry.owner)
+            if pidfd is not None:
+                sharing = 1 + sum(1 for pid in self.hot.watched if pid != entry.tgid and
+                                  self.hierarchy.group_of(pid) is group)
+                self.hot.arm(entry.tgid, pidfd, entry.resident + max(0, room) // sharing)
+        else:
+            self.hot.disarm(entry.tgid)
+
+    def forgotten(self, entry) -> None:
+        self.schedule.forget(entry.tgid)
+        self.hot.disarm(entry.tgid)
+        self.tripped.discard(entry.tgid)
+        pidfd = self.signals.pidfd(entry.owner)
+        if pidfd is not None:
+            self.exits.remove(pidfd)
+        entry.pending.clear()
+
+    def before_charge(self) -> None:
+        """Exits first: called before any growth is charged."""
+        self.apply_events()
+
+    # ------------------------------------------------------------------ events
+
+    def apply_events(self) -> None:
+        if self.connector is not None:
+            try:
+                events = self.connector.read()
+            except OSError:
+                log.exception("proc connector failed; falling back to /proc scans")
+                self.connector.close()
+                self.connector = None
+                events = []
+            for ev in events:
+                if ev.what == "fork":
+                    self._forked(ev.pid, ev.tgid, ev.ptgid)
+                elif ev.what == "exit":
+                    self._exit_event(ev.pid, ev.tgid)
+                elif ev.what == "exec":
+                    entry = self.tracker.followed.get(ev.tgid)
+                    if entry is not None:
+                        self.schedule.heat(ev.tgid, time.monotonic(), self._own_period(entry))
+                        self.wake.set()
+        for pid in self.exits.exited():
+            entry = self.tracker.followed.get(pid)
+            if entry is not None:
+                self.tracker.exited_now(entry)
+        self._expire_pending()
+
+    def _forked(self, pid: int, tgid: int, ptgid: int) -> None:
+        h = self.hierarchy
+        group = h.task_group.get(ptgid)
+        if group is None or not group.online:
+            return
+        parent = self.tracker.followed.get(ptgid)
+        if pid != tgid:  # a new thread of a followed process
+            if h.task_group.get(pid) is not group:
+                info = self.host.task(pid)
+                if info is None:
+                    return
+                self.host.remember(info)
+                h.attach(pid, group)
+            entry = self.tracker.followed.get(tgid)
+            if entry is not None and self.stacks:
+                if entry.pending:
+                    entry.pending.pop(0)
+                    entry.stacks += 1
+                elif not self._charge_stacks(entry, 1):
+                    self.refused_forks += 1
+                    log.warning("thread %d of pid %d: stack cannot be charged in %s",
+                                pid, tgid, group.path())
+            if entry is not None:
+                entry.nthreads += 1
+            return
+        if pid in self.tracker.followed:
+            return
+        info = self.host.task(pid)
+        if info is None:
+            return
+        self.host.remember(info)
+        h.attach(pid, group)
+        self.tracker.start_child(pid, parent)
+
+    def _exit_event(self, pid: int, tgid: int) -> None:
+        entry = self.tracker.followed.get(tgid)
+        if entry is None:
+            return
+        if pid != tgid:
+            entry.nthreads = max(1, entry.nthreads - 1)
+            if self.stacks and entry.stacks > entry.nthreads:
+                self._uncharge_stacks(entry, entry.stacks - entry.nthreads)
+            return
+        pidfd = self.signals.pidfd(entry.owner)
+        if pidfd is None or is_exited(pidfd):
+            self.tracker.exited_now(entry)
+
+    # ------------------------------------------------------------------ stacks
+
+    def _charge_stacks(self, entry, n: int) -> bool:
+        group = self.hierarchy.group_of(entry.tgid)
+        try:
+            verdict = self.charges.charge(entry.owner, group, "kmem", n * STACK_PAGES,
+                                          may_wait=False)
+        except NoMemory:
+            return False
+        if verdict is not None:
+            return False  # a stack charge never waits or kills here: the fork fails
+        entry.stacks += n
+        return True
+
+    def _uncharge_stacks(self, entry, n: int, reserved: bool = False) -> None:
+        group = self.hierarchy.group_of(entry.tgid)
+        try:
+            self.charges.uncharge(entry.owner, group, "kmem", n * STACK_PAGES)
+        except CgroupError:
+            pass
+        if not reserved:
+            entry.stacks -= n
+
+    def _refuse_child(self, entry) -> None:
+        """A task forked outside a guarded tree whose stack cannot be charged: it must
+        not exist, so it is killed at once (and never followed)."""
+        self.refused_forks += 1
+        group = self.hierarchy.group_of(entry.tgid)
+        log.warning("fork of pid %d refused in %s: kmem limit reached; killed",
+                    entry.tgid, group.path())
+        self.signals.send(entry.owner, signal.SIGKILL)
+        self.tracker.exited_now(entry)
+
+    def _expire_pending(self) -> None:
+        now = time.monotonic()
+        for entry in list(self.tracker.followed.values()):
+            while entry.pending and now - entry.pending[0] > PENDING_TTL:
+                entry.pending.pop(0)
+                self._uncharge_stacks(entry, 1, reserved=True)
+
+    def decide_clone(self, tid: int) -> int:
+        """A guarded task is about to create a task: 0 to let it, or the errno."""
+        self.apply_events()
+        if not self.stacks:
+            return 0
+        tgid = self.host.tgid_of(tid)
+        if tgid is None:
+            return 0
+        entry = self.tracker.followed.get(tgid)
+        if entry is None:
+            entry = self.tracker.adopt_if_child(tgid)
+            if entry is None:
+                return 0
+        group = self.hierarchy.group_of(tgid)
+        try:
+            verdict = self.charges.charge(entry.owner, group, "kmem", STACK_PAGES,
+                                          may_wait=False)
+        except NoMemory:
+            verdict = True
+        if verdict is not None:
+            self.refused_forks += 1
+            return errno.ENOMEM
+        entry.pending.append(time.monotonic())
+        return 0
+
+    # ------------------------------------------------------------------ limits
+
+    @staticmethod
+    def _room(group) -> tuple[int, int]:
+        """(pages left under the tightest memory/memsw limit at or above *group*, that
+        limit)."""
+        room, limit = 1 << 62, 1 << 62
+        for counter in (group.memory, group.memsw):
+            for c in counter.ancestors():
+                left = c.max - c.usage
+                if left < room:
+                    room, limit = left, c.max
+        return room, limit
+
+    def _own_period(self, entry) -> float | None:
+        return entry.poll_ms / 1000 if entry.poll_ms else None
+
+    # ------------------------------------------------------------------ hot thread
+
+    def _tripped_in_thread(self, pid: int) -> None:
+        token = self.token
+        if token is not None:
+            token.run_sync_soon(self._tripped, pid)
+
+    def _tripped(self, pid: int) -> None:
+        self.tripped.add(pid)
+        self.wake.set()
+
+    def _settle_trips(self) -> None:
+        for pid in list(self.tripped):
+            self.tripped.discard(pid)
+            entry = self.tracker.followed.get(pid)
+            if entry is None:
+                continue
+            self.tracker.sample(entry)
+            if pid in self.tracker.followed and entry.stopped_in is None:
+                self.signals.send(entry.owner, signal.SIGCONT)
+
+    # ------------------------------------------------------------------ requests
+
+    def follow_request(self, peer_pid: int, peer_uid: int, pid: int, guard_fd: int | None,
+                       poll_ms: int | None) -> dict:
+        """``follow PID [guard=FD] [poll_ms=MS]`` from ``cgemu exec``: give PID (already
+        in a group) its own slow rate, and take the seccomp listener FD of the peer."""
+        info = self.host.task(pid)
+        if info is None:
+            raise OSError(errno.ESRCH, f"no process {pid}")
+        if peer_uid != 0 and peer_uid != info.uid:
+            raise OSError(errno.EPERM, f"pid {pid} belongs to another user")
+        self.apply_events()
+        entry = self.tracker.followed.get(pid)
+        if entry is None and self.hierarchy.task_group.get(pid) is not None:
+            entry = self.tracker.start_joined(pid)
+        if entry is not None and poll_ms:
+            entry.poll_ms = poll_ms
+            self.schedule.own_rate(pid, poll_ms / 1000, time.monotonic())
+            self.wake.set()
+        guarded = False
+        if guard_fd is not None:
+            fd = _take_fd(pid, guard_fd)  # from the guarded child itself
+            if not fork_guard.is_listener(fd):
+                os.close(fd)
+                raise OSError(errno.EBADF, f"descriptor {guard_fd} is not a seccomp listener")
+            self._guards.append(fd)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._serve_guard, fd)
+            guarded = True
+        return {"pid": pid, "followed": int(entry is not None), "guard": int(guarded)}
+
+    async def _serve_guard(self, fd: int) -> None:
+        import select
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                ready = poller.poll(0)
+                if not ready:
+                    continue
+                events = ready[0][1]
+                if events & select.POLLIN:
+                    got = fork_guard.receive(fd)
+                    if got is not None:
+                        nid, tid, _ = got
+                        try:
+                            err = self.decide_clone(tid)
+                        except Exception:
+                            log.exception("fork guard decision failed")
+                            err = 0
+                        fork_guard.respond(fd, nid, err)
+                elif events & (select.POLLHUP | select.POLLERR):
+                    return  # every guarded task is gone
+        finally:
+            self._guards.remove(fd)
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
+
+    def table(self) -> list[dict]:
+        """For ``cgemu ps``: every followed process, its charge and sample age."""
+        now = time.monotonic()
+        rows = []
+        for e in sorted(self.tracker.followed.values(), key=lambda e: e.tgid):
+            charged = sum(e.owner.charged.values()) + e.stacks * STACK_PAGES
+            rows.append({"pid": e.tgid, "bytes": charged * PAGE_SIZE,
+                         "age_ms": int((now - e.sampled_at) * 1000),
+                         "hot": int(self.schedule.is_hot(e.tgid, now))})
+        return rows
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        self.token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for fd in list(self._guards):
+                nursery.start_soon(self._serve_guard, fd)
+            if self.connector is not None:
+                nursery.start_soon(self._watch_fd, self.connector.fileno())
+            nursery.start_soon(self._watch_fd, self.exits.fileno())
+            await self._fast_loop()
+
+    async def _watch_fd(self, fd: int) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                self.apply_events()
+                self.hierarchy.check_thresholds()
+            except Exception:
+                log.exception("applying process events failed")
+                await trio.sleep(0.01)
+
+    async def _fast_loop(self) -> None:
+        while True:
+            try:
+                self.apply_events()
+                self._settle_trips()
+                now = time.monotonic()
+                for tgid in self.schedule.due(now):
+                    entry = self.tracker.followed.get(tgid)
+                    if entry is None:
+                        self.schedule.forget(tgid)
+                    else:
+                        self.tracker.sample(entry)
+                self.hierarchy.check_thresholds()
+                wait = self.schedule.next_wake(time.monotonic())
+            except Exception:
+                log.exception("fast sampling failed")
+                wait = 0.1
+            if not self.tripped:
+                self.wake = trio.Event()
+                with trio.move_on_after(wait if wait is not None else 3600):
+                    await self.wake.wait()
+
+    def close(self) -> None:
+        self.hot.close()
+        for pid in list(self.tripped):
+            entry = self.tracker.followed.get(pid)
+            if entry is not None and entry.stopped_in is None:
+                self.signals.send(entry.owner, signal.SIGCONT)
+        self.exits.close()
+        if self.connector is not None:
+            self.connector.close()
+        for fd in self._guards:
+            os.close(fd)
+        self._guards.clear()
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_PIDFD_GETFD = 438
+
+
+def _take_fd(pid: int, fd: int) -> int:
+    pidfd = os.pidfd_open(pid)
+    try:
+        ours = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+        if ours < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"pidfd_getfd({pid}, {fd}): {os.strerror(e)}")
+        return ours
+    finally:
+        os.close(pidfd)
