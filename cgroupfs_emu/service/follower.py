@@ -32,7 +32,7 @@ import trio
 from ..core.errors import CgroupError, NoMemory
 from ..core.page_counter import PAGE_SIZE
 from . import fork_guard
-from .proc_events import ExitWatch, ProcConnector, is_exited
+from .proc_events import ExitWatch, ProcConnector, children, is_exited
 from .sampler import NEAR_PAGES, HotWatch, Schedule
 
 log = logging.getLogger("cgroupfs_emu.follower")
@@ -41,6 +41,9 @@ log = logging.getLogger("cgroupfs_emu.follower")
 STACK_PAGES = 16384 // PAGE_SIZE
 #: a reservation made for a guarded fork that no fork event claimed is dropped
 PENDING_TTL = 2.0
+#: without the connector, busy tasks' children are looked for this often (seconds)
+SCAN_PERIOD = 0.02
+SCAN_SHARE = 0.02
 #: a room larger than this is "no limit"
 _NO_LIMIT = 1 << 40
 
@@ -64,6 +67,9 @@ class Follower:
         self.wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._guards: list[int] = []
+        self._next_scan = 0.0
+        #: None: not known yet whether /proc/PID/task/TID/children exists
+        self._children_files: bool | None = None
         #: forks refused so far (killed after the fact, or failed inside a guarded tree)
         self.refused_forks = 0
         tracker.driver = self
@@ -86,11 +92,23 @@ class Follower:
             parent.pending.pop(0)
             self._uncharge_stacks(parent, 1, reserved=True)
         self.schedule.heat(entry.tgid, entry.sampled_at, self._own_period(entry))
-        if self.stacks:
-            want = max(1, entry.nthreads)
-            if not self._charge_stacks(entry, want) and parent is not None:
+        # A task joining through tasks/cgroup.procs is not in its new group yet (this
+        # runs just before the attach): its stacks are charged at its first sample.
+        if self.stacks and parent is not None:
+            if not self._charge_stacks(entry, max(1, entry.nthreads)):
                 self._refuse_child(entry)
         self.wake.set()
+
+    def _reconcile_stacks(self, entry) -> None:
+        """One THREAD_SIZE per live thread, charged in the task's group."""
+        if not self.stacks or entry.nthreads == entry.stacks:
+            return
+        if self.hierarchy.group_of(entry.tgid).is_root:
+            return
+        if entry.nthreads > entry.stacks:
+            self._charge_stacks(entry, entry.nthreads - entry.stacks)
+        else:
+            self._uncharge_stacks(entry, entry.stacks - entry.nthreads)
 
     def sampled(self, entry, before: int) -> None:
         """After every sample: heat a task that grew or is near a limit, set its trip
@@ -103,11 +121,7 @@ class Follower:
         near = room < _NO_LIMIT and room < max(NEAR_PAGES, limit // 4)
         if near:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
-        if self.stacks and entry.nthreads != entry.stacks:
-            if entry.nthreads > entry.stacks:
-                self._charge_stacks(entry, entry.nthreads - entry.stacks)
-            else:
-                self._uncharge_stacks(entry, entry.stacks - entry.nthreads)
+        self._reconcile_stacks(entry)
         if (room < _NO_LIMIT and entry.stopped_in is None
                 and self.schedule.is_hot(entry.tgid, now)):
             pidfd = self.signals.pidfd(entry.owner)
@@ -258,6 +272,7 @@ class Follower:
             entry = self.tracker.adopt_if_child(tgid)
             if entry is None:
                 return 0
+        self._reconcile_stacks(entry)
         group = self.hierarchy.group_of(tgid)
         try:
             verdict = self.charges.charge(entry.owner, group, "kmem", STACK_PAGES,
@@ -323,6 +338,8 @@ class Follower:
         entry = self.tracker.followed.get(pid)
         if entry is None and self.hierarchy.task_group.get(pid) is not None:
             entry = self.tracker.start_joined(pid)
+        if entry is not None:
+            self._reconcile_stacks(entry)
         if entry is not None and poll_ms:
             entry.poll_ms = poll_ms
             self.schedule.own_rate(pid, poll_ms / 1000, time.monotonic())
@@ -407,6 +424,8 @@ class Follower:
                 self.apply_events()
                 self._settle_trips()
                 now = time.monotonic()
+                if self.connector is None and self.tracker.followed:
+                    self._scan_forks(now)
                 for tgid in self.schedule.due(now):
                     entry = self.tracker.followed.get(tgid)
                     if entry is None:
@@ -414,7 +433,11 @@ class Follower:
                     else:
                         self.tracker.sample(entry)
                 self.hierarchy.check_thresholds()
-                wait = self.schedule.next_wake(time.monotonic())
+                now = time.monotonic()
+                wait = self.schedule.next_wake(now)
+                if self.connector is None and self.tracker.followed:
+                    scan = max(0.0, self._next_scan - now)
+                    wait = scan if wait is None else min(wait, scan)
             except Exception:
                 log.exception("fast sampling failed")
                 wait = 0.1
@@ -422,6 +445,29 @@ class Follower:
                 self.wake = trio.Event()
                 with trio.move_on_after(wait if wait is not None else 3600):
                     await self.wake.wait()
+
+    def _scan_forks(self, now: float) -> None:
+        """Without the connector, forks are found by scanning: the children files of
+        followed tasks where the kernel has them (CONFIG_PROC_CHILDREN), else /proc.
+        Every SCAN_PERIOD, stretched so that scanning takes at most SCAN_SHARE of a
+        core (a /proc of a few thousand processes takes about a millisecond)."""
+        if now < self._next_scan:
+            return
+        t0 = time.perf_counter()
+        if self._children_files is not False:
+            for tgid in list(self.tracker.followed):
+                kids = children(self.host.proc, tgid)
+                if kids is None:
+                    self._children_files = False
+                    break
+                self._children_files = True
+                for kid in kids:
+                    if kid not in self.tracker.followed:
+                        self.tracker.adopt_if_child(kid)
+        if self._children_files is False:
+            self.tracker.scan_new_processes()
+        spent = time.perf_counter() - t0
+        self._next_scan = time.monotonic() + max(SCAN_PERIOD, spent / SCAN_SHARE)
 
     def close(self) -> None:
         self.hot.close()

@@ -252,6 +252,10 @@ class ProcessTracker:
                 self.hierarchy.attach(tid, group)
         return self._start(tgid, self.followed.get(parent))
 
+    def scan_new_processes(self) -> None:
+        """Fork inheritance by a /proc scan, now (the driver's fallback)."""
+        self._inherit()
+
     def sample(self, entry: Followed) -> None:
         self._follow(entry)
 
