@@ -69,7 +69,7 @@ class Schedule:
 
     def own_rate(self, tgid: int, period: float, now: float) -> None:
         """A task with its own sampling period (never dropped while it lives)."""
-        e = self.entries.setdefault(tgid, [period, 0.0, now])
+        e = self.entries.setdefault(tgid, [period, float("-inf"), now])
         e[0] = period
 
     def forget(self, tgid: int) -> None:
