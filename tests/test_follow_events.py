@@ -145,22 +145,25 @@ def test_burst_of_100ms_over_the_limit_is_caught(mnt):
 # ---------------------------------------------------------------------- overshoot
 
 
-def test_overshoot_is_bounded_at_64M(mnt, eat_exe):
+@pytest.mark.parametrize("idle", [0.05, 1.5], ids=["fresh", "idle-first"])
+def test_overshoot_is_bounded_at_64M(mnt, eat_exe, idle):
     """eat touches pages as fast as it can; the group's real usage (the task's peak
-    resident set, from wait4) stays under L + max(16 MiB, 10 % of L)."""
+    resident set, from wait4) stays under L + max(16 MiB, 10 % of L), whether it
+    starts at once or after idling past the hot period (then its page-fault counter
+    wakes the daemon)."""
     limit = 64 * M
     group(mnt, "o", limit_in_bytes=str(limit))
     with started([eat_exe, "1024", "-w"], stdin=subprocess.PIPE,
                  stdout=subprocess.PIPE) as p:
         write(mnt.p("o", "tasks"), str(p.pid))
-        time.sleep(0.05)
+        time.sleep(idle)
         p.stdin.write(b"x")
         p.stdin.flush()
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = status
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
     peak = ru.ru_maxrss * 1024
-    assert peak <= limit + max(16 * M, limit // 10), f"peak {peak / M:.1f} MiB"
+    assert peak <= limit + max(16 * M, limit // 10), f"peak {peak / M:.1f} MiB " + mnt.log()[-2500:]
     assert oom_kills(mnt.p("o")) == 1
 
 
@@ -211,7 +214,7 @@ BOMB = textwrap.dedent("""\
         kids.append(pid)
         if len(sys.argv) > 2 and len(kids) >= 200:
             break
-    time.sleep(0.5)
+    time.sleep(1.0)  # the daemon kills what it must within this
     alive = 0
     for pid in kids:
         if os.waitpid(pid, os.WNOHANG) == (0, 0):
@@ -283,11 +286,17 @@ def test_cgemu_ps_shows_charge_and_sample_age_and_poll_ms_applies(mnt, tmp_path)
     with started([sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "exec", "-m", mnt.path,
                   "-g", "p", "--poll-ms", "40", "--", sys.executable, "-c", prog]) as p:
         assert wait_until(ready.exists)
-        time.sleep(1.5)  # cooled down: only its own 40 ms rate keeps sampling it
-        r = cgemu("ps", "-m", mnt.path)
-        assert r.returncode == 0, r
-        rows = [line.split() for line in r.stdout.splitlines()[1:]]
-        row = next(x for x in rows if x[1] == "/p")
-        assert row[2].endswith("M") and float(row[2][:-1]) >= 8
-        assert row[3].endswith("ms") and int(row[3][:-2]) < 200  # 40 ms, not 500
+        time.sleep(1.2)  # cooled down: only its own 40 ms rate keeps sampling it
+        ages = []
+        for _ in range(9):
+            r = cgemu("ps", "-m", mnt.path)
+            assert r.returncode == 0, r
+            rows = [line.split() for line in r.stdout.splitlines()[1:]]
+            row = next(x for x in rows if x[1] == "/p")
+            assert row[2].endswith("M") and float(row[2][:-1]) >= 8
+            assert row[3].endswith("ms")
+            ages.append(int(row[3][:-2]))
+            time.sleep(0.013)
+        # sampled every 40 ms, not every 500: nearly every reading is recent
+        assert sum(a < 100 for a in ages) >= 7, ages
         assert p.wait(timeout=10) == 0

@@ -155,6 +155,7 @@ def test_schedule_heats_cools_and_stretches_to_its_budget():
     assert s.due(0.0) == [1] and s.due(0.005) == [] and s.due(0.011) == [1]
     assert s.is_hot(1, 0.5)
     assert s.due(HOT_LINGER + 0.1) == [] and 1 not in s.entries  # cooled down
+    assert s.take_cooled() == [1] and s.take_cooled() == []
     s.own_rate(2, 0.05, 0.0)
     assert s.due(0.0) == [2] and s.due(0.03) == [] and s.due(0.06) == [2]
     assert s.due(100.0) == [2]  # its own rate never cools down
@@ -185,6 +186,35 @@ def test_hot_watch_stops_a_task_at_its_trip_point():
                 assert not watch.is_armed(p.pid)
             finally:
                 os.close(fd)
+    finally:
+        watch.close()
+
+
+def test_fault_watch_fires_when_an_idle_task_faults_pages_in():
+    from cgroupfs_emu.service.fault_watch import FaultWatch
+    watch = FaultWatch()
+    if not watch.available:
+        watch.close()
+        pytest.skip("perf events unavailable here")
+    prog = ("import sys; print('ready', flush=True); sys.stdin.readline(); "
+            "x = bytearray(8 << 20); sys.stdin.readline()")
+    try:
+        with started([sys.executable, "-c", prog], stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, text=True) as p:
+            assert p.stdout.readline().strip() == "ready"
+            time.sleep(0.05)  # into its read(2)
+            assert watch.add(p.pid) is not None
+            watch.enable(p.pid)
+            time.sleep(0.2)
+            assert watch.fired() == []  # blocked in read: no faults
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert wait_until(lambda: watch.fired() == [p.pid], timeout=5)
+            assert watch.fired() == []  # disabled after firing, until enabled again
+            watch.remove(p.pid)
+            p.stdin.write("end\n")
+            p.stdin.flush()
+            p.wait(timeout=10)
     finally:
         watch.close()
 

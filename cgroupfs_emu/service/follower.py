@@ -32,6 +32,7 @@ import trio
 from ..core.errors import CgroupError, NoMemory
 from ..core.page_counter import PAGE_SIZE
 from . import fork_guard
+from .fault_watch import FaultWatch
 from .proc_events import ExitWatch, ProcConnector, children, is_exited
 from .sampler import NEAR_PAGES, HotWatch, Schedule
 
@@ -50,7 +51,8 @@ _NO_LIMIT = 1 << 40
 
 class Follower:
     def __init__(self, tracker, signals, fast_ms: int = 10, budget: int = 1000,
-                 events: str = "auto", stacks: bool | None = None, hot_period: float = 0.001):
+                 events: str = "auto", stacks: bool | None = None, hot_period: float = 0.001,
+                 faults: bool = True):
         self.tracker = tracker
         self.hierarchy = tracker.hierarchy
         self.charges = tracker.charges
@@ -58,6 +60,7 @@ class Follower:
         self.signals = signals
         self.connector = ProcConnector.open() if events in ("auto", "connector") else None
         self.exits = ExitWatch()
+        self.faults = FaultWatch() if faults else None
         self.schedule = Schedule(fast_ms, budget)
         self.stacks = (self.hierarchy.profile.charges_thread_stacks if stacks is None
                        else stacks)
@@ -85,6 +88,10 @@ class Follower:
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
             self.exits.add(entry.tgid, pidfd)
+        if self.faults is not None:
+            fd = self.faults.add(entry.tgid)  # enabled once the task cools down
+            if fd is not None and self._nursery is not None:
+                self._nursery.start_soon(self._watch_faults, entry.tgid, fd)
         if parent is not None and entry.poll_ms is None:
             entry.poll_ms = parent.poll_ms
         if parent is not None and parent.pending:
@@ -133,6 +140,8 @@ class Follower:
             self.hot.disarm(entry.tgid)
 
     def forgotten(self, entry) -> None:
+        if self.faults is not None:
+            self.faults.remove(entry.tgid, trio.lowlevel.notify_closing)
         self.schedule.forget(entry.tgid)
         self.hot.disarm(entry.tgid)
         self.tripped.discard(entry.tgid)
@@ -199,12 +208,46 @@ class Follower:
             return
         if pid in self.tracker.followed:
             return
+        if (self.stacks and parent is not None and not parent.pending
+                and not self._stack_fits(parent, group)):
+            self._kill_refused(pid, group)  # cheap: never followed at all
+            return
         info = self.host.task(pid)
         if info is None:
             return
         self.host.remember(info)
         h.attach(pid, group)
         self.tracker.start_child(pid, parent)
+
+    def _stack_fits(self, parent, group) -> bool:
+        """Would a new task's stack fit in *group*? (A real try_charge, so a refusal
+        counts in failcnt; undone at once when it fits: the child charges it.)"""
+        try:
+            verdict = self.charges.charge(parent.owner, group, "kmem", STACK_PAGES,
+                                          may_wait=False)
+        except NoMemory:
+            return False
+        if verdict is not None:
+            return False
+        self.charges.uncharge(parent.owner, group, "kmem", STACK_PAGES)
+        return True
+
+    def _kill_refused(self, pid: int, group) -> None:
+        self.refused_forks += 1
+        if not self.signals.may_signal(pid):
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # gone already
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+        log.warning("fork of pid %d refused in %s: kmem limit reached; killed",
+                    pid, group.path())
 
     def _exit_event(self, pid: int, tgid: int) -> None:
         entry = self.tracker.followed.get(tgid)
@@ -406,6 +449,9 @@ class Follower:
             if self.connector is not None:
                 nursery.start_soon(self._watch_fd, self.connector.fileno())
             nursery.start_soon(self._watch_fd, self.exits.fileno())
+            if self.faults is not None:
+                for pid, c in list(self.faults.by_pid.items()):
+                    nursery.start_soon(self._watch_faults, pid, c.fd)
             await self._fast_loop()
 
     async def _watch_fd(self, fd: int) -> None:
@@ -417,6 +463,25 @@ class Follower:
             except Exception:
                 log.exception("applying process events failed")
                 await trio.sleep(0.01)
+
+    async def _watch_faults(self, pid: int, fd: int) -> None:
+        """An idle task's page-fault counter overflowed: sample it now."""
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                if self.faults.fire(pid):
+                    entry = self.tracker.followed.get(pid)
+                    if entry is not None:
+                        now = time.monotonic()
+                        self.schedule.heat(pid, now, self._own_period(entry))
+                        self.schedule.entries[pid][2] = now
+                        self.wake.set()
+                else:
+                    await trio.sleep(0.001)  # readable without an overflow (exit: HUP)
+                    if pid not in self.faults.by_pid:
+                        return
+        except (trio.ClosedResourceError, OSError):
+            return
 
     async def _fast_loop(self) -> None:
         while True:
@@ -432,6 +497,9 @@ class Follower:
                         self.schedule.forget(tgid)
                     else:
                         self.tracker.sample(entry)
+                if self.faults is not None:
+                    for tgid in self.schedule.take_cooled():
+                        self.faults.enable(tgid)
                 self.hierarchy.check_thresholds()
                 now = time.monotonic()
                 wait = self.schedule.next_wake(now)
@@ -476,6 +544,8 @@ class Follower:
             if entry is not None and entry.stopped_in is None:
                 self.signals.send(entry.owner, signal.SIGCONT)
         self.exits.close()
+        if self.faults is not None:
+            self.faults.close()
         if self.connector is not None:
             self.connector.close()
         for fd in self._guards:

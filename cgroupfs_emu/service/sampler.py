@@ -24,8 +24,9 @@ The slow poll (``poll_ms``, default 500 ms) still reads every followed task. On 
   overshoot past the limit is what the task touches between two reads plus the
   signal's delivery: with a 1 ms period, a few MiB at the fastest fault rates.
 
-What is not caught: a task idle for longer than HOT_LINGER that suddenly allocates is
-noticed at its next slow sample (``poll_ms``); from then on it is hot.
+A task idle for longer than HOT_LINGER that suddenly allocates is woken up by its
+perf page-fault counter (fault_watch.py) after a few faults; where perf events are
+not available it is noticed at its next slow sample (``poll_ms``).
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class Schedule:
         self.fast = fast_ms / 1000
         #: samples per second the fast schedule may take at most
         self.budget = budget
-        #: tgid -> (period in seconds, hot until (monotonic), next due (monotonic))
-        self.entries: dict[int, list[float]] = {}
+        #: tgid -> [own period (0: none), hot until, next due, hot at the last look]
+        self.entries: dict[int, list] = {}
+        #: tasks that cooled down since the last take_cooled()
+        self.cooled: list[int] = []
 
     def period(self) -> float:
         """The fast period, stretched so that all hot tasks fit the budget."""
@@ -63,30 +66,39 @@ class Schedule:
         """*tgid* grew, was born, exec'd or is near a limit: sample it fast."""
         e = self.entries.get(tgid)
         if e is None:
-            self.entries[tgid] = [own_period or 0.0, now + HOT_LINGER, now]
+            self.entries[tgid] = [own_period or 0.0, now + HOT_LINGER, now, True]
         else:
             e[1] = max(e[1], now + HOT_LINGER)
+            e[3] = True
 
     def own_rate(self, tgid: int, period: float, now: float) -> None:
         """A task with its own sampling period (never dropped while it lives)."""
-        e = self.entries.setdefault(tgid, [period, float("-inf"), now])
+        e = self.entries.setdefault(tgid, [period, float("-inf"), now, False])
         e[0] = period
 
     def forget(self, tgid: int) -> None:
         self.entries.pop(tgid, None)
 
     def due(self, now: float) -> list[int]:
-        """Tasks whose sample is due; tasks that cooled down leave the schedule."""
+        """Tasks whose sample is due; tasks that cooled down leave the schedule (and
+        are listed in :attr:`cooled`)."""
         fast = self.period()
         out = []
         for tgid, e in list(self.entries.items()):
-            own, hot_until, next_due = e
+            own, hot_until, next_due, was_hot = e
+            if hot_until < now and was_hot:
+                e[3] = False
+                self.cooled.append(tgid)
             if hot_until < now and not own:
                 del self.entries[tgid]
                 continue
             if now >= next_due:
                 out.append(tgid)
                 e[2] = now + (fast if hot_until >= now else max(own, fast))
+        return out
+
+    def take_cooled(self) -> list[int]:
+        out, self.cooled = self.cooled, []
         return out
 
     def next_wake(self, now: float) -> float | None:

@@ -214,6 +214,11 @@ class ProcessTracker:
         owner = self.charges.new_owner(tgid, followed=True)
         self.signals.adopt(owner, pidfd)
         entry = Followed(tgid, owner, sample.start_time, {}, sample.mm)
+        if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
+            # a fresh fork maps what its parent maps: take the parent's program
+            # pages instead of reading smaps (a fork bomb must be cheap to follow)
+            entry.file_seen = sample.pages["file"]
+            entry.program_pages = min(parent.program_pages, entry.file_seen)
         pages = self._pages(entry, sample)
         if parent is None:
             entry.base = pages
