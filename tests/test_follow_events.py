@@ -281,8 +281,11 @@ def test_fork_bomb_joined_through_tasks_loses_its_excess_children(mount_with, tm
 def test_cgemu_ps_shows_charge_and_sample_age_and_poll_ms_applies(mnt, tmp_path):
     group(mnt, "p")
     ready = tmp_path / "ready"
-    prog = (f"import time; x = bytearray(8 << 20); open({str(ready)!r}, 'w').close(); "
-            "time.sleep(3)")
+    stop = tmp_path / "stop"
+    prog = (f"import os, time; x = bytearray(8 << 20); open({str(ready)!r}, 'w').close()\n"
+            f"for _ in range(600):\n"
+            f"    if os.path.exists({str(stop)!r}): break\n"
+            f"    time.sleep(0.05)")
     with started([sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "exec", "-m", mnt.path,
                   "-g", "p", "--poll-ms", "40", "--", sys.executable, "-c", prog]) as p:
         assert wait_until(ready.exists)
@@ -299,4 +302,5 @@ def test_cgemu_ps_shows_charge_and_sample_age_and_poll_ms_applies(mnt, tmp_path)
             time.sleep(0.013)
         # sampled every 40 ms, not every 500: nearly every reading is recent
         assert sum(a < 100 for a in ages) >= 7, ages
+        stop.touch()
         assert p.wait(timeout=10) == 0
