@@ -71,6 +71,8 @@ class Follower:
         self._nursery: trio.Nursery | None = None
         self._guards: list[int] = []
         self._next_scan = 0.0
+        #: entries holding stack reservations of guarded forks
+        self._reserving: set = set()
         #: None: not known yet whether /proc/PID/task/TID/children exists
         self._children_files: bool | None = None
         #: forks refused so far (killed after the fact, or failed inside a guarded tree)
@@ -296,11 +298,15 @@ class Follower:
         self.tracker.exited_now(entry)
 
     def _expire_pending(self) -> None:
+        if not self._reserving:
+            return
         now = time.monotonic()
-        for entry in list(self.tracker.followed.values()):
+        for entry in list(self._reserving):
             while entry.pending and now - entry.pending[0] > PENDING_TTL:
                 entry.pending.pop(0)
                 self._uncharge_stacks(entry, 1, reserved=True)
+            if not entry.pending or self.tracker.followed.get(entry.tgid) is not entry:
+                self._reserving.discard(entry)
 
     def decide_clone(self, tid: int) -> int:
         """A guarded task is about to create a task: 0 to let it, or the errno."""
@@ -326,6 +332,7 @@ class Follower:
             self.refused_forks += 1
             return errno.ENOMEM
         entry.pending.append(time.monotonic())
+        self._reserving.add(entry)
         return 0
 
     # ------------------------------------------------------------------ limits
