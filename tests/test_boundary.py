@@ -8,9 +8,14 @@ import pyfuse3
 import pytest
 import trio
 
-from cgroupfs_emu.core import LINUX_6, Hierarchy
+from cgroupfs_emu.core import LINUX_6, memory_hierarchy
 from cgroupfs_emu.files import ControlTree
 from cgroupfs_emu.fs import CgroupFS
+from cgroupfs_emu.host import Host
+
+
+def tree():
+    return ControlTree(*memory_hierarchy(LINUX_6), Host())
 
 
 def _open(ops, name):
@@ -20,14 +25,14 @@ def _open(ops, name):
 
 
 def test_unexpected_exception_is_eio_with_a_logged_traceback(caplog):
-    tree = ControlTree(Hierarchy(LINUX_6))
-    ops = CgroupFS(tree)
+    t = tree()
+    ops = CgroupFS(t)
     fh = _open(ops, "memory.stat")
 
     def broken(*args):
         raise RuntimeError("bug in a handler")
 
-    tree.read = broken
+    t.read = broken
     with caplog.at_level(logging.ERROR):
         with pytest.raises(pyfuse3.FUSEError) as e:
             trio.run(ops.read, fh, 0, 4096)
@@ -36,7 +41,7 @@ def test_unexpected_exception_is_eio_with_a_logged_traceback(caplog):
 
 
 def test_core_errors_become_their_errno():
-    ops = CgroupFS(ControlTree(Hierarchy(LINUX_6)))
+    ops = CgroupFS(tree())
     fh = _open(ops, "memory.limit_in_bytes")
     with pytest.raises(pyfuse3.FUSEError) as e:
         trio.run(ops.write, fh, 0, b"100M")  # the root cannot be limited

@@ -1,4 +1,4 @@
-"""The charging engine (core/charge.py), without a socket or a mount.
+"""The memory controller's charging (core/memcg/), without a socket or a mount.
 
 The invariant every test ends with: each group's counters hold exactly what the
 owners' ledgers, orphaned page cache, slab pages, stocks and children's mkdir charges
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from cgroupfs_emu.core import LINUX_6, SEEDS, Hierarchy
-from cgroupfs_emu.core.charge import OomVerdict
+from cgroupfs_emu.core import LINUX_6, SEEDS, RecordingEffects, memory_hierarchy
+from cgroupfs_emu.core.memcg import OomVerdict
 from cgroupfs_emu.core.errors import Busy, Invalid, NoMemory
 
 
@@ -19,18 +19,18 @@ def own(group):
     """Pages a group's own counters hold, from the ledgers (not the counters)."""
     mem = swap = kmem = tcp = 0
     for led in group.ledgers.values():
-        mem += led.anon + led.file + led.shmem + led.mapped + led.kmem
-        swap += led.swap
-        kmem += led.kmem + led.kmem_only
-        tcp += led.tcp
+        mem += led["anon"] + led["file"] + led["shmem"] + led["mapped"] + led["kmem"]
+        swap += led["swap"]
+        kmem += led["kmem"] + led["kmem_only"]
+        tcp += led["tcp"]
     mem += group.orphan_file
     for cache in group.slab.values():
         mem += cache.pages_mem
         kmem += cache.pages_mem + cache.pages_only
-    for owner in group.hierarchy.charges.owners:
+    for owner in group.state.owners:
         if owner.stock_group is group:
             mem += owner.stock
-    for child in group.children.values():
+    for child in group.children():
         mem += child.mkdir_charge
         kmem += child.mkdir_charge
     return {"memory": mem, "memsw": mem + swap, "kmem": kmem, "tcpmem": tcp}
@@ -40,7 +40,7 @@ def check_invariant(h):
     expected = {}
     for g in reversed(list(h.walk())):
         e = own(g)
-        for child in g.children.values():
+        for child in g.children():
             for res in e:
                 if getattr(child, res).parent is getattr(g, res):
                     e[res] += expected[child][res]
@@ -48,239 +48,245 @@ def check_invariant(h):
         for res, n in e.items():
             assert getattr(g, res).usage == n, (g.path(), res)
     for g in h.walk():
-        assert g.stats["rss"] == sum(led.anon for led in g.ledgers.values())
-        assert g.stats["swap"] == sum(led.swap for led in g.ledgers.values())
+        assert g.stats["rss"] == sum(led["anon"] for led in g.ledgers.values())
+        assert g.stats["swap"] == sum(led["swap"] for led in g.ledgers.values())
         assert g.stats["cache"] == g.orphan_file + sum(
-            led.file + led.shmem + led.mapped for led in g.ledgers.values())
-        assert g.stats["unevictable"] == sum(led.locked for led in g.ledgers.values())
+            led["file"] + led["shmem"] + led["mapped"] for led in g.ledgers.values())
+        assert g.stats["unevictable"] == sum(led["locked"] for led in g.ledgers.values())
         assert all(v >= 0 for v in g.stats.values())
 
 
-def setup(profile=SEEDS, swap=0, **limits):
-    h = Hierarchy(profile, swap_pages=swap)
-    g = h.mkdir(h.root, "g")
+def mkdir(h, parent, name):
+    """A child group of the memcg *parent*; its memcg."""
+    return h.of(h.hierarchy.mkdir(parent.cgroup, name))
+
+
+def setup(profile=SEEDS, swap=0, facts=None, **limits):
+    """The memory controller of a fresh hierarchy (effects recorded) and a group."""
+    _, h = memory_hierarchy(profile, RecordingEffects(), swap_pages=swap, facts=facts)
+    g = mkdir(h, h.root, "g")
     for name, pages in limits.items():
         if name == "memsw":
-            g.resize_max(pages, memsw=True)
+            h.resize_max(g, pages, memsw=True)
         else:
-            g.resize_max(pages, memsw=False)
+            h.resize_max(g, pages, memsw=False)
     return h, g
 
 
 def test_charge_walks_up_and_counts_stats():
     h, g = setup()
-    c = h.mkdir(g, "c")
-    o = h.charges.new_owner(100)
-    assert h.charges.charge(o, c, "anon", 3) is None
-    assert h.charges.charge(o, c, "file", 2) is None
-    assert h.charges.charge(o, c, "shmem", 1) is None
+    c = mkdir(h, g, "c")
+    o = h.new_owner(100)
+    assert h.charge(o, c, "anon", 3) is None
+    assert h.charge(o, c, "file", 2) is None
+    assert h.charge(o, c, "shmem", 1) is None
     assert (c.memory.usage, g.memory.usage) == (6, 6 + 8)
     assert c.stats["rss"] == 3 and c.stats["cache"] == 3 and c.stats["shmem"] == 1
     assert c.stats["mapped_file"] == 1 and c.stats["pgpgin"] == 6 and c.stats["pgfault"] == 4
     assert g.stat_total("rss") == 3 and g.stats["rss"] == 0
-    h.charges.uncharge(o, c, "anon", 3)
+    h.uncharge(o, c, "anon", 3)
     assert c.stats["pgpgout"] == 3 and c.memory.watermark == 6
     check_invariant(h)
 
 
 def test_failcnt_on_the_refusing_level_and_reclaim_of_page_cache():
     h, g = setup(memory=10)
-    c = h.mkdir(g, "c")  # charges 8 pages of kernel data to g
-    a, b = h.charges.new_owner(1), h.charges.new_owner(2)
-    h.charges.charge(a, c, "file", 2)
+    c = mkdir(h, g, "c")  # charges 8 pages of kernel data to g
+    a, b = h.new_owner(1), h.new_owner(2)
+    h.charge(a, c, "file", 2)
     # b needs 1 more page: g refuses, reclaim takes a's page cache, a is told
-    assert h.charges.charge(b, c, "anon", 1) is None
+    assert h.charge(b, c, "anon", 1) is None
     assert g.memory.failcnt == 1 and c.memory.failcnt == 0
-    assert h.charges.notices == [("evicted", a, {"file": 1, "group": c})]
-    assert a.ledger(c).file == 1
+    assert h.effects.notices == [("evicted", a, {"file": 1, "group": c})]
+    assert a.ledger(c)["file"] == 1
     check_invariant(h)
 
 
 def test_oom_picks_the_biggest_task_in_the_subtree():
     h, g = setup(memory=20, memsw=20)
-    small, big, outside = (h.charges.new_owner(p) for p in (11, 12, 13))
-    h.attach(11, g)
-    h.attach(12, g)
-    h.charges.charge(small, g, "anon", 2)
-    h.charges.charge(big, g, "anon", 10)
-    h.charges.charge(outside, g, "anon", 5)  # charged here, but the task is elsewhere
-    verdict = h.charges.charge(small, g, "anon", 5)
+    small, big, outside = (h.new_owner(p) for p in (11, 12, 13))
+    h.hierarchy.attach(11, g.cgroup)
+    h.hierarchy.attach(12, g.cgroup)
+    h.charge(small, g, "anon", 2)
+    h.charge(big, g, "anon", 10)
+    h.charge(outside, g, "anon", 5)  # charged here, but the task is elsewhere
+    verdict = h.charge(small, g, "anon", 5)
     assert verdict == OomVerdict(g, big)
-    h.charges.oom_killed(big)
+    h.oom_killed(big)
     assert g.oom_kill == 1 and not big.alive
-    assert h.charges.charge(small, g, "anon", 5) is None
+    assert h.charge(small, g, "anon", 5) is None
     check_invariant(h)
 
 
 def test_oom_with_no_killable_task_refuses():
     h, g = setup(memory=4, memsw=4)
-    o = h.charges.new_owner(5)  # not in g's tasks: never a victim
-    h.charges.charge(o, g, "anon", 4)
+    o = h.new_owner(5)  # not in g's tasks: never a victim
+    h.charge(o, g, "anon", 4)
     with pytest.raises(NoMemory):
-        h.charges.charge(o, g, "anon", 1)
-    h.charges.oom_kill = False
-    h.attach(5, g)
+        h.charge(o, g, "anon", 1)
+    h.oom_kill = False
+    h.hierarchy.attach(5, g.cgroup)
     with pytest.raises(NoMemory):
-        h.charges.charge(o, g, "anon", 1)
+        h.charge(o, g, "anon", 1)
     check_invariant(h)
 
 
 def test_oom_kill_disable_waits_for_user_pages_and_refuses_kernel_charges():
     h, g = setup(memory=4, memsw=4)
     g.set_oom_kill_disable(1)
-    o = h.charges.new_owner(5)
-    h.attach(5, g)
-    h.charges.charge(o, g, "anon", 4)
-    assert h.charges.charge(o, g, "anon", 1) == OomVerdict(g, None)
+    o = h.new_owner(5)
+    h.hierarchy.attach(5, g.cgroup)
+    h.charge(o, g, "anon", 4)
+    assert h.charge(o, g, "anon", 1) == OomVerdict(g, None)
     with pytest.raises(NoMemory):
-        h.charges.charge(o, g, "kmem", 1)
+        h.charge(o, g, "kmem", 1)
     check_invariant(h)
 
 
 def test_swap_keeps_memsw_and_respects_swappiness():
     h, g = setup(swap=100, memory=10)
-    o = h.charges.new_owner(5)
-    h.charges.charge(o, g, "anon", 10)
-    assert h.charges.charge(o, g, "anon", 4) is None
+    o = h.new_owner(5)
+    h.charge(o, g, "anon", 10)
+    assert h.charge(o, g, "anon", 4) is None
     assert (g.memory.usage, g.memsw.usage, g.stats["swap"]) == (10, 14, 4)
-    assert h.charges.swap_used == 4
+    assert h.swap_used == 4
     g.set_swappiness(0)
-    h.attach(5, g)
-    verdict = h.charges.charge(o, g, "anon", 1)
+    h.hierarchy.attach(5, g.cgroup)
+    verdict = h.charge(o, g, "anon", 1)
     assert verdict is not None and verdict.victim is o
-    h.charges.uncharge(o, g, "anon", 14)  # resident first, then swap
-    assert h.charges.swap_used == 0 and g.memsw.usage == 0
+    h.uncharge(o, g, "anon", 14)  # resident first, then swap
+    assert h.swap_used == 0 and g.memsw.usage == 0
     check_invariant(h)
 
 
 def test_memsw_limit_cannot_be_met_by_swapping():
     h, g = setup(swap=100, memory=10, memsw=10)
-    o = h.charges.new_owner(5)
-    h.charges.charge(o, g, "anon", 10)
+    o = h.new_owner(5)
+    h.charge(o, g, "anon", 10)
     with pytest.raises(NoMemory):  # nobody in tasks: refused, not swapped
-        h.charges.charge(o, g, "anon", 1)
+        h.charge(o, g, "anon", 1)
     assert g.memsw.failcnt == 1 and g.memory.failcnt == 0
 
 
 def test_kmem_per_profile():
     h, g = setup(SEEDS)
-    o = h.charges.new_owner(5)
-    h.charges.charge(o, g, "kmem", 3)
+    o = h.new_owner(5)
+    h.charge(o, g, "kmem", 3)
     assert (g.memory.usage, g.kmem.usage) == (3, 3)
     g.set_independent_kmem_limit(1)
     g.set_kmem_max(5)
-    h.charges.charge(o, g, "kmem", 2)  # independent: kmem only, limit enforced
+    h.charge(o, g, "kmem", 2)  # independent: kmem only, limit enforced
     assert (g.memory.usage, g.kmem.usage) == (3, 5)
     with pytest.raises(NoMemory):
-        h.charges.charge(o, g, "kmem", 1)
+        h.charge(o, g, "kmem", 1)
     assert g.kmem.failcnt == 1 and g.memory.failcnt == 0
-    h.charges.uncharge(o, g, "kmem", 5)
+    h.uncharge(o, g, "kmem", 5)
     assert (g.memory.usage, g.kmem.usage) == (0, 0)
     h6, g6 = setup(LINUX_6)
-    o6 = h6.charges.new_owner(5)
+    o6 = h6.new_owner(5)
     g6.set_kmem_max(1)  # ignored on 6.6+
-    h6.charges.charge(o6, g6, "kmem", 3)
+    h6.charge(o6, g6, "kmem", 3)
     assert (g6.memory.usage, g6.kmem.usage) == (3, 3)
     check_invariant(h)
 
 
 def test_tcp_counts_once_activated():
     h, g = setup()
-    o = h.charges.new_owner(5)
-    h.charges.charge(o, g, "tcp", 3)
+    o = h.new_owner(5)
+    h.charge(o, g, "tcp", 3)
     assert g.tcpmem.usage == 0 and g.memory.usage == 0
     g.set_tcp_max(4)
-    h.charges.charge(o, g, "tcp", 4)
+    h.charge(o, g, "tcp", 4)
     with pytest.raises(NoMemory):
-        h.charges.charge(o, g, "tcp", 1)
+        h.charge(o, g, "tcp", 1)
     assert g.tcpmem.usage == 4 and g.tcpmem.failcnt == 1
-    h.charges.uncharge(o, g, "tcp", 7)
+    h.uncharge(o, g, "tcp", 7)
     assert g.tcpmem.usage == 0
     check_invariant(h)
 
 
 def test_slab_objects_pack_into_pages():
     h, g = setup()
-    o = h.charges.new_owner(5)
-    h.charges.slab_alloc(o, g, "dentry", 192, 21)  # 21 objects per page
+    o = h.new_owner(5)
+    h.slab_alloc(o, g, "dentry", 192, 21)  # 21 objects per page
     assert g.kmem.usage == 1 and g.memory.usage == 1
-    h.charges.slab_alloc(o, g, "dentry", 192, 1)
+    h.slab_alloc(o, g, "dentry", 192, 1)
     assert g.kmem.usage == 2
     assert g.slab_caches == {f"dentry({g.id}:g)": (22, 42, 192)}
     with pytest.raises(Invalid):
-        h.charges.slab_alloc(o, g, "dentry", 256, 1)
-    h.charges.slab_free(o, "dentry", 192, 22)
+        h.slab_alloc(o, g, "dentry", 256, 1)
+    h.slab_free(o, "dentry", 192, 22)
     assert g.kmem.usage == 0 and g.slab_caches == {}
     check_invariant(h)
 
 
 def test_release_frees_all_but_page_cache():
     h, g = setup()
-    o = h.charges.new_owner(5)
+    o = h.new_owner(5)
     for kind in ("anon", "file", "shmem", "kmem", "tcp"):
-        h.charges.charge(o, g, kind, 2)
-    h.charges.slab_alloc(o, g, "kmalloc-64", 64, 1)
-    h.charges.release(o)
+        h.charge(o, g, kind, 2)
+    h.slab_alloc(o, g, "kmalloc-64", 64, 1)
+    h.release(o)
     assert g.memory.usage == 2 and g.orphan_file == 2 and g.stats["cache"] == 2
-    g.force_empty()
+    h.force_empty(g)
     assert g.memory.usage == 0
     check_invariant(h)
 
 
 def test_lowering_limits_reclaims_or_is_busy():
     h, g = setup(swap=2)
-    o = h.charges.new_owner(5)
-    h.charges.charge(o, g, "file", 4)
-    h.charges.charge(o, g, "anon", 4)
-    g.resize_max(6, memsw=False)  # drops 2 file pages
+    o = h.new_owner(5)
+    h.charge(o, g, "file", 4)
+    h.charge(o, g, "anon", 4)
+    h.resize_max(g, 6, memsw=False)  # drops 2 file pages
     assert g.memory.usage == 6 and a_file(o, g) == 2
-    g.resize_max(2, memsw=False)  # 2 file pages, then 2 anon pages to swap
+    h.resize_max(g, 2, memsw=False)  # 2 file pages, then 2 anon pages to swap
     assert (g.memory.usage, g.memsw.usage) == (2, 4)
     with pytest.raises(Busy):
-        g.resize_max(1, memsw=False)  # swap is full
+        h.resize_max(g, 1, memsw=False)  # swap is full
     with pytest.raises(Busy):
-        g.resize_max(3, memsw=True)  # memsw cannot swap
+        h.resize_max(g, 3, memsw=True)  # memsw cannot swap
     assert g.memory.max == 2
     with pytest.raises(Busy):
-        g.shrink_usage_to(1)
-    g.shrink_usage_to(2)
+        h.shrink_usage_to(g, 1)
+    h.shrink_usage_to(g, 2)
     check_invariant(h)
 
 
 def a_file(owner, group):
-    return owner.ledger(group).file
+    return owner.ledger(group)["file"]
 
 
 def test_stock_precharges_and_settles():
     h, g = setup()
-    o = h.charges.new_owner(5)
-    assert h.charges.set_stock(o, g, {}, 64) == 64
+    o = h.new_owner(5)
+    assert h.set_stock(o, g, {}, 64) == 64
     assert g.memory.usage == 64 and g.stats["rss"] == 0
-    assert h.charges.set_stock(o, g, {"anon": 10, "file": 2}, 64) == 64
+    assert h.set_stock(o, g, {"anon": 10, "file": 2}, 64) == 64
     assert g.memory.usage == 12 + 64 and g.stats["rss"] == 10
     with pytest.raises(Invalid):
-        h.charges.set_stock(o, g, {"anon": 65}, 0)
+        h.set_stock(o, g, {"anon": 65}, 0)
     with pytest.raises(Invalid):
-        h.charges.set_stock(o, g, {"kmem": 1}, 0)
-    assert h.charges.set_stock(o, g, {"anon": -4}, 0) == 0
+        h.set_stock(o, g, {"kmem": 1}, 0)
+    assert h.set_stock(o, g, {"anon": -4}, 0) == 0
     assert g.memory.usage == 8
-    g.resize_max(1000, memsw=False)  # 1000 - 8 < 64 + 1024 headroom: no stock
-    assert h.charges.set_stock(o, g, {}, 64) == 0
+    h.resize_max(g, 1000, memsw=False)  # 1000 - 8 < 64 + 1024 headroom: no stock
+    assert h.set_stock(o, g, {}, 64) == 0
     check_invariant(h)
 
 
 def test_rmdir_drops_kmem_and_reparents_the_rest():
     h, g = setup()
-    c = h.mkdir(g, "c")
-    o = h.charges.new_owner(5)
-    h.charges.charge(o, c, "anon", 3)
-    h.charges.charge(o, c, "kmem", 2)
-    h.charges.slab_alloc(o, c, "dentry", 192, 1)
-    h.charges.set_stock(o, c, {}, 64)
-    h.rmdir(c)
+    c = mkdir(h, g, "c")
+    o = h.new_owner(5)
+    h.charge(o, c, "anon", 3)
+    h.charge(o, c, "kmem", 2)
+    h.slab_alloc(o, c, "dentry", 192, 1)
+    h.set_stock(o, c, {}, 64)
+    h.hierarchy.rmdir(c.cgroup)
     assert g.memory.usage == 3 + 64 and g.kmem.usage == 0 and g.stats["rss"] == 3
-    h.charges.uncharge(o, g, "anon", 3)
-    h.charges.release(o)
+    h.uncharge(o, g, "anon", 3)
+    h.release(o)
     assert g.memory.usage == 0
     check_invariant(h)
 
@@ -297,9 +303,9 @@ class ChargeMachine(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.h = Hierarchy(SEEDS, swap_pages=16)
-        self.h.mkdir(self.h.root, "a")
-        self.h.mkdir(self.h.root.children["a"], "b")
+        _, self.h = memory_hierarchy(SEEDS, swap_pages=16)
+        a = mkdir(self.h, self.h.root, "a")
+        mkdir(self.h, a, "b")
         self.owners = []
 
     def groups(self):
@@ -307,7 +313,7 @@ class ChargeMachine(RuleBasedStateMachine):
 
     @rule(pid=st.integers(1, 4), followed=st.booleans())
     def new_owner(self, pid, followed):
-        self.owners.append(self.h.charges.new_owner(pid, followed))
+        self.owners.append(self.h.new_owner(pid, followed))
 
     @precondition(lambda self: self.owners)
     @rule(data=st.data(), kind=KIND, nr=st.integers(1, 40), wait=st.booleans())
@@ -315,13 +321,13 @@ class ChargeMachine(RuleBasedStateMachine):
         o = data.draw(st.sampled_from(self.owners))
         if not o.alive or o.followed:
             return
-        g = self.h.group_of(o.pid)
+        g = self.h.memcg_of_task(o.pid)
         try:
-            verdict = self.h.charges.charge(o, g, kind, nr, may_wait=wait)
+            verdict = self.h.charge(o, g, kind, nr, may_wait=wait)
         except NoMemory:
             return
         if verdict is not None and verdict.victim is not None:
-            self.h.charges.oom_killed(verdict.victim)
+            self.h.oom_killed(verdict.victim)
 
     @precondition(lambda self: self.owners)
     @rule(data=st.data(), kind=KIND, nr=st.integers(1, 40))
@@ -330,7 +336,7 @@ class ChargeMachine(RuleBasedStateMachine):
         if o.followed:
             return  # a followed task's charges move only through follow()
         try:
-            self.h.charges.uncharge(o, self.h.group_of(o.pid), kind, nr)
+            self.h.uncharge(o, self.h.memcg_of_task(o.pid), kind, nr)
         except Invalid:
             assert nr > o.held(kind)
 
@@ -342,9 +348,9 @@ class ChargeMachine(RuleBasedStateMachine):
             return
         try:
             if data.draw(st.booleans()):
-                self.h.charges.slab_alloc(o, self.h.group_of(o.pid), f"c{size}", size, n)
+                self.h.slab_alloc(o, self.h.memcg_of_task(o.pid), f"c{size}", size, n)
             else:
-                self.h.charges.slab_free(o, f"c{size}", size, n)
+                self.h.slab_free(o, f"c{size}", size, n)
         except (NoMemory, Invalid):
             pass
 
@@ -355,7 +361,7 @@ class ChargeMachine(RuleBasedStateMachine):
         if not o.alive or o.followed:
             return
         try:
-            self.h.charges.set_stock(o, self.h.group_of(o.pid), {"anon": used}, want)
+            self.h.set_stock(o, self.h.memcg_of_task(o.pid), {"anon": used}, want)
         except Invalid:
             pass
 
@@ -365,20 +371,20 @@ class ChargeMachine(RuleBasedStateMachine):
         if g is None:
             return
         try:
-            g.resize_max(pages, memsw)
+            self.h.resize_max(g, pages, memsw)
         except (Invalid, Busy):
             pass
 
     @rule(data=st.data(), pid=st.integers(1, 4), mask=st.integers(0, 3))
     def move(self, data, pid, mask):
         dst = data.draw(st.sampled_from(self.groups()))
-        src = self.h.group_of(pid)
+        src = self.h.memcg_of_task(pid)
         owners = [o for o in self.owners if o.pid == pid and o.alive]
         try:
-            self.h.charges.move_charge(owners, src, dst, mask)
+            self.h.move_charge(owners, src, dst, mask)
         except NoMemory:
             return
-        self.h.attach(pid, dst)
+        self.h.hierarchy.attach(pid, dst.cgroup)
 
     @precondition(lambda self: self.owners)
     @rule(data=st.data(), anon=st.integers(0, 30), shmem=st.integers(0, 10),
@@ -387,10 +393,10 @@ class ChargeMachine(RuleBasedStateMachine):
         o = data.draw(st.sampled_from(self.owners))
         if not o.alive or not o.followed:
             return
-        verdict = self.h.charges.follow(o, self.h.group_of(o.pid),
+        verdict = self.h.follow(o, self.h.memcg_of_task(o.pid),
                                         {"anon": anon, "shmem": shmem, "mapped": mapped}, locked)
         if verdict is not None and verdict.victim is not None:
-            self.h.charges.oom_killed(verdict.victim)
+            self.h.oom_killed(verdict.victim)
 
     @rule(data=st.data())
     def shrink_or_empty(self, data):
@@ -398,31 +404,31 @@ class ChargeMachine(RuleBasedStateMachine):
         if g is None:
             return
         try:
-            g.shrink_usage_to(data.draw(st.integers(0, 100)))
+            self.h.shrink_usage_to(g, data.draw(st.integers(0, 100)))
         except Busy:
             pass
-        g.force_empty()
+        self.h.force_empty(g)
 
     @precondition(lambda self: self.owners)
     @rule(data=st.data())
     def exit(self, data):
-        self.h.charges.release(data.draw(st.sampled_from(self.owners)))
+        self.h.release(data.draw(st.sampled_from(self.owners)))
 
     @rule(data=st.data())
     def rmdir_leaf(self, data):
-        leaves = [g for g in self.groups()[1:] if not g.children]
+        leaves = [g for g in self.groups()[1:] if not g.cgroup.children]
         if not leaves:
-            self.h.mkdir(self.h.root, "a")
+            mkdir(self.h, self.h.root, "a")
             return
         g = data.draw(st.sampled_from(leaves))
-        for tid in list(g.tasks):
-            self.h.attach(tid, self.h.root)
-        self.h.rmdir(g)
+        for tid in list(g.cgroup.tasks):
+            self.h.hierarchy.attach(tid, self.h.root.cgroup)
+        self.h.hierarchy.rmdir(g.cgroup)
 
     @invariant()
     def counters_match_ledgers(self):
         check_invariant(self.h)
-        assert 0 <= self.h.charges.swap_used <= self.h.charges.swap_total
+        assert 0 <= self.h.swap_used <= self.h.swap_total
 
 
 TestChargeMachine = ChargeMachine.TestCase
@@ -430,19 +436,26 @@ TestChargeMachine.settings = settings(max_examples=150, stateful_step_count=40, 
 
 
 def test_oom_score_adj_weighs_in_and_minus_1000_is_never_chosen():
-    h, g = setup(memory=100, memsw=100)
     adj = {11: 0, 12: 0}
-    h.charges.oom_score_adj = adj.get
-    big, small = h.charges.new_owner(11), h.charges.new_owner(12)
+
+    class Facts:
+        def may_signal(self, pid):
+            return True
+
+        def oom_score_adj(self, pid):
+            return adj[pid]
+
+    h, g = setup(memory=100, memsw=100, facts=Facts())
+    big, small = h.new_owner(11), h.new_owner(12)
     for o in (big, small):
-        h.attach(o.pid, g)
-    h.charges.charge(big, g, "anon", 60)
-    h.charges.charge(small, g, "anon", 30)
-    assert h.charges.select_victim(g) is big
+        h.hierarchy.attach(o.pid, g.cgroup)
+    h.charge(big, g, "anon", 60)
+    h.charge(small, g, "anon", 30)
+    assert h.select_victim(g) is big
     adj[12] = 400  # +40 pages' worth of a 100-page limit: 70 > 60
-    assert h.charges.select_victim(g) is small
+    assert h.select_victim(g) is small
     adj[12] = 0
     adj[11] = -1000
-    assert h.charges.select_victim(g) is small
+    assert h.select_victim(g) is small
     adj[12] = -1000
-    assert h.charges.select_victim(g) is None
+    assert h.select_victim(g) is None

@@ -5,7 +5,7 @@ import hypothesis.strategies as st
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from cgroupfs_emu.core import LINUX_6, PAGE_COUNTER_MAX, Hierarchy
+from cgroupfs_emu.core import LINUX_6, PAGE_COUNTER_MAX, memory_hierarchy
 from cgroupfs_emu.core.errors import Busy, Exists, Invalid, NoMemory
 
 NAMES = st.sampled_from(["a", "b", "c"])
@@ -16,7 +16,7 @@ K = LINUX_6.mkdir_charge_pages
 class HierarchyMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
-        self.h = Hierarchy(LINUX_6)
+        self.h, self.mc = memory_hierarchy(LINUX_6)
         # model: path -> {"limit": pages, "memsw": pages}; usage of a group is K times
         # the number of its children plus what its children are charged, recursively
         self.model = {(): {"limit": PAGE_COUNTER_MAX, "memsw": PAGE_COUNTER_MAX}}
@@ -72,7 +72,7 @@ class HierarchyMachine(RuleBasedStateMachine):
         path = data.draw(st.sampled_from(self.paths()[1:]))
         m = self.model[path]
         try:
-            self.group(path).resize_max(pages, memsw=memsw)
+            self.mc.resize_max(self.mc.of(self.group(path)), pages, memsw=memsw)
         except Invalid:
             assert (pages < m["limit"]) if memsw else (pages > m["memsw"])
         except Busy:
@@ -86,11 +86,12 @@ class HierarchyMachine(RuleBasedStateMachine):
             g = self.group(path)
             assert sorted(g.children) == sorted(p[-1] for p in self.children(path))
             if path:
+                g = self.mc.of(g)
                 assert g.memory.max == self.model[path]["limit"]
                 assert g.memsw.max == self.model[path]["memsw"]
                 assert g.memory.usage == g.memsw.usage == g.kmem.usage == self.usage(path)
                 assert g.memory.max <= g.memsw.max
-        assert self.h.nr_groups == len(self.model)
+        assert self.mc.nr_groups == len(self.model)
 
 
 TestHierarchy = HierarchyMachine.TestCase

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from cgroupfs_emu.cli.options import UsageError, parse_args
-from cgroupfs_emu.core import SEEDS, Hierarchy
+from cgroupfs_emu.core import SEEDS, RecordingEffects, memory_hierarchy
 from cgroupfs_emu.service import fork_guard, proc_events
 from cgroupfs_emu.service.follower import _take_fd
 from cgroupfs_emu.service.oom_report import report, task_numbers
@@ -222,14 +222,19 @@ def test_fault_watch_fires_when_an_idle_task_faults_pages_in():
 # ---------------------------------------------------------------------- OOM
 
 
+def _memcg(name: str, pages: int):
+    h, memory = memory_hierarchy(SEEDS, RecordingEffects())
+    g = memory.of(h.mkdir(h.root, name))
+    memory.resize_max(g, pages, memsw=False)
+    return h, memory, g
+
+
 def test_growth_that_does_not_fit_fills_the_group_to_its_limit():
-    h = Hierarchy(SEEDS)
-    g = h.mkdir(h.root, "g")
-    g.resize_max(100, memsw=False)
-    h.attach(123, g)
-    o = h.charges.new_owner(123, followed=True)
-    assert h.charges.follow(o, g, {"anon": 60}, 0) is None
-    verdict = h.charges.follow(o, g, {"anon": 150}, 0)
+    h, memory, g = _memcg("g", 100)
+    h.attach(123, g.cgroup)
+    o = memory.new_owner(123, followed=True)
+    assert memory.follow(o, g, {"anon": 60}, 0) is None
+    verdict = memory.follow(o, g, {"anon": 150}, 0)
     assert verdict is not None and verdict.victim is o
     assert g.memory.usage == g.memory.watermark == 100  # as far as a faulting task gets
     assert g.memory.failcnt >= 1
@@ -237,9 +242,7 @@ def test_growth_that_does_not_fit_fills_the_group_to_its_limit():
 
 
 def test_oom_report_has_the_kernel_lines():
-    h = Hierarchy(SEEDS)
-    g = h.mkdir(h.root, "r")
-    g.resize_max(25600, memsw=False)
+    h, memory, g = _memcg("r", 25600)
     g.memory.charge(25600)
     g.memory.failcnt = 3
     numbers = task_numbers("/proc", os.getpid())

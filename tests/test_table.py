@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cgroupfs_emu.core import LINUX_6, PROFILES, Hierarchy
+from cgroupfs_emu.core import LINUX_6, PROFILES
 from cgroupfs_emu.files.table import ALL_FILES, files_for
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "linux-6.18"
@@ -27,9 +27,7 @@ def golden_listing(name: str) -> dict[str, int]:
 
 
 def listing(profile, root: bool) -> dict[str, int]:
-    h = Hierarchy(profile)
-    g = h.root if root else h.mkdir(h.root, "g")
-    return {name: cf.mode for name, cf in files_for(g).items()}
+    return {name: cf.mode for name, cf in files_for(profile, root).items()}
 
 
 @pytest.mark.parametrize("root,transcript", [(False, "01_fresh_group_listing.txt"),
@@ -41,8 +39,6 @@ def test_linux6_file_set_and_modes_equal_the_kernel(root, transcript):
 @pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
 def test_every_row_is_complete_and_names_are_unique(profile):
     for root in (True, False):
-        h = Hierarchy(profile)
-        g = h.root if root else h.mkdir(h.root, "g")
         placed = [(n, cf) for n, cf in ALL_FILES if cf.placed_in(root, profile)]
         names = [n for n, _ in placed]
         assert len(names) == len(set(names)), "a file appears twice"
@@ -52,7 +48,7 @@ def test_every_row_is_complete_and_names_are_unique(profile):
             assert cf.write_u64 is None or cf.write is None, name
             assert name.startswith(("memory.", "cgroup.", "tasks", "notify_on_release",
                                     "release_agent")), name
-        assert len(files_for(g)) == len(placed)
+        assert len(files_for(profile, root)) == len(placed)
 
 
 def test_seeds_profile_adds_exactly_the_seed_files():

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from ..client import ChargeRefused, Client, find_socket
-from ..files.parsers import memparse_strict
+from ..units import memparse_strict
 
 EXIT_REFUSED = 3
 
@@ -216,7 +216,7 @@ def _daemon_request(mount: str, line: str, timeout: float = 10.0) -> tuple[str, 
     """One request that does not make this process a client (``follow``,
     ``followed``): ("ok", fields) or ("err", {"errno": NAME, "message": ...})."""
     import socket
-    from ..service.protocol import parse_reply
+    from ..protocol import parse_reply
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:

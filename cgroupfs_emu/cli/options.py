@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from ..core.profiles import DEFAULT_PROFILE, PROFILES
-from ..files.parsers import memparse_strict
+from ..units import memparse_strict
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
 IGNORED = frozenset({

@@ -18,9 +18,9 @@ import os
 import select
 import socket
 
-from ..core.charge import STOCK_BATCH, STOCK_KINDS, pages_of
-from ..core.page_counter import PAGE_SIZE
-from ..service.protocol import SOCKET_XATTR, VERSION, default_socket_path, parse_reply
+from ..protocol import (SOCKET_XATTR, STOCK_BATCH, STOCK_KINDS, VERSION, default_socket_path,
+                        parse_reply)
+from ..units import PAGE_SIZE, pages_of
 
 #: After a refused stock, this many charges go straight to the daemon before asking
 #: again, so a client near a limit does not pay two round trips per charge.

@@ -1,16 +1,44 @@
-"""Pure, synchronous core: page counters, memory cgroups, the hierarchy, profiles.
+"""Pure, synchronous core: the cgroup core, the memory controller, profiles.
 
 No I/O, no FUSE, no trio. Every call is atomic with respect to the event loop.
+Effects leave through one port (port.Effects); facts come in as constructor
+arguments.
+
+    cgroup.py      the tree of groups and tasks; calls its subsystems
+    memcg/         the memory subsystem, one module per mechanism
+    page_counter   mm/page_counter.c
+    profiles       kernel generations as data
+    port           the effects port
+    errors         the errno vocabulary
 """
 
+from __future__ import annotations
+
+from .cgroup import Cgroup, Hierarchy, Subsystem, TaskSet
 from .errors import CgroupError
-from .hierarchy import Hierarchy
-from .memcg import MemCgroup, Res
+from .memcg import MemCgroup, MemoryController, Res, TaskFacts
 from .page_counter import PAGE_COUNTER_MAX, PAGE_SIZE, PageCounter
-from .profiles import DEFAULT_PROFILE, LINUX_6, PROFILES, SEEDS, Profile, get_profile
+from .port import Effects, RecordingEffects
+from .profiles import DEFAULT_PROFILE, LINUX_6, PROFILES, SEEDS, Feature, Profile, get_profile
+
+
+def memory_hierarchy(profile: Profile = DEFAULT_PROFILE, effects: Effects | None = None, *,
+                     facts: TaskFacts | None = None, swap_pages: int = 0,
+                     oom_kill: bool = True, release_agent: str = "", owner_uid: int = 0,
+                     before: tuple = ()) -> tuple[Hierarchy, MemoryController]:
+    """A hierarchy with the memory subsystem bound (after the subsystems *before*,
+    whose can_attach runs first): what a mount serves, and what core tests use."""
+    effects = effects or Effects()
+    memory = MemoryController(profile, effects, facts, swap_pages=swap_pages,
+                              oom_kill=oom_kill)
+    hierarchy = Hierarchy((*before, memory), effects, release_agent=release_agent,
+                          owner_uid=owner_uid)
+    return hierarchy, memory
+
 
 __all__ = [
-    "CgroupError", "Hierarchy", "MemCgroup", "Res", "PAGE_COUNTER_MAX", "PAGE_SIZE",
-    "PageCounter", "DEFAULT_PROFILE", "LINUX_6", "PROFILES", "SEEDS", "Profile",
-    "get_profile",
+    "Cgroup", "Hierarchy", "Subsystem", "TaskSet", "CgroupError", "MemCgroup",
+    "MemoryController", "Res", "TaskFacts", "PAGE_COUNTER_MAX", "PAGE_SIZE", "PageCounter",
+    "Effects", "RecordingEffects", "DEFAULT_PROFILE", "LINUX_6", "PROFILES", "SEEDS",
+    "Feature", "Profile", "get_profile", "memory_hierarchy",
 ]

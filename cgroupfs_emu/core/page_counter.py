@@ -9,12 +9,15 @@ atomic with respect to the trio scheduler), no min/low protection and no per-CPU
 
 from __future__ import annotations
 
+from ..units import PAGE_SIZE
 from .errors import Busy
 
-PAGE_SIZE = 4096
+__all__ = ["PAGE_SIZE", "PAGE_COUNTER_MAX", "PageCounter"]
+#: LONG_MAX: page counters are signed longs in the kernel
+LONG_MAX = (1 << 63) - 1
 #: LONG_MAX / PAGE_SIZE on 64-bit: the "unlimited" value. Read back as bytes it is
 #: 9223372036854771712, what 3.19+ kernels print for an unlimited group.
-PAGE_COUNTER_MAX = ((1 << 63) - 1) // PAGE_SIZE
+PAGE_COUNTER_MAX = LONG_MAX // PAGE_SIZE
 
 
 class PageCounter:

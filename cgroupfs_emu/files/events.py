@@ -5,23 +5,22 @@ process; they are looked up through /proc/PID/fd and validated in the kernel's o
 with the kernel's errno. For a valid registration the emulator takes its own duplicate
 of the writer's eventfd (pidfd_open + pidfd_getfd, which needs root or ptrace rights
 over the writer: the same user, without Yama restrictions) and hands the listener to
-the core, which decides when it fires (core/notify.py).
+the memory controller, which decides when it fires (core/memcg/events.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..core import notify
 from ..core.errors import AccessDenied, BadFd, Invalid
+from ..core.memcg import events as notify
+from ..core.memcg.vmpressure import LEVELS as PRESSURE_LEVELS
+from ..core.memcg.vmpressure import MODES as PRESSURE_MODES
 from . import parsers
-
-if TYPE_CHECKING:
-    from .table import Request
+from .request import Request
 
 EVENTFD_TARGET = "anon_inode:[eventfd]"
-PRESSURE_LEVELS = ("low", "medium", "critical")
-PRESSURE_MODES = ("default", "hierarchy", "local")
+#: control files a listener may name
+EVENT_SOURCES = ("memory.usage_in_bytes", "memory.memsw.usage_in_bytes",
+                 "memory.oom_control", "memory.pressure_level")
 #: MAX_VMPRESSURE_ARGS_LEN: strlen("critical") + strlen("hierarchy") + 2
 _MAX_PRESSURE_ARGS = 19
 
@@ -57,7 +56,7 @@ def register_event(req: Request, buf: bytes) -> None:
     # it finds there is empty in practice, which is what we parse.
     args = s[end + 1:]
 
-    host, pid = req.host, req.caller.pid
+    host, pid = req.tree.host, req.caller.pid
     target = host.fd_target(pid, efd)
     if target is None:
         raise BadFd("event_fd is not open")
@@ -66,13 +65,11 @@ def register_event(req: Request, buf: bytes) -> None:
     control = host.fd_target(pid, cfd)
     if control is None:
         raise BadFd("control_fd is not open")
-    resolved = req.resolve(control, req.caller) if req.resolve else None
+    resolve = req.tree.resolve
+    resolved = resolve(control, req.caller) if resolve else None
     if resolved is not None and not resolved[2]:
         raise AccessDenied("no read permission on the control file")
-    if resolved is None or resolved[1] not in (
-        "memory.usage_in_bytes", "memory.memsw.usage_in_bytes",
-        "memory.oom_control", "memory.pressure_level",
-    ):
+    if resolved is None or resolved[1] not in EVENT_SOURCES:
         raise Invalid("not a memory cgroup event source")
     group, name, _ = resolved
     if group is not req.group:
@@ -88,4 +85,4 @@ def register_event(req: Request, buf: bytes) -> None:
     else:
         listener = notify.EventListener(notify.OOM, pid, efd)
     listener.handle = host.take_eventfd(pid, efd)
-    req.group.hierarchy.register_event(req.group, listener)
+    req.tree.memory.register_event(req.memcg, listener)

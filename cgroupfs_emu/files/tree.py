@@ -2,58 +2,54 @@
 
 The adapter sees groups as opaque directory objects and control files as rows with a
 name and a mode; everything it asks goes through here, so it knows nothing of memory.
+The tree is handed what it serves (the hierarchy, the memory controller, the host
+facts); it builds none of them.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from ..core.hierarchy import Hierarchy
-from ..core.memcg import MemCgroup
-from ..service.host import Host
-from .table import Caller, ControlFile, Request, files_for, read_file, write_file
+from ..core.cgroup import Cgroup, Hierarchy
+from ..core.memcg import MemoryController
+from ..host.procfs import Host
+from .request import Caller, Request
+from .table import ControlFile, files_for, read_file, write_file
 
 
 class ControlTree:
-    def __init__(self, hierarchy: Hierarchy, host: Host | None = None):
+    def __init__(self, hierarchy: Hierarchy, memory: MemoryController, host: Host):
         self.hierarchy = hierarchy
-        self.host = host or Host()
+        self.memory = memory
+        self.host = host
+        self.profile = memory.profile
         #: set by the adapter: path as /proc/PID/fd shows it -> (group, name, readable)
         self.resolve: Callable | None = None
 
     @property
-    def root(self) -> MemCgroup:
+    def root(self) -> Cgroup:
         return self.hierarchy.root
 
-    def subgroups(self, group: MemCgroup) -> dict[str, MemCgroup]:
+    def subgroups(self, group: Cgroup) -> dict[str, Cgroup]:
         return group.children
 
-    def files(self, group: MemCgroup) -> dict[str, ControlFile]:
-        return files_for(group)
+    def files(self, group: Cgroup) -> dict[str, ControlFile]:
+        return files_for(self.profile, group.parent is None)
 
-    def mkdir(self, parent: MemCgroup, name: str) -> MemCgroup:
-        group = self.hierarchy.mkdir(parent, name)
-        self.hierarchy.check_thresholds()  # the parent was charged the child's data
-        return group
+    def mkdir(self, parent: Cgroup, name: str) -> Cgroup:
+        return self.hierarchy.mkdir(parent, name)
 
-    def rmdir(self, group: MemCgroup) -> None:
+    def rmdir(self, group: Cgroup) -> None:
         # An exited task must never keep a group busy.
         if group.tasks:
             self.hierarchy.prune(self.host.is_alive)
         self.hierarchy.rmdir(group)
 
-    def rename(self, group: MemCgroup, new_parent: MemCgroup, new_name: str) -> None:
+    def rename(self, group: Cgroup, new_parent: Cgroup, new_name: str) -> None:
         self.hierarchy.rename(group, new_parent, new_name)
 
-    def _request(self, group, cf, caller) -> Request:
-        return Request(group, cf, caller, self.host, self.resolve)
+    def read(self, group: Cgroup, cf: ControlFile, caller: Caller) -> bytes:
+        return read_file(Request(group, cf, caller, self))
 
-    def read(self, group: MemCgroup, cf: ControlFile, caller: Caller) -> bytes:
-        return read_file(self._request(group, cf, caller))
-
-    def write(self, group: MemCgroup, cf: ControlFile, caller: Caller, buf: bytes) -> None:
-        try:
-            write_file(self._request(group, cf, caller), buf)
-        finally:
-            # a write may have reclaimed (a lower limit, force_empty, shrink_in_bytes)
-            self.hierarchy.check_thresholds()
+    def write(self, group: Cgroup, cf: ControlFile, caller: Caller, buf: bytes) -> None:
+        write_file(Request(group, cf, caller, self), buf)

@@ -29,7 +29,7 @@ import time
 import pyfuse3
 
 from ..core.errors import CgroupError
-from ..files.table import Caller
+from ..files.request import Caller
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import time
 import trio
 
 from ..core.errors import CgroupError, NoMemory
-from ..core.page_counter import PAGE_SIZE
+from ..units import PAGE_SIZE
 from . import fork_guard
 from .fault_watch import FaultWatch
 from .proc_events import ExitWatch, ProcConnector, children, is_exited
@@ -54,15 +54,14 @@ class Follower:
                  events: str = "auto", stacks: bool | None = None, hot_period: float = 0.001,
                  faults: bool = True):
         self.tracker = tracker
-        self.hierarchy = tracker.hierarchy
-        self.charges = tracker.charges
+        self.memory = tracker.memory
         self.host = tracker.host
         self.signals = signals
         self.connector = ProcConnector.open() if events in ("auto", "connector") else None
         self.exits = ExitWatch()
         self.faults = FaultWatch() if faults else None
         self.schedule = Schedule(fast_ms, budget)
-        self.stacks = (self.hierarchy.profile.charges_thread_stacks if stacks is None
+        self.stacks = (self.memory.profile.charges_thread_stacks if stacks is None
                        else stacks)
         self.token: trio.lowlevel.TrioToken | None = None
         self.hot = HotWatch(self._tripped_in_thread, period=hot_period, proc=self.host.proc)
@@ -77,9 +76,17 @@ class Follower:
         self._children_files: bool | None = None
         #: forks refused so far (killed after the fact, or failed inside a guarded tree)
         self.refused_forks = 0
-        tracker.driver = self
+        tracker.driver = self  # the one hand-over: the tracker calls back into this
         log.info("following processes with %s", "the proc connector" if self.connector
                  else "pidfds and /proc scans")
+
+    @property
+    def hierarchy(self):
+        """The cgroup core (tasks and groups), bound to the tracker by now."""
+        return self.tracker.hierarchy
+
+    def _memcg(self, tgid: int):
+        return self.memory.memcg_of_task(tgid)
 
     # ------------------------------------------------------------------ tracker hooks
 
@@ -112,7 +119,7 @@ class Follower:
         """One THREAD_SIZE per live thread, charged in the task's group."""
         if not self.stacks or entry.nthreads == entry.stacks:
             return
-        if self.hierarchy.group_of(entry.tgid).is_root:
+        if self._memcg(entry.tgid).is_root:
             return
         if entry.nthreads > entry.stacks:
             self._charge_stacks(entry, entry.nthreads - entry.stacks)
@@ -125,18 +132,19 @@ class Follower:
         now = entry.sampled_at = time.monotonic()
         if sum(entry.last.values()) > before:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
-        group = self.hierarchy.group_of(entry.tgid)
+        group = self._memcg(entry.tgid)
         room, limit = self._room(group)
         near = room < _NO_LIMIT and room < max(NEAR_PAGES, limit // 4)
         if near:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
         self._reconcile_stacks(entry)
-        if (room < _NO_LIMIT and entry.stopped_in is None
+        # -o oom_kill=none promises a task is never signalled: no stop-first there
+        if (room < _NO_LIMIT and entry.stopped_in is None and self.memory.oom_kill
                 and self.schedule.is_hot(entry.tgid, now)):
             pidfd = self.signals.pidfd(entry.owner)
             if pidfd is not None:
                 sharing = 1 + sum(1 for pid in self.hot.watched if pid != entry.tgid and
-                                  self.hierarchy.group_of(pid) is group)
+                                  self._memcg(pid) is group)
                 self.hot.arm(entry.tgid, pidfd, entry.resident + max(0, room) // sharing)
         else:
             self.hot.disarm(entry.tgid)
@@ -211,7 +219,7 @@ class Follower:
         if pid in self.tracker.followed:
             return
         if (self.stacks and parent is not None and not parent.pending
-                and not self._stack_fits(parent, group)):
+                and not self._stack_fits(parent, self.memory.of(group))):
             self._kill_refused(pid, group)  # cheap: never followed at all
             return
         info = self.host.task(pid)
@@ -225,13 +233,13 @@ class Follower:
         """Would a new task's stack fit in *group*? (A real try_charge, so a refusal
         counts in failcnt; undone at once when it fits: the child charges it.)"""
         try:
-            verdict = self.charges.charge(parent.owner, group, "kmem", STACK_PAGES,
-                                          may_wait=False)
+            verdict = self.memory.charge(parent.owner, group, "kmem", STACK_PAGES,
+                                         may_wait=False)
         except NoMemory:
             return False
         if verdict is not None:
             return False
-        self.charges.uncharge(parent.owner, group, "kmem", STACK_PAGES)
+        self.memory.uncharge(parent.owner, group, "kmem", STACK_PAGES)
         return True
 
     def _kill_refused(self, pid: int, group) -> None:
@@ -267,10 +275,10 @@ class Follower:
     # ------------------------------------------------------------------ stacks
 
     def _charge_stacks(self, entry, n: int) -> bool:
-        group = self.hierarchy.group_of(entry.tgid)
+        group = self._memcg(entry.tgid)
         try:
-            verdict = self.charges.charge(entry.owner, group, "kmem", n * STACK_PAGES,
-                                          may_wait=False)
+            verdict = self.memory.charge(entry.owner, group, "kmem", n * STACK_PAGES,
+                                         may_wait=False)
         except NoMemory:
             return False
         if verdict is not None:
@@ -279,9 +287,9 @@ class Follower:
         return True
 
     def _uncharge_stacks(self, entry, n: int, reserved: bool = False) -> None:
-        group = self.hierarchy.group_of(entry.tgid)
+        group = self._memcg(entry.tgid)
         try:
-            self.charges.uncharge(entry.owner, group, "kmem", n * STACK_PAGES)
+            self.memory.uncharge(entry.owner, group, "kmem", n * STACK_PAGES)
         except CgroupError:
             pass
         if not reserved:
@@ -291,7 +299,7 @@ class Follower:
         """A task forked outside a guarded tree whose stack cannot be charged: it must
         not exist, so it is killed at once (and never followed)."""
         self.refused_forks += 1
-        group = self.hierarchy.group_of(entry.tgid)
+        group = self._memcg(entry.tgid)
         log.warning("fork of pid %d refused in %s: kmem limit reached; killed",
                     entry.tgid, group.path())
         self.signals.send(entry.owner, signal.SIGKILL)
@@ -322,10 +330,10 @@ class Follower:
             if entry is None:
                 return 0
         self._reconcile_stacks(entry)
-        group = self.hierarchy.group_of(tgid)
+        group = self._memcg(tgid)
         try:
-            verdict = self.charges.charge(entry.owner, group, "kmem", STACK_PAGES,
-                                          may_wait=False)
+            verdict = self.memory.charge(entry.owner, group, "kmem", STACK_PAGES,
+                                         may_wait=False)
         except NoMemory:
             verdict = True
         if verdict is not None:
@@ -466,7 +474,6 @@ class Follower:
             await trio.lowlevel.wait_readable(fd)
             try:
                 self.apply_events()
-                self.hierarchy.check_thresholds()
             except Exception:
                 log.exception("applying process events failed")
                 await trio.sleep(0.01)
@@ -507,7 +514,6 @@ class Follower:
                 if self.faults is not None:
                     for tgid in self.schedule.take_cooled():
                         self.faults.enable(tgid)
-                self.hierarchy.check_thresholds()
                 now = time.monotonic()
                 wait = self.schedule.next_wake(now)
                 if self.connector is None and self.tracker.followed:

@@ -17,7 +17,7 @@ memory.stat dump that follow the meminfo lines on a real kernel.
 
 from __future__ import annotations
 
-from ..core.page_counter import PAGE_SIZE
+from ..units import PAGE_SIZE
 
 _K = PAGE_SIZE // 1024
 

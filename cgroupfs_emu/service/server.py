@@ -13,25 +13,24 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import signal
 import socket
 import struct
 
 import trio
 
-from ..core.charge import STOCK_KINDS, Owner, pages_of
+from .. import protocol
 from ..core.errors import CgroupError
-from ..core.hierarchy import Hierarchy
-from ..core.page_counter import PAGE_SIZE
-from . import protocol
-from .host import Host
-from .oom_report import report as oom_report, task_numbers
-from .proc_events import is_exited
-from .protocol import ProtocolError
-from .signals import Signaller
+from ..core.memcg import KINDS, MemoryController, Owner
+from ..host.fds import open_pidfd
+from ..protocol import ProtocolError
+from ..units import PAGE_SIZE, pages_of
+from .effects import Clients
+from .oom import OomExecutor
 
 log = logging.getLogger("cgroupfs_emu.service")
 
+#: how a connection ends when its peer is gone
+_GONE = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 #: events a slow client may have queued before newer ones are dropped
 EVENT_QUEUE = 256
 
@@ -62,27 +61,6 @@ def bind_socket(path: str, mode: int) -> socket.socket:
     os.chmod(path, mode)
     sock.listen(128)
     return sock
-
-
-def oom_kill(charges, signals: Signaller, victim: Owner, group, proc: str = "/proc") -> bool:
-    """oom_kill_process(): SIGKILL the victim, count it, free its memory.
-
-    Only a live task is killed and counted: a victim whose process already exited
-    (its pidfd is readable; the kernel skips exiting tasks, task_will_free_mem) is
-    released without a kill, and False is returned so the caller retries."""
-    pidfd = signals.pidfd(victim)
-    if pidfd is not None and is_exited(pidfd):
-        log.info("OOM victim pid %d already exited: released, not counted", victim.pid)
-        charges.release(victim)
-        return False
-    numbers = task_numbers(proc, victim.pid)
-    if not signals.send(victim, signal.SIGKILL):
-        charges.release(victim)
-        return False
-    for line in oom_report(group, charges.hierarchy.group_of(victim.pid), victim.pid, numbers):
-        log.warning("%s", line)
-    charges.oom_killed(victim)
-    return True
 
 
 class Connection:
@@ -146,9 +124,9 @@ class Connection:
         owner = self.owners.get(pid)
         if owner is None or not owner.alive:
             pidfd = self.server.open_pidfd(pid)
-            owner = self.server.hierarchy.charges.new_owner(pid)
+            owner = self.server.memory.new_owner(pid)
             self.server.signals.adopt(owner, pidfd)
-            self.server.conn_of[owner] = self
+            self.server.clients.add(owner, self.notify)
             self.owners[pid] = owner
         return owner
 
@@ -162,26 +140,19 @@ class Connection:
 
 
 class ChargeServer:
-    def __init__(self, hierarchy: Hierarchy, listener: socket.socket, host: Host | None = None,
-                 signals: Signaller | None = None, on_hello=None, follower=None):
-        self.hierarchy = hierarchy
-        #: the process follower (issue 13): ``follow`` and ``followed`` requests
-        self.follower = follower
-        #: called with a pid that became a client (the process tracker stops
-        #: following it at once, so nothing is counted twice)
-        self.on_hello = on_hello or (lambda pid: None)
-        self.charges = hierarchy.charges
+    def __init__(self, memory: MemoryController, listener: socket.socket,
+                 executor: OomExecutor, clients: Clients, followers=None, follower=None):
+        self.memory = memory
         self.listener = trio.socket.from_stdlib_socket(listener)
-        self.host = host or Host()
-        self.signals = signals or Signaller()
-        self.conn_of: dict[Owner, Connection] = {}
-        self.charges.may_kill = self.signals.may_signal
-        self._recovered = trio.Event()
-        self._oom_waiters = 0
-        hierarchy.on_oom_recover = self._on_oom_recover
-        # Notices go out as they happen, whether a socket request or a control-file
-        # write (a lowered limit) caused the reclaim.
-        self.charges.on_notice = self._deliver
+        self.executor = executor
+        self.signals = executor.signals
+        #: where notices for each client go (the effects port writes there)
+        self.clients = clients
+        #: the process tracker: a pid that becomes a client stops being followed at
+        #: once, so nothing is counted twice
+        self.followers = followers
+        #: the event-driven follower (issue 13): ``follow`` and ``followed`` requests
+        self.follower = follower
 
     # ------------------------------------------------------------------ plumbing
 
@@ -204,8 +175,13 @@ class ChargeServer:
                     await self._reader(conn)
                 finally:
                     conn.send_q.close()
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except _GONE:
             pass
+        except ExceptionGroup as group:
+            # the nursery wraps what its tasks raised: a peer that went away (a
+            # write to a dead client is EPIPE) is the normal end of a connection
+            if group.split(_GONE)[1] is not None:
+                log.exception("connection of pid %d failed", conn.pid)
         except Exception:  # a bug in one connection must not take the daemon down
             log.exception("connection of pid %d failed", conn.pid)
         finally:
@@ -252,7 +228,6 @@ class ChargeServer:
                     reply = await self._handle(conn, line.rstrip(b"\r"))
                 elif type(reply) is tuple:  # a charge that needs an OOM kill or wait
                     reply = await self._finish_charge(*reply)
-                self.hierarchy.check_thresholds()
                 await conn.send(reply)
 
     def _fast(self, conn: Connection, line: bytes):
@@ -268,14 +243,14 @@ class ChargeServer:
         if owner is None or not owner.alive:
             return None
         kind, nr, _ = req.memo.get("amount") or self._amount(req)
-        group = self.hierarchy.group_of(owner.pid)
+        group = self.memory.memcg_of_task(owner.pid)
         try:
             if verb == "charge":
-                verdict = self.charges.charge(owner, group, kind, nr)
+                verdict = self.memory.charge(owner, group, kind, nr)
                 if verdict is not None:
                     return (conn, owner, kind, nr, verdict)
             else:
-                self.charges.uncharge(owner, group, kind, nr)
+                self.memory.uncharge(owner, group, kind, nr)
         except CgroupError as e:
             return protocol.err_line(e.errno, str(e))
         return self._amount_reply(nr, group)
@@ -287,45 +262,28 @@ class ChargeServer:
 
     async def _finish_charge(self, conn, owner, kind, nr, verdict) -> bytes:
         try:
-            await self._charge_pages(owner, kind, nr, verdict)
+            await self.executor.charge(owner, kind, nr, verdict)
         except ProtocolError as e:
             return e.reply()
         except CgroupError as e:
             return protocol.err_line(e.errno, str(e))
-        return self._amount_reply(nr, self.hierarchy.group_of(owner.pid))
+        return self._amount_reply(nr, self.memory.memcg_of_task(owner.pid))
 
     def _disconnect(self, conn: Connection) -> None:
         """A client that goes away is a process that exited (issue 3, item 8)."""
         for owner in conn.owners.values():
-            self.charges.release(owner)
-            self.conn_of.pop(owner, None)
+            self.memory.release(owner)
+            self.clients.remove(owner)
             self.signals.forget(owner)
         conn.owners.clear()
-        self.hierarchy.check_thresholds()
 
     def open_pidfd(self, pid: int) -> int:
         try:
-            return os.pidfd_open(pid)
+            return open_pidfd(pid)
         except ProcessLookupError:
             raise ProtocolError(errno.ESRCH, f"no process {pid}") from None
         except OSError as e:
             raise ProtocolError(e.errno or errno.EIO, f"pidfd_open({pid}): {e.strerror}") from None
-
-    def _deliver(self, kind: str, owner: Owner, detail: dict) -> None:
-        conn = self.conn_of.get(owner)
-        if conn is None:
-            return
-        if kind == "evicted":
-            conn.notify(protocol.event_line(
-                "evicted", kind="file", bytes=detail["file"] * PAGE_SIZE,
-                group=detail["group"].path(), pid=owner.pid))
-        elif kind == "drain":
-            conn.notify(protocol.event_line("drain"))
-
-    def _on_oom_recover(self, group) -> None:
-        if self._oom_waiters:
-            self._recovered.set()
-            self._recovered = trio.Event()
 
     # ------------------------------------------------------------------ requests
 
@@ -359,14 +317,15 @@ class ChargeServer:
                                 f"protocol version {version} unsupported; this server speaks 1")
         conn.hello = True
         conn.owner(None)  # from now on this process is a client, not followed from /proc
-        self.on_hello(conn.pid)
+        if self.followers is not None:
+            self.followers.stop_following(conn.pid)
         return protocol.ok_line(version=protocol.VERSION, pid=conn.pid, uid=conn.uid,
-                                group=self.hierarchy.group_of(conn.pid).path(),
-                                page_size=PAGE_SIZE, stock_batch=64)
+                                group=self.memory.memcg_of_task(conn.pid).path(),
+                                page_size=PAGE_SIZE, stock_batch=protocol.STOCK_BATCH)
 
     def _follower_request(self, conn: Connection, req) -> bytes:
         """``follow PID [guard=FD] [poll_ms=MS]`` and ``followed`` (issue 13): they
-        concern followed processes, so they do not need (or make) a client."""
+        concern followed processes, so they neither need nor make a client."""
         if self.follower is None:
             raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")
         if req.verb == "followed":
@@ -390,56 +349,6 @@ class ChargeServer:
     def _usage(self, group) -> int:
         return group.memory.usage * PAGE_SIZE
 
-    async def _charge_pages(self, owner: Owner, kind: str, nr: int, verdict=None) -> None:
-        """Charge, killing or waiting as the core decides, until done or refused.
-        *verdict*: the outcome of a first attempt already made."""
-        while True:
-            if verdict is None:
-                group = self.hierarchy.group_of(owner.pid)
-                verdict = self.charges.charge(owner, group, kind, nr)
-            if verdict is None:
-                return
-            if verdict.victim is not None:
-                self._kill(verdict.victim, verdict.group)
-                if verdict.victim.pid == owner.pid:
-                    raise ProtocolError(errno.ENOMEM, "killed by the OOM killer")
-                verdict = None
-                continue
-            # oom_kill_disable: sleep on the group's OOM wait queue
-            self.charges.mark_under_oom(verdict.group, +1)
-            self._oom_waiters += 1
-            try:
-                exited = await self._oom_wait(owner)
-            finally:
-                self._oom_waiters -= 1
-                self.charges.mark_under_oom(verdict.group, -1)
-            if exited or not owner.alive:
-                raise ProtocolError(errno.ENOMEM, "killed while waiting for memory")
-            verdict = None
-
-    async def _oom_wait(self, owner: Owner) -> bool:
-        """Sleep until the group may have recovered, or the waiting process exits (its
-        pidfd turns readable; a killed waiter must not keep under_oom set).
-        Returns True if the process exited."""
-        exited = False
-        recovered = self._recovered
-        async with trio.open_nursery() as nursery:
-            async def wake():
-                await recovered.wait()
-                nursery.cancel_scope.cancel()
-
-            async def death():
-                nonlocal exited
-                await trio.lowlevel.wait_readable(self.signals.pidfd(owner))
-                exited = True
-                nursery.cancel_scope.cancel()
-            nursery.start_soon(wake)
-            nursery.start_soon(death)
-        return exited
-
-    def _kill(self, victim: Owner, group) -> None:
-        oom_kill(self.charges, self.signals, victim, group)
-
     def _amount(self, req) -> tuple[str, int, int | None]:
         """(kind, pages, pid) of a charge or uncharge, parsed once per distinct line
         (requests are cached per connection, so the result is kept on the request)."""
@@ -453,14 +362,14 @@ class ChargeServer:
     async def _do_charge(self, conn: Connection, req) -> bytes:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
-        await self._charge_pages(owner, kind, nr)
-        return self._amount_reply(nr, self.hierarchy.group_of(owner.pid))
+        await self.executor.charge(owner, kind, nr)
+        return self._amount_reply(nr, self.memory.memcg_of_task(owner.pid))
 
     async def _do_uncharge(self, conn: Connection, req) -> bytes:
         kind, nr, pid = self._amount(req)
         owner = conn.owner(pid)
-        group = self.hierarchy.group_of(owner.pid)
-        self.charges.uncharge(owner, group, kind, nr)
+        group = self.memory.memcg_of_task(owner.pid)
+        self.memory.uncharge(owner, group, kind, nr)
         return self._amount_reply(nr, group)
 
     def _slab_args(self, req) -> tuple[str, int, int]:
@@ -478,14 +387,14 @@ class ChargeServer:
     def _slab(self, conn: Connection, req, alloc: bool) -> bytes:
         name, objsize, count = self._slab_args(req)
         owner = conn.owner(protocol.pid_option(req))
-        group = self.hierarchy.group_of(owner.pid)
+        group = self.memory.memcg_of_task(owner.pid)
         if alloc:
-            self.charges.slab_alloc(owner, group, name, objsize, count)
+            self.memory.slab_alloc(owner, group, name, objsize, count)
         else:
-            self.charges.slab_free(owner, name, objsize, count, group)
+            self.memory.slab_free(owner, name, objsize, count, group)
         objects = sum(c for (g, n), c in owner.slab_objects.items() if n == name)
         cache = group.slab.get(name)
-        pages = (cache.pages_only + cache.pages_mem) if cache else 0
+        pages = cache.pages if cache else 0
         return protocol.ok_line(objects=objects, slab_pages=pages, group=group.path(),
                                 usage=self._usage(group))
 
@@ -493,21 +402,20 @@ class ChargeServer:
         want = protocol.count_arg(req.args[0], "stock")
         consumed = {k: protocol.signed_arg(v, k) for k, v in req.options.items()}
         owner = conn.owner(None)
-        group = self.hierarchy.group_of(owner.pid)
-        granted = self.charges.set_stock(owner, group, consumed, want)
+        group = self.memory.memcg_of_task(owner.pid)
+        granted = self.memory.set_stock(owner, group, consumed, want)
         return protocol.ok_line(granted=granted, group=group.path(), usage=self._usage(group))
 
     async def _do_status(self, conn: Connection, req) -> bytes:
         owner = conn.owner(protocol.pid_option(req))
-        group = self.hierarchy.group_of(owner.pid)
+        group = self.memory.memcg_of_task(owner.pid)
         fields = {"pid": owner.pid, "group": group.path()}
-        for kind in ("anon", "swap", "file", "shmem", "kmem", "tcp"):
-            n = sum(getattr(led, kind) for led in owner.ledgers.values()) if kind in (
-                "swap", "file", "shmem", "anon") else owner.held(kind)
-            fields[kind] = n * PAGE_SIZE
+        # user pages per account (anon: resident; swap apart), kernel memory per kind
+        for name in ("anon", "swap", "file", "shmem"):
+            fields[name] = sum(led[name] for led in owner.ledgers.values()) * PAGE_SIZE
+        for name in ("kmem", "tcp"):
+            fields[name] = owner.held(KINDS[name]) * PAGE_SIZE
         fields["slab_objects"] = sum(owner.slab_objects.values())
         fields["stock"] = owner.stock * PAGE_SIZE
         return protocol.ok_line(**fields)
 
-
-assert set(STOCK_KINDS) <= set(protocol.VERBS["stock"][2])

@@ -12,28 +12,15 @@ import logging
 import os
 import signal
 
+from ..host.procfs import protected_pids
+
 log = logging.getLogger("cgroupfs_emu.signals")
-
-
-def protected_pids() -> set[int]:
-    """pid 1, the daemon and every ancestor of it."""
-    pids = {1, os.getpid()}
-    pid = os.getpid()
-    while pid > 1:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            break
-        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        pids.add(pid)
-    return pids
 
 
 class Signaller:
     def __init__(self):
         self.protected = protected_pids()
-        #: owner (core.charge.Owner) -> pidfd
+        #: owner (core.memcg.Owner) -> pidfd
         self.pidfds: dict[object, int] = {}
 
     def may_signal(self, pid: int) -> bool:

@@ -29,109 +29,21 @@ baseline drops to zero, since everything in the new image is touched after joini
 from __future__ import annotations
 
 import logging
-import os
-import signal
 
 import attrs
 
-from ..core.charge import FOLLOWED_KINDS, Owner
+from ..core.cgroup import Hierarchy, TaskSet
 from ..core.errors import NoMemory
-from ..core.hierarchy import Hierarchy
-from ..core.page_counter import PAGE_SIZE
-from .host import Host
-from .server import oom_kill
-from .signals import Signaller
+from ..core.memcg import KINDS, MemoryController, Owner
+from ..host.fds import open_pidfd
+from ..host.procfs import Host, MemSample, program_file_pages, read_sample
+from .oom import OomExecutor
 
 log = logging.getLogger("cgroupfs_emu.tracker")
 
-_STATUS_KEYS = {b"RssAnon:": "anon", b"RssShmem:": "shmem", b"RssFile:": "file",
-                b"VmLck:": "locked"}
-_KB_PER_PAGE = PAGE_SIZE // 1024
-
-
-@attrs.frozen
-class MemSample:
-    """One reading of a process: pages per kind, and its address-space identity."""
-
-    pages: dict[str, int]
-    mm: tuple[int, int]
-    start_time: int
-    threads: int = 1
-
-
-def read_sample(proc: str, pid: int) -> MemSample | None:
-    """/proc/PID/status (memory) and /proc/PID/stat (start time, code and stack
-    addresses), with plain os.read: this runs for every followed process every poll."""
-    try:
-        fd = os.open(f"{proc}/{pid}/stat", os.O_RDONLY)
-        try:
-            stat = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        fd = os.open(f"{proc}/{pid}/status", os.O_RDONLY)
-        try:
-            status = os.read(fd, 8192)
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None  # a zombie has no memory left
-    pages = {}
-    for key, kind in _STATUS_KEYS.items():
-        i = status.find(key)
-        if i < 0:
-            pages[kind] = 0
-            continue
-        i += len(key)
-        pages[kind] = int(status[i:status.index(b" kB", i)]) // _KB_PER_PAGE
-    # fields[17] num_threads, fields[19] starttime, fields[23] startcode, fields[25]
-    # startstack (man 5 proc: fields 20, 22, 26 and 28)
-    return MemSample(pages, (int(fields[23]), int(fields[25])), int(fields[19]),
-                     int(fields[17]))
-
-
-#: files below these directories (libraries, locales, fonts, configuration) are taken
-#: to be in the page cache already, charged to whoever read them first
-SYSTEM_PREFIXES = (b"/usr/", b"/lib", b"/etc/", b"/bin/", b"/sbin/", b"/opt/", b"/var/lib/")
-
-
-def _resident(sample: MemSample) -> int:
-    """RssAnon + RssFile + RssShmem: what /proc/PID/statm calls resident."""
-    return sample.pages["anon"] + sample.pages["shmem"] + sample.pages["file"]
-
-
-def program_file_pages(proc: str, pid: int) -> int:
-    """Resident pages of files the process maps that were in the page cache before
-    it ran: its executable and libraries (any file it maps executable) and system
-    files (SYSTEM_PREFIXES: locale archives and the like). Their page cache was charged
-    to whoever read it first, so they never count as the task's mapped_file; RssFile
-    minus this is."""
-    try:
-        with open(f"{proc}/{pid}/smaps", "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    rss: dict[bytes, int] = {}
-    programs = set()
-    path = None
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        first = line.split(None, 5)
-        if b"-" in first[0] and not first[0].endswith(b":"):  # a mapping's header
-            path = first[5] if len(first) == 6 and first[4] != b"0" else None
-            if path is not None and (first[1][2:3] == b"x" or path.startswith(SYSTEM_PREFIXES)):
-                programs.add(path)
-            continue
-        if path is not None:
-            # file pages of a mapping: Rss without its private (anonymous) copies
-            if line.startswith(b"Rss:"):
-                rss[path] = rss.get(path, 0) + int(line.split()[1]) // _KB_PER_PAGE
-            elif line.startswith(b"Anonymous:"):
-                rss[path] -= int(line.split()[1]) // _KB_PER_PAGE
-    return sum(n for p, n in rss.items() if p in programs)
+#: the kinds a sample's pages are charged as (the rest of the sample: "file", the
+#: RssFile the mapped pages come from, and "locked")
+_FOLLOWED = tuple(k.name for k in KINDS.values() if k.followed)
 
 
 @attrs.define(eq=False)
@@ -172,19 +84,53 @@ class Followed:
         return max(0, file_total - self.program_pages)
 
 
+def _resident(sample: MemSample) -> int:
+    """RssAnon + RssFile + RssShmem: what /proc/PID/statm calls resident."""
+    return sample.pages["anon"] + sample.pages["shmem"] + sample.pages["file"]
+
+
 class ProcessTracker:
-    def __init__(self, hierarchy: Hierarchy, host: Host, signals: Signaller):
-        self.hierarchy = hierarchy
-        self.charges = hierarchy.charges
+    """Follows real processes. A cgroup subsystem without files: the cgroup core
+    calls its can_attach before the memory controller's, so a leader's usage is
+    settled in its old group before its charges move."""
+
+    name = "follow"
+
+    def __init__(self, memory: MemoryController, host: Host, executor: OomExecutor):
+        self.memory = memory
         self.host = host
-        self.signals = signals
+        self.executor = executor
+        self.signals = executor.signals
+        #: the hierarchy, once bound (Subsystem.bind)
+        self.hierarchy: Hierarchy | None = None
         self.followed: dict[int, Followed] = {}
         #: pid -> start time of every process seen so far (new ones may be children)
         self.seen: dict[int, int] | None = None
         self.alive: set[int] = set()
-        #: the event-driven half (service/follower.py), when there is one
+        #: the event-driven half (service/follower.py), which hands itself over
+        #: when it is built on top of this tracker
         self.driver = None
-        hierarchy.before_move = self.before_move
+
+    # ------------------------------------------------------------------ subsystem
+
+    def bind(self, hierarchy: Hierarchy) -> None:
+        self.hierarchy = hierarchy
+
+    def css_alloc(self, cgroup, parent_css) -> None:
+        return None
+
+    def css_offline(self, css) -> None:
+        pass
+
+    def css_free(self, css) -> None:
+        pass
+
+    def can_attach(self, tset: TaskSet) -> None:
+        if tset.leader is not None:
+            self.before_move(tset.leader)
+
+    def attach(self, tset: TaskSet) -> None:
+        pass
 
     # ------------------------------------------------------------------ joining
 
@@ -208,10 +154,10 @@ class ProcessTracker:
         if sample is None:
             return None
         try:
-            pidfd = os.pidfd_open(tgid)
+            pidfd = open_pidfd(tgid)
         except OSError:
             return None
-        owner = self.charges.new_owner(tgid, followed=True)
+        owner = self.memory.new_owner(tgid, followed=True)
         self.signals.adopt(owner, pidfd)
         entry = Followed(tgid, owner, sample.start_time, {}, sample.mm)
         if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
@@ -246,15 +192,11 @@ class ProcessTracker:
     def adopt_if_child(self, tgid: int) -> Followed | None:
         """A task not yet known whose parent is followed: adopt it now (a fork the
         /proc scan has not seen yet)."""
-        parent = self._ppid(tgid)
+        parent = self.host.ppid(tgid)
         group = self.hierarchy.task_group.get(parent) if parent else None
         if group is None or not group.online:
             return None
-        for tid in self.host.threads(tgid):
-            t = self.host.task(tid)
-            if t is not None:
-                self.host.remember(t)
-                self.hierarchy.attach(tid, group)
+        self.hierarchy.attach_all(self.host.learn_threads(tgid), group)
         return self._start(tgid, self.followed.get(parent))
 
     def scan_new_processes(self) -> None:
@@ -279,7 +221,7 @@ class ProcessTracker:
             self._exited(entry)
 
     def _is_client(self, pid: int) -> bool:
-        return any(o.pid == pid and not o.followed for o in self.charges.owners)
+        return any(o.pid == pid and not o.followed for o in self.memory.owners)
 
     # ------------------------------------------------------------------ polling
 
@@ -293,7 +235,7 @@ class ProcessTracker:
         for tgid in [t for t in h.task_group if t not in self.followed]:
             if self.host.tgid_of(tgid) == tgid:
                 self._start(tgid)
-        clients = {o.pid for o in self.charges.owners if not o.followed}
+        clients = {o.pid for o in self.memory.owners if not o.followed}
         for entry in list(self.followed.values()):
             if entry.tgid in clients:
                 # it connected to the socket: from now on it says what it uses
@@ -305,10 +247,7 @@ class ProcessTracker:
         """Fork inheritance: processes new since the last poll whose parent is in a
         group join it; so do new threads of processes in a group."""
         h = self.hierarchy
-        current = {}
-        for name in os.listdir(self.host.proc):
-            if name.isdigit():
-                current[int(name)] = 0
+        current = dict.fromkeys(self.host.pids(), 0)
         if self.seen is None:  # first poll: everything that exists is old
             self.seen = current
             return
@@ -318,14 +257,10 @@ class ProcessTracker:
             info = self.host.task(pid)
             if info is None:
                 continue
-            parent = self._ppid(pid)
+            parent = self.host.ppid(pid)
             group = h.task_group.get(parent) if parent else None
             if group is not None and group.online:
-                for tid in self.host.threads(pid):
-                    t = self.host.task(tid)
-                    if t is not None:
-                        self.host.remember(t)
-                        h.attach(tid, group)
+                h.attach_all(self.host.learn_threads(pid), group)
                 self._start(pid, self.followed.get(parent))
         self.seen = current
 
@@ -340,20 +275,8 @@ class ProcessTracker:
         group = h.task_group.get(entry.tgid)
         if group is None:
             return
-        for tid in self.host.threads(entry.tgid):
-            if tid not in h.task_group:
-                t = self.host.task(tid)
-                if t is not None:
-                    self.host.remember(t)
-                    h.attach(tid, group)
-
-    def _ppid(self, pid: int) -> int | None:
-        try:
-            with open(f"{self.host.proc}/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            return None
-        return int(stat[stat.rindex(b")") + 2:].split()[1])
+        new = [tid for tid in self.host.threads(entry.tgid) if tid not in h.task_group]
+        h.attach_all(self.host.learn(new), group)
 
     def _follow(self, entry: Followed) -> None:
         before = sum(entry.last.values())
@@ -381,22 +304,23 @@ class ProcessTracker:
             if now < entry.base[kind]:
                 entry.base[kind] = now
             usage[kind] = now - entry.base[kind]
-        if entry.refused_at == usage and entry.refused_gen == self.hierarchy.recover_gen:
+        memory = self.memory
+        if entry.refused_at == usage and entry.refused_gen == memory.recover_gen:
             return  # refused before and nothing changed since
-        group = self.hierarchy.group_of(entry.tgid)
+        group = memory.memcg_of_task(entry.tgid)
         try:
-            verdict = self.charges.follow(entry.owner, group,
-                                          {k: usage[k] for k in FOLLOWED_KINDS}, usage["locked"])
+            verdict = memory.follow(entry.owner, group, {k: usage[k] for k in _FOLLOWED},
+                                    usage["locked"])
         except NoMemory as e:
             log.warning("pid %d: growth in %s refused: %s", entry.tgid, group.path(), e)
-            entry.refused_at, entry.refused_gen = usage, self.hierarchy.recover_gen
+            entry.refused_at, entry.refused_gen = usage, memory.recover_gen
             self._resume(entry)
             return
         entry.refused_at = None
         if verdict is None:
             self._resume(entry)
         elif verdict.victim is not None:
-            killed = oom_kill(self.charges, self.signals, verdict.victim, verdict.group)
+            killed = self.executor.kill(verdict)
             if verdict.victim is entry.owner:
                 self._exited(entry, killed=killed)
                 return
@@ -405,17 +329,15 @@ class ProcessTracker:
         elif entry.stopped_in is None:
             # oom_kill_disable: the task sleeps in its page fault until the group
             # recovers; a real task is stopped instead
-            if self.signals.send(entry.owner, signal.SIGSTOP):
+            if self.executor.stop(entry.owner, verdict.group):
                 entry.stopped_in = verdict.group
-                self.charges.mark_under_oom(verdict.group, +1)
             else:
-                entry.refused_at, entry.refused_gen = usage, self.hierarchy.recover_gen
+                entry.refused_at, entry.refused_gen = usage, memory.recover_gen
 
-    def _resume(self, entry: Followed) -> None:
+    def _resume(self, entry: Followed, signal_it: bool = True) -> None:
         if entry.stopped_in is not None:
-            self.charges.mark_under_oom(entry.stopped_in, -1)
+            self.executor.resume(entry.owner, entry.stopped_in, signal_it)
             entry.stopped_in = None
-            self.signals.send(entry.owner, signal.SIGCONT)
 
     def _exited(self, entry: Followed, killed: bool = False) -> None:
         if self.followed.get(entry.tgid) is not entry:
@@ -424,16 +346,14 @@ class ProcessTracker:
             # growth seen before the exit but never charged: charge what fits (up to
             # the limit, so max_usage shows it) and count the failure, then release
             try:
-                self.charges.follow(entry.owner, self.hierarchy.group_of(entry.tgid),
-                                    {k: entry.refused_at[k] for k in FOLLOWED_KINDS}, 0)
+                self.memory.follow(entry.owner, self.memory.memcg_of_task(entry.tgid),
+                                   {k: entry.refused_at[k] for k in _FOLLOWED}, 0)
             except NoMemory:
                 pass
         if self.driver is not None:
             self.driver.forgotten(entry)
-        if entry.stopped_in is not None:
-            self.charges.mark_under_oom(entry.stopped_in, -1)
-            entry.stopped_in = None
-        self.charges.release(entry.owner)
+        self._resume(entry, signal_it=False)
+        self.memory.release(entry.owner)
         self.signals.forget(entry.owner)
         self.followed.pop(entry.tgid, None)
 
@@ -442,8 +362,3 @@ class ProcessTracker:
         for entry in list(self.followed.values()):
             self._resume(entry)
             self.signals.forget(entry.owner)
-
-    def table(self) -> list[tuple[int, str, dict[str, int]]]:
-        """(tgid, group path, charged pages per kind) of every followed process."""
-        return [(e.tgid, self.hierarchy.group_of(e.tgid).path(), dict(e.owner.charged))
-                for e in sorted(self.followed.values(), key=lambda e: e.tgid)]

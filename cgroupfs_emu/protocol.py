@@ -7,6 +7,9 @@ One request per line, one reply per request, events in between::
     event    event NAME [key=value ...]\\n
 
 Lines are ASCII, at most MAX_LINE bytes, ``\\r\\n`` accepted. Nothing here does I/O.
+
+A bottom module: the client imports this (and ``units``) and nothing else of the
+package, and the daemon's side takes its kind names and the stock size from here.
 """
 
 from __future__ import annotations
@@ -17,11 +20,20 @@ import os
 
 import attrs
 
-from ..core.charge import KINDS, STOCK_KINDS
-from ..files.parsers import memparse_strict
+from .units import memparse_strict
 
 VERSION = 1
 MAX_LINE = 4096
+#: what a client may charge (the memory controller's kind table has a row for each)
+KINDS = ("anon", "file", "shmem", "kmem", "tcp")
+#: kinds a client may serve from its stock: user pages, charged to memory + memsw
+STOCK_KINDS = ("anon", "file", "shmem")
+#: The kernel's MEMCG_CHARGE_BATCH: the most a stock holds (told to clients at hello)
+STOCK_BATCH = 64
+#: the longest decimal a count or pid argument may have
+_MAX_DIGITS = 12
+#: a plain decimal size shorter than this is read with int() (no suffix, no wrap)
+_FAST_DIGITS = 16
 #: Larger sizes are refused: 1 PiB is more than any emulated group will hold.
 MAX_SIZE = 1 << 50
 
@@ -114,7 +126,7 @@ def parse_request(line: bytes) -> Request:
 
 def size_arg(text: str, what: str = "size") -> int:
     """A byte count: digits with an optional K/M/G/T/P/E suffix (memparse)."""
-    if text.isdigit() and text[0] != "0" and len(text) < 16:  # plain decimal: fast
+    if text.isdigit() and text[0] != "0" and len(text) < _FAST_DIGITS:  # plain decimal: fast
         return int(text)
     try:
         value = memparse_strict(text)
@@ -126,14 +138,14 @@ def size_arg(text: str, what: str = "size") -> int:
 
 
 def count_arg(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 12:
+    if not text.isdigit() or len(text) > _MAX_DIGITS:
         raise ProtocolError(errno.EINVAL, f"{what} {text!r} is not a count")
     return int(text)
 
 
 def signed_arg(text: str, what: str) -> int:
     body = text[1:] if text[:1] == "-" else text
-    if not body.isdigit() or len(body) > 12:
+    if not body.isdigit() or len(body) > _MAX_DIGITS:
         raise ProtocolError(errno.EINVAL, f"{what} {text!r} is not a number")
     return int(text)
 

@@ -1,0 +1,146 @@
+"""The one place that wires the daemon.
+
+Every collaborator is built once, here, in dependency order, and handed to the
+constructors that need it; no constructor sets anything on another object:
+
+    Host, Signaller                      host facts, the signal guard
+    Clients, OomWaitQueue, ReleaseAgents  where effects go
+    ServiceEffects                       the core's effects port
+    MemoryController                     the memory subsystem (effects, task facts)
+    OomExecutor, ProcessTracker          act on verdicts; follow real processes
+    Hierarchy                            the cgroup core: tracker, then memory
+    Follower                             process events, fast sampling, fork guard
+    ControlTree, CgroupFS                control files; the FUSE adapter
+    Watcher                              the poll loop
+    ChargeServer                         the client socket (once it is bound)
+
+:meth:`Daemon.start` makes the two things the outside sees, socket first, then the
+mount, each registering its undoing on an exit stack; :meth:`Daemon.serve` runs the
+FUSE loop, the socket server, the watcher and the release agents in one nursery.
+Teardown is the exit stack unwinding: unmount, close the socket, resume stopped tasks
+and close eventfds, whether serving ended normally or with an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+
+import pyfuse3
+import trio
+
+from ..core.cgroup import Hierarchy
+from ..core.memcg import MemoryController
+from ..core.profiles import get_profile
+from ..files import ControlTree
+from ..fs import CgroupFS
+from ..host.procfs import Host
+from ..protocol import SOCKET_XATTR, default_socket_path
+from ..service.effects import Clients, HostFacts, ReleaseAgents, ServiceEffects
+from ..service.follower import Follower
+from ..service.oom import OomExecutor, OomWaitQueue
+from ..service.server import ChargeServer, bind_socket
+from ..service.signals import Signaller
+from ..service.tracker import ProcessTracker
+from ..service.watcher import Watcher
+from ..units import PAGE_SIZE
+from .options import MountConfig, UsageError
+
+log = logging.getLogger("cgroupfs_emu")
+
+
+def fuse_options(cfg: MountConfig) -> set[str]:
+    opts = {"default_permissions", f"fsname={cfg.source}", "subtype=cgroupfs_emu"}
+    opts |= cfg.fuse_options
+    if cfg.allow_other:
+        opts.add("allow_other")
+    if cfg.debug:
+        opts.add("debug")
+    return opts
+
+
+class Daemon:
+    """Everything one mount serves."""
+
+    def __init__(self, cfg: MountConfig):
+        self.cfg = cfg
+        self.host = Host()
+        self.signals = Signaller()
+        self.clients = Clients()
+        self.oom_queue = OomWaitQueue()
+        self.agents = ReleaseAgents()
+        self.effects = ServiceEffects(self.clients, self.oom_queue, self.agents)
+        self.memory = MemoryController(get_profile(cfg.profile), self.effects,
+                                       HostFacts(self.signals, self.host),
+                                       swap_pages=cfg.swap // PAGE_SIZE, oom_kill=cfg.oom_kill)
+        self.executor = OomExecutor(self.memory, self.signals, self.oom_queue)
+        self.tracker = ProcessTracker(self.memory, self.host, self.executor)
+        # The tracker's can_attach settles a moving leader before memory moves its
+        # charges: it is bound first.
+        self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
+                                   release_agent=cfg.release_agent, owner_uid=os.getuid())
+        # issue 13: events, adaptive sampling, the stop-first thread, stack charging
+        self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
+                                 events=cfg.events, stacks=cfg.thread_stacks)
+        self.tree = ControlTree(self.hierarchy, self.memory, self.host)
+        self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
+        self.ops = CgroupFS(self.tree, cfg.mountpoint,
+                            root_xattrs={SOCKET_XATTR: self.socket_path})
+        self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
+                               cfg.poll_ms)
+        self.server: ChargeServer | None = None
+
+    def start(self, stack: contextlib.ExitStack) -> None:
+        """Socket first, then the mount: both exist before anyone hears "mounted".
+        Each pushes its undoing on *stack*."""
+        stack.callback(self.watcher.close)
+        stack.callback(self.follower.close)  # unwound first (LIFO): continue what its thread stopped
+        try:
+            listener = bind_socket(self.socket_path, self.cfg.socket_mode)
+        except OSError as e:
+            raise UsageError(f"cannot create socket {self.socket_path}: "
+                             f"{e.strerror or e}") from None
+        stack.callback(self._close_socket, listener)
+        self.server = ChargeServer(self.memory, listener, self.executor, self.clients,
+                                   followers=self.tracker, follower=self.follower)
+        try:
+            pyfuse3.init(self.ops, self.cfg.mountpoint, fuse_options(self.cfg))
+        except RuntimeError as e:
+            raise UsageError(f"cannot mount on {self.cfg.mountpoint}: {e}") from None
+        # Unmount on the error path too: a daemon that dies must not leave a mount
+        # whose every access fails with ENOTCONN.
+        stack.callback(pyfuse3.close, unmount=True)
+
+    def _close_socket(self, listener) -> None:
+        listener.close()
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+
+    async def serve(self) -> int:
+        """Run the FUSE loop, the client socket, the watcher and the release agents
+        until unmounted (fusermount3 -u) or signalled."""
+        # Everything built so far lives as long as the daemon: keep it out of the
+        # collector's scans, which otherwise cost every request a little.
+        gc.freeze()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.agents.serve)
+            nursery.start_soon(self.server.serve)
+            await nursery.start(self.watcher.run)
+            nursery.start_soon(self.follower.run)
+            nursery.start_soon(self._on_signal)
+            await pyfuse3.main(min_tasks=1, max_tasks=1)
+            nursery.cancel_scope.cancel()
+        return 0
+
+    @staticmethod
+    async def _on_signal() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal %d: unmounting", signum)
+                pyfuse3.terminate()
+                return

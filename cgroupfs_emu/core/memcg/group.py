@@ -1,0 +1,223 @@
+"""The memory cgroup: four page counters and the per-group settings of cgroup v1.
+
+Mirrors ``struct mem_cgroup`` of ``mm/memcontrol.c`` / ``mm/memcontrol-v1.c``: the
+memory subsystem's state (css) of one group of the cgroup core. Settings whose write
+needs no other mechanism are methods here and carry the kernel function's name in
+their docstring; writes that reclaim or wake OOM waiters (a lower limit, force_empty,
+oom_control) are the controller's (controller.py). All amounts are in pages.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..cgroup import Cgroup
+from ..errors import Busy, Invalid
+from ..page_counter import PAGE_COUNTER_MAX, PageCounter
+from . import stats
+from .kinds import Res
+from .state import SUBSYS, MemState
+
+
+class MemCgroup:
+    """One group's memory state (root included)."""
+
+    __slots__ = (
+        "state", "cgroup", "parent", "id", "use_hierarchy", "swappiness", "oom_kill_disable",
+        "memory", "memsw", "kmem", "tcpmem", "soft_limit", "move_charge_at_immigrate",
+        "independent_kmem_limit", "tcpmem_active", "under_oom", "oom_kill", "stats",
+        "slab", "slab_caches", "mkdir_charge", "events", "vmpr_scanned", "vmpr_reclaimed",
+        "ledgers", "orphan_file",
+    )
+
+    def __init__(self, state: MemState, cgroup: Cgroup, parent: MemCgroup | None):
+        self.state = state
+        self.cgroup = cgroup
+        self.parent = parent
+        self.id: int = state.next_id
+        state.next_id += 1
+        self.use_hierarchy: bool
+        self.swappiness: int
+        self.oom_kill_disable: bool
+        if parent is None:
+            self.use_hierarchy = True
+            self.swappiness = state.vm_swappiness
+            self.oom_kill_disable = False
+        else:
+            # Copied once at mkdir, never propagated later (spec 1.2).
+            self.use_hierarchy = state.profile.hierarchy_forced or parent.use_hierarchy
+            self.swappiness = parent.read_swappiness()
+            self.oom_kill_disable = parent.oom_kill_disable
+
+        # Pre-5.11 kernels chain a child's counters to the parent only when the parent
+        # is hierarchical; with 5.11+ hierarchy_forced that is always the case.
+        up = parent if parent is not None and parent.use_hierarchy else None
+        self.memory = PageCounter(up.memory if up else None, memcg=self)
+        self.memsw = PageCounter(up.memsw if up else None, memcg=self)
+        self.kmem = PageCounter(up.kmem if up else None, memcg=self)
+        self.tcpmem = PageCounter(up.tcpmem if up else None, memcg=self)
+
+        self.soft_limit: int = PAGE_COUNTER_MAX
+        self.move_charge_at_immigrate: int = 0
+        self.independent_kmem_limit: bool = False
+        self.tcpmem_active: bool = False
+        #: OOM waiters in this group and above (memory.oom_control under_oom)
+        self.under_oom: int = 0
+        #: tasks killed by the OOM killer for this group (oom_control oom_kill)
+        self.oom_kill: int = 0
+        #: per-group statistics in pages (or events, see stats.EVENT_KEYS)
+        self.stats: dict[str, int] = stats.new_stats()
+        #: this group's slab caches by cache name (slab.SlabCache)
+        self.slab: dict = {}
+        #: memory.kmem.slabinfo rows: shown name -> (active_objs, num_objs, objsize)
+        self.slab_caches: dict[str, tuple[int, int, int]] = {}
+        #: kernel data charged to the parent for this group at mkdir
+        self.mkdir_charge: int = 0
+        #: cgroup.event_control registrations (events.EventListener)
+        self.events: list = []
+        #: the open vmpressure window: pages scanned and reclaimed so far
+        self.vmpr_scanned: int = 0
+        self.vmpr_reclaimed: int = 0
+        #: what each owner holds here (owners.Owner -> owners.Ledger)
+        self.ledgers: dict = {}
+        #: page cache whose owner exited: stays charged until reclaimed
+        self.orphan_file: int = 0
+
+    def __repr__(self):
+        return f"MemCgroup({self.path()!r})"
+
+    # ------------------------------------------------------------------ structure
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent is None
+
+    @property
+    def online(self) -> bool:
+        return self.cgroup.online
+
+    @property
+    def name(self) -> str:
+        return self.cgroup.name
+
+    def path(self) -> str:
+        return self.cgroup.path()
+
+    def children(self) -> Iterator[MemCgroup]:
+        for child in self.cgroup.children.values():
+            yield child.subsys[SUBSYS]
+
+    def counter(self, res: Res) -> PageCounter:
+        return getattr(self, res.value)
+
+    def subtree_all(self) -> Iterator[MemCgroup]:
+        yield self
+        for child in list(self.children()):
+            yield from child.subtree_all()
+
+    def hierarchical_subtree(self) -> Iterator[MemCgroup]:
+        """This group and every descendant whose charges reach it (the kernel's
+        for_each_mem_cgroup_tree: a non-hierarchical group stops the walk)."""
+        yield self
+        if self.use_hierarchy:
+            for child in list(self.children()):
+                yield from child.hierarchical_subtree()
+
+    def kmem_independent(self) -> bool:
+        """Seed 001: kernel memory is charged to kmem alone while the flag is set."""
+        return self.independent_kmem_limit and self.state.profile.independent_kmem
+
+    # ------------------------------------------------------------------ file writes
+
+    def set_soft_limit(self, nr_pages: int) -> None:
+        """RES_SOFT_LIMIT of mem_cgroup_write(): stored, never checked against anything."""
+        self.soft_limit = nr_pages
+
+    def set_tcp_max(self, nr_pages: int) -> None:
+        """Port of memcg_update_tcp_max(): the first successful write activates tcp
+        accounting for the group."""
+        if self.is_root:
+            raise Invalid("cannot limit the root group")
+        self.tcpmem.set_max(nr_pages)
+        self.tcpmem_active = True
+
+    def set_kmem_max(self, nr_pages: int) -> None:
+        """kmem.limit_in_bytes write, per profile.
+
+        linux-6 (6.6+): parsed by the caller, then ignored. seeds (seed 001 patch 02):
+        EINVAL unless independent_kmem_limit is set, EBUSY below kmem usage.
+        """
+        if self.is_root:
+            raise Invalid("cannot limit the root group")
+        if not self.state.profile.independent_kmem:
+            return
+        if not self.independent_kmem_limit:
+            raise Invalid("kmem limit needs memory.kmem.independent_kmem_limit = 1")
+        self.kmem.set_max(nr_pages)
+
+    def set_independent_kmem_limit(self, value: int) -> None:
+        """Seed 001 patch 02: non-zero sets the flag; 0 clears it and resets the kmem
+        limit to unlimited. No parent check, no inheritance."""
+        if value:
+            self.independent_kmem_limit = True
+        else:
+            self.independent_kmem_limit = False
+            self.kmem.max = PAGE_COUNTER_MAX
+
+    def read_swappiness(self) -> int:
+        """mem_cgroup_swappiness(): the root reports the global vm.swappiness."""
+        return self.state.vm_swappiness if self.is_root else self.swappiness
+
+    def set_swappiness(self, value: int) -> None:
+        """Port of mem_cgroup_swappiness_write() (3.16+: allowed anywhere)."""
+        if value > self.state.profile.max_swappiness:
+            raise Invalid("swappiness out of range")
+        if self.is_root:
+            self.state.vm_swappiness = value
+        else:
+            self.swappiness = value
+
+    def set_oom_kill_disable(self, value: int) -> None:
+        """Port of mem_cgroup_oom_control_write(): root and values other than 0/1 are
+        EINVAL; writing 0 wakes OOM waiters."""
+        if self.is_root or value not in (0, 1):
+            raise Invalid("oom_control takes 0 or 1, not on the root")
+        self.oom_kill_disable = bool(value)
+        if not value:
+            self.state.oom_recover(self)
+
+    def set_use_hierarchy(self, value: int) -> None:
+        """Port of mem_cgroup_hierarchy_write(), 5.11+ or pre-5.11 by profile."""
+        if self.state.profile.hierarchy_forced:
+            if value != 1:
+                raise Invalid("use_hierarchy is always 1")
+            return
+        if self.use_hierarchy == bool(value) and value in (0, 1):
+            return
+        parent_hier = self.parent is not None and self.parent.use_hierarchy
+        if parent_hier or value not in (0, 1):
+            raise Invalid("use_hierarchy cannot change under a hierarchical parent")
+        if self.cgroup.children:
+            raise Busy("use_hierarchy cannot change while the group has children")
+        self.use_hierarchy = bool(value)
+
+    def set_move_charge(self, value: int) -> None:
+        """Port of mem_cgroup_move_charge_write(): bits outside the profile's mask
+        (everything on 6.13+) are EINVAL."""
+        if value & ~self.state.profile.move_charge_mask:
+            raise Invalid("move_charge_at_immigrate value not supported")
+        self.move_charge_at_immigrate = value
+
+    # ------------------------------------------------------------------ statistics
+
+    def usage(self, memsw: bool = False) -> int:
+        """mem_cgroup_usage(), in pages: the page counter, except on the root, which
+        (6.2+) reports global file + anon pages (+ swap for memsw) rather than its
+        counter, so kernel data charged at mkdir does not show there."""
+        if self.parent is None:
+            keys = ("cache", "rss", "swap") if memsw else ("cache", "rss")
+            return sum(g.stats[k] for g in self.subtree_all() for k in keys)
+        return (self.memsw if memsw else self.memory).usage
+
+    def stat_total(self, key: str) -> int:
+        return sum(g.stats[key] for g in self.hierarchical_subtree())

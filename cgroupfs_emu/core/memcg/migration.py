@@ -1,0 +1,174 @@
+"""Charges that change groups: move_charge at migration, reparenting at rmdir, and a
+followed task's usage brought up to date.
+
+* :func:`prepare_move` / :func:`commit_move` -- mem_cgroup_can_attach() precharges the
+  destination (through try_charge, reclaim allowed, no OOM); mem_cgroup_move_task()
+  moves the pages. Which kinds move for which move_charge_at_immigrate bit is the
+  kind table's ``move_bit``.
+* :func:`offline` -- mem_cgroup_css_offline(): kernel memory becomes unaccounted,
+  everything else is reparented.
+* :func:`follow` -- a followed task's pages per kind, as read from /proc, charged or
+  uncharged by the difference.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..errors import NoMemory
+from . import stats
+from .charge import OnOom, charge, try_charge, uncharge, uncharge_kind
+from .group import MemCgroup
+from .kinds import ANON, FOLLOWED, KINDS, SHMEM, Account, Res
+from .owners import LOCKED, Ledger, Owner, set_locked, uncharge_counters
+from .slab import drop_caches
+from .state import MemState
+
+_REPARENTED = tuple(acc for k in KINDS.values() if k.reparented for acc in k.accounts)
+_UNACCOUNTED = tuple(k for k in KINDS.values() if not k.reparented)
+
+
+@attrs.frozen
+class MovePlan:
+    """What prepare_move() precharged in *dst*, for commit_move()."""
+
+    src: MemCgroup
+    dst: MemCgroup
+    moves: tuple[tuple[Owner, Ledger, Account, int], ...]
+
+
+def prepare_move(state: MemState, owners, src: MemCgroup, dst: MemCgroup,
+                 mask: int) -> MovePlan | None:
+    """mem_cgroup_can_attach() + mem_cgroup_precharge_mc(): the charges the leader's
+    owners hold in *src* of the kinds *mask* selects are precharged in *dst*. If *dst*
+    cannot take them, nothing moves and the migration fails with ENOMEM."""
+    accounts = [acc for k in KINDS.values() if k.move_bit & mask for acc in k.accounts]
+    if not accounts or src is dst:
+        return None
+    moves = []
+    for owner in owners:
+        led = owner.ledgers.get(src)
+        if led is not None:
+            moves.extend((owner, led, acc, led[acc.name]) for acc in accounts if led[acc.name])
+    if not moves:
+        return None
+    # every counter a moved account charges, in the accounts' order (memsw first),
+    # with its pages: swapped pages need memsw only
+    need: dict[Res, int] = {}
+    for _, _, acc, n in moves:
+        for res in acc.tried:
+            need[res] = need.get(res, 0) + n
+    try_charge(state, [(dst.counter(res), n) for res, n in need.items()], on_oom=OnOom.FAIL)
+    return MovePlan(src, dst, tuple(moves))
+
+
+def commit_move(state: MemState, plan: MovePlan) -> None:
+    """mem_cgroup_move_task(): the precharged pages change ledgers; the source gives
+    its charges back; statistics follow the pages, page events stay."""
+    src, dst = plan.src, plan.dst
+    for owner, led, acc, n in plan.moves:
+        led[acc.name] -= n
+        owner.ledger(dst)[acc.name] += n
+        uncharge_counters(src, acc, n)
+        stats.move(src.stats, dst.stats, acc, n)
+    # locked pages go with the anon-list pages that moved
+    for owner, led, _, _ in plan.moves:
+        excess = led[LOCKED] - (led[ANON.name] + led[SHMEM.name])
+        if excess > 0:
+            set_locked(src, led, led[LOCKED] - excess)
+            dled = owner.ledger(dst)
+            set_locked(dst, dled, dled[LOCKED] + excess)
+    state.oom_recover(src)
+
+
+def move_charge(state: MemState, owners, src: MemCgroup, dst: MemCgroup, mask: int) -> None:
+    """mem_cgroup_move_charge(): prepare_move() then commit_move()."""
+    plan = prepare_move(state, owners, src, dst, mask)
+    if plan is not None:
+        commit_move(state, plan)
+
+
+def offline(state: MemState, group: MemCgroup) -> None:
+    """mem_cgroup_css_offline(): kernel memory becomes unaccounted (seed 001 patch
+    03); user pages, page cache and stocks are reparented to the parent."""
+    parent = group.parent
+    for owner, led in list(group.ledgers.items()):
+        for kind in _UNACCOUNTED:
+            n = led.held(kind)
+            if n:
+                uncharge_kind(state, group, led, kind, n)
+    drop_caches(state, group)
+    for owner, led in list(group.ledgers.items()):
+        pled = owner.ledger(parent)
+        for name in [acc.name for acc in _REPARENTED] + [LOCKED]:
+            pled[name] += led[name]
+            led[name] = 0
+        del group.ledgers[owner]
+        del owner.ledgers[group]
+    stats.reparent(group.stats, parent.stats)
+    parent.orphan_file += group.orphan_file
+    group.orphan_file = 0
+    for owner in state.owners:
+        if owner.stock_group is group:
+            owner.stock_group = parent
+    # Move the counters out of the child's chain into the parent's (rmdir left no
+    # children, so what is left is exactly the reparented pages and stocks).
+    for res in (Res.MEM, Res.MEMSW):
+        n = group.counter(res).usage
+        group.counter(res).uncharge(n)
+        parent.counter(res).charge(n)
+
+
+def follow(state: MemState, owner: Owner, group: MemCgroup, usage: dict[str, int],
+           locked: int):
+    """Bring a followed task's charges to *usage* (pages per followed kind touched
+    since it joined): growth is charged in *group*, its group now; shrinking is
+    uncharged from *group* first, then from the groups it was in before.
+
+    Returns an OomVerdict when growth does not fit; that growth stays uncharged
+    (real memory cannot be reclaimed from outside) until a later call fits it.
+    """
+    for kind in FOLLOWED:
+        have, want = owner.charged[kind.name], max(0, usage.get(kind.name, 0))
+        if want < have:
+            uncharge(state, owner, group, kind.name, have - want)
+            owner.charged[kind.name] = want
+    for kind in FOLLOWED:
+        have, want = owner.charged[kind.name], max(0, usage.get(kind.name, 0))
+        if want > have:
+            try:
+                verdict = charge(state, owner, group, kind.name, want - have)
+            except NoMemory:
+                _charge_to_limit(state, owner, group, kind, want - have)
+                raise
+            if verdict is not None:
+                _charge_to_limit(state, owner, group, kind, want - have)
+                return verdict
+            owner.charged[kind.name] = want
+    # counted off the anon list: at most the anon and shmem pages charged
+    _follow_locked(owner, group, min(locked, owner.charged[ANON.name] + owner.charged[SHMEM.name]))
+    return None
+
+
+def _charge_to_limit(state: MemState, owner: Owner, group: MemCgroup, kind, nr: int) -> None:
+    """A real task faults its pages one at a time: when growth of *nr* pages does not
+    fit, the pages up to the limit were charged before the one that failed
+    (try_charge_memcg() per fault), so usage and max_usage reach the limit and
+    failcnt counts the failed charge (already counted by the refusal)."""
+    acc = kind.account(group)
+    room = min(c.max - c.usage for res in acc.tried for c in group.counter(res).ancestors())
+    room = min(room, nr - 1)
+    if room > 0 and charge(state, owner, group, kind.name, room) is None:
+        owner.charged[kind.name] += room
+
+
+def _follow_locked(owner: Owner, group: MemCgroup, locked: int) -> None:
+    """Place *locked* pages on the ledgers that hold anon-list pages (anon, shmem),
+    the current group first; only changes are written to the statistics."""
+    left = locked
+    for g, led in sorted(owner.ledgers.items(), key=lambda i: i[0] is not group):
+        want = min(left, led[ANON.name] + led[SHMEM.name])
+        left -= want
+        set_locked(g, led, want)
+    owner.locked = locked - left
+
