@@ -12,7 +12,7 @@ constructors that need it; no constructor sets anything on another object:
     Follower                             process events, fast sampling, fork guard
     ControlTree, CgroupFS                control files; the FUSE adapter
     Watcher                              the poll loop
-    ChargeServer                         the client socket (once it is bound)
+    ChargeServer                         the client socket (serves once it is bound)
 
 :meth:`Daemon.start` makes the two things the outside sees, socket first, then the
 mount, each registering its undoing on an exit stack; :meth:`Daemon.serve` runs the
@@ -45,6 +45,7 @@ from ..service.oom import OomExecutor, OomWaitQueue
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
 from ..service.tracker import ProcessTracker
+from ..service.verbs import Context
 from ..service.watcher import Watcher
 from ..units import PAGE_SIZE
 from .options import MountConfig, UsageError
@@ -85,13 +86,14 @@ class Daemon:
         # issue 13: events, adaptive sampling, the stop-first thread, stack charging
         self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
                                  events=cfg.events, stacks=cfg.thread_stacks)
-        self.tree = ControlTree(self.hierarchy, self.memory, self.host)
+        self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
-        self.ops = CgroupFS(self.tree, cfg.mountpoint,
-                            root_xattrs={SOCKET_XATTR: self.socket_path})
+        self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path})
         self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
                                cfg.poll_ms)
-        self.server: ChargeServer | None = None
+        self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
+                                           followers=self.tracker, follower=self.follower))
+        self.listener = None
 
     def start(self, stack: contextlib.ExitStack) -> None:
         """Socket first, then the mount: both exist before anyone hears "mounted".
@@ -104,8 +106,7 @@ class Daemon:
             raise UsageError(f"cannot create socket {self.socket_path}: "
                              f"{e.strerror or e}") from None
         stack.callback(self._close_socket, listener)
-        self.server = ChargeServer(self.memory, listener, self.executor, self.clients,
-                                   followers=self.tracker, follower=self.follower)
+        self.listener = listener
         try:
             pyfuse3.init(self.ops, self.cfg.mountpoint, fuse_options(self.cfg))
         except RuntimeError as e:
@@ -129,7 +130,7 @@ class Daemon:
         gc.freeze()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.agents.serve)
-            nursery.start_soon(self.server.serve)
+            await nursery.start(self.server.serve, self.listener)
             await nursery.start(self.watcher.run)
             nursery.start_soon(self.follower.run)
             nursery.start_soon(self._on_signal)

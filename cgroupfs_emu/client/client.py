@@ -8,7 +8,7 @@ when it next settles (at a refill, at close, or when the daemon asks with a ``dr
 event). So ``usage_in_bytes`` may run up to 64 pages ahead of real use per connected
 client, exactly like the kernel's per-CPU stock, while ``memory.stat`` counts only
 settled pages. The daemon grants a stock only while every level of the group keeps
-1024 pages of headroom, so near a limit every charge is exact.
+16 batches (1024 pages) of headroom, so near a limit every charge is exact.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from ..protocol import (SOCKET_XATTR, STOCK_BATCH, STOCK_KINDS, VERSION, default
                         parse_reply)
 from ..units import PAGE_SIZE, pages_of
 
+#: one recv(2) takes at most this much
+_RECV_SIZE = 65536
 #: After a refused stock, this many charges go straight to the daemon before asking
 #: again, so a client near a limit does not pay two round trips per charge.
 STOCK_BACKOFF = 64
@@ -109,7 +111,7 @@ class Client:
 
     def _read_line(self) -> str:
         while b"\n" not in self._buf:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(_RECV_SIZE)
             if not data:
                 raise ConnectionError("the cgroupfs_emu daemon closed the connection")
             self._buf += data
@@ -147,7 +149,7 @@ class Client:
         first); a ``drain`` request is answered at once. Returns the new events."""
         before = len(self.events)
         if b"\n" not in self._buf and select.select([self.sock], [], [], timeout)[0]:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(_RECV_SIZE)
             if not data:
                 raise ConnectionError("the cgroupfs_emu daemon closed the connection")
             self._buf += data

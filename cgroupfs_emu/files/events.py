@@ -65,8 +65,7 @@ def register_event(req: Request, buf: bytes) -> None:
     control = host.fd_target(pid, cfd)
     if control is None:
         raise BadFd("control_fd is not open")
-    resolve = req.tree.resolve
-    resolved = resolve(control, req.caller) if resolve else None
+    resolved = req.tree.nodes.resolve(control, req.caller)
     if resolved is not None and not resolved[2]:
         raise AccessDenied("no read permission on the control file")
     if resolved is None or resolved[1] not in EVENT_SOURCES:

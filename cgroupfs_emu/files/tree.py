@@ -8,23 +8,23 @@ facts); it builds none of them.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from ..core.cgroup import Cgroup, Hierarchy
 from ..core.memcg import MemoryController
 from ..host.procfs import Host
+from .kernfs import Kernfs
 from .request import Caller, Request
 from .table import ControlFile, files_for, read_file, write_file
 
 
 class ControlTree:
-    def __init__(self, hierarchy: Hierarchy, memory: MemoryController, host: Host):
+    def __init__(self, hierarchy: Hierarchy, memory: MemoryController, host: Host,
+                 mountpoint: str = "", uid: int | None = None, gid: int | None = None):
         self.hierarchy = hierarchy
         self.memory = memory
         self.host = host
         self.profile = memory.profile
-        #: set by the adapter: path as /proc/PID/fd shows it -> (group, name, readable)
-        self.resolve: Callable | None = None
+        #: the node tree (inodes, modes, owners, times) of this mount
+        self.nodes = Kernfs(self, mountpoint, uid, gid)
 
     @property
     def root(self) -> Cgroup:
@@ -44,6 +44,7 @@ class ControlTree:
         if group.tasks:
             self.hierarchy.prune(self.host.is_alive)
         self.hierarchy.rmdir(group)
+        self.nodes.removed(group)
 
     def rename(self, group: Cgroup, new_parent: Cgroup, new_name: str) -> None:
         self.hierarchy.rename(group, new_parent, new_name)

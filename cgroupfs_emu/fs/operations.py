@@ -29,9 +29,15 @@ import time
 import pyfuse3
 
 from ..core.errors import CgroupError
+from ..files.kernfs import DIR_MODE, ROOT_INODE, Node
 from ..files.request import Caller
+from ..units import PAGE_SIZE
+
+#: NAME_MAX: the longest file name statfs reports
+NAME_MAX = 255
 
 log = logging.getLogger(__name__)
+assert ROOT_INODE == pyfuse3.ROOT_INODE
 
 
 def _boundary(fn):
@@ -52,45 +58,10 @@ def _boundary(fn):
     return handler
 
 
-def _may_read(node, caller: Caller) -> bool:
-    """generic_permission(MAY_READ) with the owner/group/other bits; root always may."""
-    if caller.uid == 0:
-        return True
-    if caller.uid == node.uid:
-        return bool(node.mode & 0o400)
-    if caller.gid == node.gid:
-        return bool(node.mode & 0o040)
-    return bool(node.mode & 0o004)
-
-
-class Node:
-    """One inode: a group directory or a control file of a group."""
-
-    __slots__ = ("inode", "dir", "name", "mode", "uid", "gid", "atime", "mtime", "ctime",
-                 "lookups", "group", "cf", "files")
-
-    def __init__(self, inode, mode, uid, gid, group, cf=None, dir=None, name=""):
-        self.inode = inode
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
-        self.atime = self.mtime = self.ctime = time.time_ns()
-        self.lookups = 0
-        self.group = group
-        self.cf = cf
-        self.dir = dir  # the directory node a file node lives in
-        self.name = name
-        self.files: dict[str, Node] | None = {} if cf is None else None
-
-    @property
-    def is_dir(self) -> bool:
-        return self.cf is None
-
-
 class Handle:
     __slots__ = ("node", "caller", "for_write", "text", "wrote", "truncated")
 
-    def __init__(self, node: Node, caller: Caller, for_write: bool, truncated: bool):
+    def __init__(self, node, caller: Caller, for_write: bool, truncated: bool):
         self.node = node
         self.caller = caller
         self.for_write = for_write
@@ -102,68 +73,31 @@ class Handle:
 class CgroupFS(pyfuse3.Operations):
     """FUSE operations over a ControlTree."""
 
-    def __init__(self, tree, mountpoint: str = "", uid: int | None = None,
-                 gid: int | None = None, timeout: float = 10.0,
-                 root_xattrs: dict[str, str] | None = None):
+    def __init__(self, tree, timeout: float = 10.0, root_xattrs: dict[str, str] | None = None):
         super().__init__()
         #: read-only extended attributes of the mount root (e.g. where the client
         #: socket is); kernfs without the xattr option has no others: ENODATA
         self.root_xattrs = {k.encode(): v.encode() for k, v in (root_xattrs or {}).items()}
         self.tree = tree
-        self.mountpoint = os.path.abspath(mountpoint) if mountpoint else ""
+        #: the node tree (files/kernfs.py): inodes, modes, owners, times
+        self.nodes = tree.nodes
         self.timeout = timeout
-        uid = os.getuid() if uid is None else uid
-        gid = os.getgid() if gid is None else gid
-        root = Node(pyfuse3.ROOT_INODE, stat.S_IFDIR | 0o755, uid, gid, tree.root)
-        self._nodes: dict[int, Node] = {root.inode: root}
-        self._dir_of_group: dict[int, Node] = {id(tree.root): root}
-        self._next_inode = pyfuse3.ROOT_INODE + 1
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
-        tree.resolve = self.resolve_path
 
     # ------------------------------------------------------------------ nodes
 
-    def _new_inode(self) -> int:
-        inode = self._next_inode
-        self._next_inode += 1
-        return inode
-
-    def _dir_node(self, group, parent: Node | None = None, mode: int = 0o755,
-                  uid: int = 0, gid: int = 0) -> Node:
-        node = self._dir_of_group.get(id(group))
-        if node is None:
-            node = Node(self._new_inode(), stat.S_IFDIR | mode, uid, gid, group)
-            self._nodes[node.inode] = node
-            self._dir_of_group[id(group)] = node
-        return node
-
-    def _file_node(self, dnode: Node, name: str, cf) -> Node:
-        node = dnode.files.get(name)
-        if node is None:
-            node = Node(self._new_inode(), stat.S_IFREG | cf.mode, dnode.uid, dnode.gid,
-                        dnode.group, cf=cf, dir=dnode, name=name)
-            dnode.files[name] = node
-            self._nodes[node.inode] = node
-        return node
+    def _dir_node(self, group, mode: int = DIR_MODE, uid: int = 0, gid: int = 0) -> Node:
+        return self.nodes.dir_node(group, mode, uid, gid)
 
     def _node(self, inode: int) -> Node:
-        try:
-            return self._nodes[inode]
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.ENOENT) from None
+        node = self.nodes.get(inode)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
 
     def _child(self, dnode: Node, name: str) -> Node | None:
-        group = dnode.group
-        if not group.online:
-            return None
-        sub = self.tree.subgroups(group).get(name)
-        if sub is not None:
-            return self._dir_node(sub)
-        cf = self.tree.files(group).get(name)
-        if cf is not None:
-            return self._file_node(dnode, name, cf)
-        return None
+        return self.nodes.child(dnode, name)
 
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
@@ -177,7 +111,7 @@ class CgroupFS(pyfuse3.Operations):
         a.st_uid = node.uid
         a.st_gid = node.gid
         a.st_size = 0
-        a.st_blksize = 4096
+        a.st_blksize = PAGE_SIZE
         a.st_blocks = 0
         a.st_atime_ns = node.atime
         a.st_mtime_ns = node.mtime
@@ -196,20 +130,6 @@ class CgroupFS(pyfuse3.Operations):
     @staticmethod
     def _name(raw: bytes) -> str:
         return os.fsdecode(raw)
-
-    def resolve_path(self, path: str, caller: Caller):
-        """If *path* (as /proc/PID/fd shows it) is a control file of this mount:
-        (group, file name, whether *caller* may read it); else None."""
-        if not self.mountpoint or not path.startswith(self.mountpoint + "/"):
-            return None
-        node = self._nodes[pyfuse3.ROOT_INODE]
-        for part in path[len(self.mountpoint) + 1:].split("/"):
-            if node is None or not node.is_dir:
-                return None
-            node = self._child(node, part)
-        if node is None or node.is_dir:
-            return None
-        return node.group, node.name, _may_read(node, caller)
 
     # ------------------------------------------------------------------ lookup & attrs
 
@@ -232,12 +152,7 @@ class CgroupFS(pyfuse3.Operations):
     @_boundary
     def forget(self, inode_list):
         for inode, nlookup in inode_list:
-            node = self._nodes.get(inode)
-            if node is None:
-                continue
-            node.lookups -= nlookup
-            if node.lookups <= 0 and not node.group.online and inode != pyfuse3.ROOT_INODE:
-                del self._nodes[inode]
+            self.nodes.forget(inode, nlookup)
 
     @_boundary
     def getattr(self, inode, ctx):
@@ -248,7 +163,7 @@ class CgroupFS(pyfuse3.Operations):
         node = self._node(inode)
         now = time.time_ns()
         if fields.update_mode:
-            node.mode = stat.S_IFMT(node.mode) | (attr.st_mode & 0o7777)
+            node.mode = stat.S_IFMT(node.mode) | stat.S_IMODE(attr.st_mode)
             node.ctime = now
         if fields.update_uid:
             node.uid = attr.st_uid
@@ -291,9 +206,9 @@ class CgroupFS(pyfuse3.Operations):
     @_boundary
     def statfs(self, ctx):
         s = pyfuse3.StatvfsData()
-        s.f_bsize = 4096
-        s.f_frsize = 4096
-        s.f_namemax = 255
+        s.f_bsize = PAGE_SIZE
+        s.f_frsize = PAGE_SIZE
+        s.f_namemax = NAME_MAX
         return s
 
     # ------------------------------------------------------------------ directories
@@ -334,7 +249,7 @@ class CgroupFS(pyfuse3.Operations):
         if name in self.tree.files(dnode.group):
             raise pyfuse3.FUSEError(errno.EEXIST)
         group = self.tree.mkdir(dnode.group, name)
-        node = self._dir_node(group, mode=mode & 0o7777, uid=ctx.uid, gid=ctx.gid)
+        node = self._dir_node(group, mode=stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid)
         node.lookups += 1
         dnode.mtime = dnode.ctime = time.time_ns()
         return self._attrs(node)
@@ -349,12 +264,6 @@ class CgroupFS(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             raise pyfuse3.FUSEError(errno.ENOENT)
         self.tree.rmdir(group)
-        node = self._dir_of_group.pop(id(group), None)
-        if node is not None:
-            # Its file nodes stay until the kernel forgets them; open handles then
-            # see ENODEV because the group is offline.
-            if node.lookups <= 0:
-                self._nodes.pop(node.inode, None)
         dnode.mtime = dnode.ctime = time.time_ns()
 
     @_boundary

@@ -39,20 +39,9 @@ class OnOom(enum.Enum):
     FAIL = "fail"
 
 
-def demands(group: MemCgroup, counters, nr: int) -> list[tuple[PageCounter, int]]:
-    return [(group.counter(res), nr) for res in counters]
-
-
-def _try(tried) -> tuple[PageCounter | None, int]:
-    """page_counter_try_charge() on each counter in order; a refusal rolls back the
-    counters already charged and names the counter that refused."""
-    for i, (counter, nr) in enumerate(tried):
-        fail = counter.try_charge(nr)
-        if fail is not None:
-            for done, n in tried[:i]:
-                done.uncharge(n)
-            return fail, nr
-    return None, 0
+def demands(group: MemCgroup, names: tuple[str, ...], nr: int) -> list[tuple[PageCounter, int]]:
+    """(counter, pages) for each counter attribute of *group* named."""
+    return [(getattr(group, name), nr) for name in names]
 
 
 def try_charge(state: MemState, tried, forced=(), *, reclaim_ok: bool = True,
@@ -71,11 +60,20 @@ def try_charge(state: MemState, tried, forced=(), *, reclaim_ok: bool = True,
     make room. Raises NoMemory when the charge is refused for good.
     """
     while True:
-        fail, nr = _try(tried)
-        if fail is None:
+        # page_counter_try_charge() on each counter in order; a refusal rolls back
+        # the counters already charged and names the counter that refused
+        done = 0
+        for counter, nr in tried:
+            fail = counter.try_charge(nr)
+            if fail is not None:
+                break
+            done += 1
+        else:
             for counter, n in forced:
                 counter.charge(n)
             return None
+        for counter, n in tried[:done]:
+            counter.uncharge(n)
         over = fail.memcg
         if fail is over.memory:
             may_swap = True
@@ -109,7 +107,8 @@ def charge_account(state: MemState, group: MemCgroup, acc: Account, nr: int, *,
                    on_oom: OnOom = OnOom.VERDICT, may_wait: bool = False,
                    reclaim_ok: bool = True) -> OomVerdict | None:
     """try_charge() of *nr* pages to the counters of *acc* in *group*."""
-    return try_charge(state, demands(group, acc.tried, nr), demands(group, acc.forced, nr),
+    forced = demands(group, acc.forced_names, nr) if acc.forced_names else ()
+    return try_charge(state, demands(group, acc.tried_names, nr), forced,
                       reclaim_ok=reclaim_ok, on_oom=on_oom, may_wait=may_wait)
 
 
@@ -126,9 +125,11 @@ def charge(state: MemState, owner: Owner, group: MemCgroup, name: str, nr: int,
     at the time of the charge). None: done. OomVerdict: act, then call again."""
     if nr <= 0:
         return None
-    kind = lookup(name)
+    kind = KINDS.get(name) or lookup(name)
     acc = kind.account(group)
-    verdict = charge_account(state, group, acc, nr, may_wait=may_wait and kind.user)
+    verdict = try_charge(state, [(getattr(group, n), nr) for n in acc.tried_names],
+                         demands(group, acc.forced_names, nr) if acc.forced_names else (),
+                         may_wait=may_wait and kind.user)
     if verdict is not None:
         return verdict
     led = owner.ledgers.get(group) or owner.ledger(group)
@@ -141,7 +142,9 @@ def uncharge_kind(state: MemState, group: MemCgroup, led: Ledger, kind: Kind, nr
     """Take *nr* pages of *kind* off one ledger, draining its accounts in the table's
     order (anon: resident pages before swapped ones)."""
     for acc in kind.accounts:
-        take = min(nr, led[acc.name])
+        take = led[acc.name]
+        if take > nr:
+            take = nr
         if take:
             uncharge_account(state, group, led, acc, take)
             nr -= take
@@ -152,7 +155,7 @@ def uncharge_kind(state: MemState, group: MemCgroup, led: Ledger, kind: Kind, nr
 def uncharge(state: MemState, owner: Owner, group: MemCgroup, name: str, nr: int) -> None:
     """Free *nr* pages of kind *name*: first from *group* (where the task is now), then
     from the groups it charged before, oldest first. More than held is EINVAL."""
-    kind = lookup(name)
+    kind = KINDS.get(name) or lookup(name)
     led = owner.ledgers.get(group)
     if led is not None and led.held(kind) >= nr:  # the common case: all here
         uncharge_kind(state, group, led, kind, nr)

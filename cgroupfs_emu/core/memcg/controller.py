@@ -29,18 +29,15 @@ from .state import SUBSYS, MemState, TaskFacts
 
 
 def _operation(fn):
-    """An operation of the controller: thresholds are checked once it is over
-    (nested operations check at the end of the outermost one)."""
+    """An operation of the controller: thresholds are checked once it is over, even
+    when it failed half-way (a refused charge may have reclaimed). Mechanisms call
+    each other's functions, never these entry points, so operations do not nest."""
 
     @functools.wraps(fn)
     def operation(self, *args, **kwargs):
-        if self._busy:
-            return fn(self, *args, **kwargs)
-        self._busy = True
         try:
             return fn(self, *args, **kwargs)
         finally:
-            self._busy = False
             if self.thresholds:
                 events.check_thresholds(self)
 
@@ -55,15 +52,20 @@ class MemoryController(MemState):
     def __init__(self, profile: Profile = DEFAULT_PROFILE, effects: Effects | None = None,
                  facts: TaskFacts | None = None, swap_pages: int = 0, oom_kill: bool = True):
         super().__init__(profile, effects, facts, swap_pages, oom_kill)
-        self._busy = False
 
     # ------------------------------------------------------------------ subsystem
 
     def bind(self, hierarchy: Hierarchy) -> MemCgroup:
+        """The cgroup core binds this subsystem to its hierarchy (the kernel's
+        rebind_subsystems()): the root's memcg is made here."""
         self.hierarchy = hierarchy
-        self.root = MemCgroup(self, hierarchy.root, None)
+        self.root = MemCgroup(self, hierarchy.root, None, self._new_id())
         self.nr_groups = 1
         return self.root
+
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
 
     @_operation
     def css_alloc(self, cgroup: Cgroup, parent: MemCgroup) -> MemCgroup:
@@ -75,7 +77,7 @@ class MemoryController(MemState):
         pages = self.profile.mkdir_charge_pages
         if pages:
             charge_account(self, parent, KMEM, pages, reclaim_ok=False, on_oom=OnOom.FAIL)
-        child = MemCgroup(self, cgroup, parent)
+        child = MemCgroup(self, cgroup, parent, self._new_id())
         child.mkdir_charge = pages
         self.nr_groups += 1
         return child
@@ -134,53 +136,36 @@ class MemoryController(MemState):
         self.owners.add(owner)
         return owner
 
-    @_operation
-    def release(self, owner: Owner) -> None:
-        task_exit.release(self, owner)
+    #: the task exited or its client went away (task_exit.release)
+    release = _operation(task_exit.release)
 
     # ------------------------------------------------------------------ charging
 
-    @_operation
-    def charge(self, owner: Owner, group: MemCgroup, kind: str, nr: int,
-               may_wait: bool = True) -> oom.OomVerdict | None:
-        return _charge.charge(self, owner, group, kind, nr, may_wait)
+    # Each entry point is the mechanism's own function (its first argument, the
+    # state, is this controller), wrapped as an operation.
 
-    @_operation
-    def uncharge(self, owner: Owner, group: MemCgroup, kind: str, nr: int) -> None:
-        _charge.uncharge(self, owner, group, kind, nr)
-
-    @_operation
-    def follow(self, owner: Owner, group: MemCgroup, usage: dict[str, int],
-               locked: int) -> oom.OomVerdict | None:
-        return migration.follow(self, owner, group, usage, locked)
-
-    @_operation
-    def move_charge(self, owners, src: MemCgroup, dst: MemCgroup, mask: int) -> None:
-        migration.move_charge(self, owners, src, dst, mask)
-
-    @_operation
-    def slab_alloc(self, owner: Owner, group: MemCgroup, name: str, objsize: int,
-                   count: int) -> None:
-        slab.slab_alloc(self, owner, group, name, objsize, count)
-
-    @_operation
-    def slab_free(self, owner: Owner, name: str, objsize: int, count: int,
-                  group: MemCgroup | None = None) -> None:
-        slab.slab_free(self, owner, name, objsize, count, group)
-
-    @_operation
-    def set_stock(self, owner: Owner, group: MemCgroup, consumed: dict[str, int],
-                  want: int) -> int:
-        return stock.set_stock(self, owner, group, consumed, want)
+    #: charge(owner, group, kind, nr, may_wait=True) -> OomVerdict | None
+    charge = _operation(_charge.charge)
+    #: uncharge(owner, group, kind, nr)
+    uncharge = _operation(_charge.uncharge)
+    #: follow(owner, group, usage, locked) -> OomVerdict | None
+    follow = _operation(migration.follow)
+    #: move_charge(owners, src, dst, mask)
+    move_charge = _operation(migration.move_charge)
+    #: slab_alloc(owner, group, name, objsize, count)
+    slab_alloc = _operation(slab.slab_alloc)
+    #: slab_free(owner, name, objsize, count, group=None)
+    slab_free = _operation(slab.slab_free)
+    #: set_stock(owner, group, consumed, want) -> pages granted
+    set_stock = _operation(stock.set_stock)
 
     # ------------------------------------------------------------------ OOM
 
     def select_victim(self, group: MemCgroup) -> Owner | None:
         return oom.select_victim(self, group)
 
-    @_operation
-    def oom_killed(self, victim: Owner) -> None:
-        task_exit.oom_killed(self, victim)
+    #: the victim was sent SIGKILL: count it, free its memory
+    oom_killed = _operation(task_exit.oom_killed)
 
     def mark_under_oom(self, group: MemCgroup, delta: int) -> None:
         oom.mark_under_oom(group, delta)
@@ -190,17 +175,12 @@ class MemoryController(MemState):
 
     # ------------------------------------------------------------------ file writes
 
-    @_operation
-    def resize_max(self, group: MemCgroup, nr_pages: int, memsw: bool) -> None:
-        limits.resize_max(self, group, nr_pages, memsw)
-
-    @_operation
-    def force_empty(self, group: MemCgroup) -> None:
-        limits.force_empty(self, group)
-
-    @_operation
-    def shrink_usage_to(self, group: MemCgroup, nr_pages: int) -> None:
-        limits.shrink_usage_to(self, group, nr_pages)
+    #: resize_max(group, nr_pages, memsw)
+    resize_max = _operation(limits.resize_max)
+    #: force_empty(group)
+    force_empty = _operation(limits.force_empty)
+    #: shrink_usage_to(group, nr_pages)
+    shrink_usage_to = _operation(limits.shrink_usage_to)
 
     # ------------------------------------------------------------------ events
 

@@ -30,12 +30,12 @@ class MemCgroup:
         "ledgers", "orphan_file",
     )
 
-    def __init__(self, state: MemState, cgroup: Cgroup, parent: MemCgroup | None):
+    def __init__(self, state: MemState, cgroup: Cgroup, parent: MemCgroup | None, id: int):
         self.state = state
         self.cgroup = cgroup
         self.parent = parent
-        self.id: int = state.next_id
-        state.next_id += 1
+        #: the memcg ID (mem_cgroup_id(); seed 001 shows it in slab cache names)
+        self.id = id
         self.use_hierarchy: bool
         self.swappiness: int
         self.oom_kill_disable: bool

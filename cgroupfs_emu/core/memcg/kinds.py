@@ -68,6 +68,16 @@ class Account:
     events: Events = Events.NONE
     #: counted in oom_badness()
     badness: bool = True
+    #: the MemCgroup attribute names of the counters (read on every charge)
+    tried_names: tuple[str, ...] = attrs.field(init=False)
+    forced_names: tuple[str, ...] = attrs.field(init=False)
+    counter_names: tuple[str, ...] = attrs.field(init=False)
+
+    def __attrs_post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "tried_names", tuple(r.value for r in self.tried))
+        set_(self, "forced_names", tuple(r.value for r in self.forced))
+        set_(self, "counter_names", self.tried_names + self.forced_names)
 
     @property
     def counters(self) -> tuple[Res, ...]:
@@ -122,6 +132,11 @@ class Kind:
     reparented: bool = True
     #: the move_charge_at_immigrate bit that moves them with their task (0: never)
     move_bit: int = 0
+    #: the names of ``accounts`` (ledger keys), in the same order
+    account_names: tuple[str, ...] = attrs.field(init=False)
+
+    def __attrs_post_init__(self):
+        object.__setattr__(self, "account_names", tuple(a.name for a in self.accounts))
 
     def account(self, memcg) -> Account:
         """The account a charge of this kind goes to in *memcg* now."""

@@ -35,7 +35,10 @@ class Ledger(dict):
     def held(self, kind: Kind | str) -> int:
         if isinstance(kind, str):
             kind = KINDS[kind]
-        return sum(self[acc.name] for acc in kind.accounts)
+        n = 0
+        for name in kind.account_names:
+            n += self[name]
+        return n
 
 
 _owner_ids = itertools.count(1)
@@ -91,15 +94,16 @@ class Owner:
 
 def uncharge_counters(group: MemCgroup, acc: Account, nr: int) -> None:
     """Every counter *acc* charges gives back *nr* pages."""
-    for res in acc.counters:
-        group.counter(res).uncharge(nr)
+    for name in acc.counter_names:
+        getattr(group, name).uncharge(nr)
 
 
 def uncharge_account(state, group: MemCgroup, led: Ledger, acc: Account, nr: int) -> None:
     """Take *nr* pages of *acc* off *led* in *group*: the ledger, every counter the
     account charges, the statistics, and the swap device for swapped pages."""
     led[acc.name] -= nr
-    uncharge_counters(group, acc, nr)
+    for name in acc.counter_names:
+        getattr(group, name).uncharge(nr)
     stats.account(group.stats, acc, -nr)
     if acc is SWAP:
         state.swap_used -= nr

@@ -1,0 +1,285 @@
+"""The protocol's verbs: one synchronous handler each, in one table.
+
+A handler takes the server's :class:`Context`, the connection's :class:`Session` and
+the parsed request, and returns the reply line, or a :class:`Pending` when the
+memory controller asked for an OOM kill or an OOM wait (the connection then awaits
+the OOM executor and replies). A charge that fits is simply a handler that returned:
+there is no second, "fast" copy of it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Callable
+
+import attrs
+
+from .. import protocol
+from ..core.errors import CgroupError
+from ..core.memcg import KINDS, MemCgroup, MemoryController, OomVerdict, Owner
+from ..host.fds import open_pidfd
+from ..protocol import ProtocolError, Request
+from ..units import PAGE_SIZE, pages_of
+from .effects import Clients
+from .oom import OomExecutor
+
+log = logging.getLogger("cgroupfs_emu.service")
+
+#: distinct request lines a connection keeps parsed (workloads repeat a few)
+PARSED_CACHE = 64
+
+
+@attrs.frozen
+class Context:
+    """What every handler may use: built once by the daemon."""
+
+    memory: MemoryController
+    executor: OomExecutor
+    clients: Clients
+    #: the process tracker (stop_following), or None
+    followers: object = None
+    #: the event-driven follower (issue 13: follow, followed), or None
+    follower: object = None
+
+
+@attrs.frozen
+class Pending:
+    """A charge the memory controller could not make without an OOM kill or wait."""
+
+    owner: Owner
+    kind: str
+    nr: int
+    verdict: OomVerdict
+
+
+class Session:
+    """One client connection's state: who it is and what it charged for whom."""
+
+    def __init__(self, ctx: Context, pid: int, uid: int, gid: int,
+                 notify: Callable[[bytes], None]):
+        self.ctx = ctx
+        self.pid, self.uid, self.gid = pid, uid, gid
+        #: where events for this client go (the connection's event queue)
+        self.notify = notify
+        self.hello = False
+        #: request line -> parsed Request
+        self.parsed: dict[bytes, Request] = {}
+        #: pid -> Owner: the peer itself, and pids a root client charges for
+        self.owners: dict[int, Owner] = {}
+
+    def owner(self, pid: int | None) -> Owner:
+        pid = self.pid if pid is None else pid
+        owner = self.owners.get(pid)
+        if owner is not None and owner.alive:
+            return owner
+        if pid != self.pid and self.uid != 0:
+            raise ProtocolError(errno.EPERM, "only root may charge for another pid")
+        try:
+            pidfd = open_pidfd(pid)
+        except ProcessLookupError:
+            raise ProtocolError(errno.ESRCH, f"no process {pid}") from None
+        except OSError as e:
+            raise ProtocolError(e.errno or errno.EIO, f"pidfd_open({pid}): {e.strerror}") from None
+        ctx = self.ctx
+        owner = ctx.memory.new_owner(pid)
+        ctx.executor.signals.adopt(owner, pidfd)
+        ctx.clients.add(owner, self.notify)
+        self.owners[pid] = owner
+        return owner
+
+    def close(self) -> None:
+        """A client that goes away is a process that exited (issue 3, item 8)."""
+        ctx = self.ctx
+        for owner in self.owners.values():
+            ctx.memory.release(owner)
+            ctx.clients.remove(owner)
+            ctx.executor.signals.forget(owner)
+        self.owners.clear()
+
+
+# ---------------------------------------------------------------------- replies
+
+
+def amount_reply(nr: int, group: MemCgroup) -> bytes:
+    return b"ok pages=%d group=%s usage=%d\n" % (
+        nr, group.path().encode(), group.memory.usage * PAGE_SIZE)
+
+
+def _usage(group: MemCgroup) -> int:
+    return group.memory.usage * PAGE_SIZE
+
+
+def _amount(req: Request) -> tuple[str, int, int | None]:
+    """(kind, pages, pid) of a charge or uncharge, parsed once per distinct line
+    (requests are cached per session, so the result is kept on the request)."""
+    cached = req.memo.get("amount")
+    if cached is None:
+        cached = (protocol.kind_arg(req.args[0]),
+                  pages_of(protocol.size_arg(req.args[1])), protocol.pid_option(req))
+        req.memo["amount"] = cached
+    return cached
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def do_hello(ctx: Context, s: Session, req: Request) -> bytes:
+    version = protocol.count_arg(req.args[0], "version")
+    if version != protocol.VERSION:
+        raise ProtocolError(errno.EPROTONOSUPPORT,
+                            f"protocol version {version} unsupported; this server speaks 1")
+    s.hello = True
+    s.owner(None)  # from now on this process is a client, not followed from /proc
+    if ctx.followers is not None:
+        ctx.followers.stop_following(s.pid)
+    return protocol.ok_line(version=protocol.VERSION, pid=s.pid, uid=s.uid,
+                            group=ctx.memory.memcg_of_task(s.pid).path(),
+                            page_size=PAGE_SIZE, stock_batch=protocol.STOCK_BATCH)
+
+
+def do_charge(ctx: Context, s: Session, req: Request) -> bytes | Pending:
+    kind, nr, pid = _amount(req)
+    owner = s.owner(pid)
+    group = ctx.memory.memcg_of_task(owner.pid)
+    verdict = ctx.memory.charge(owner, group, kind, nr)
+    if verdict is not None:
+        return Pending(owner, kind, nr, verdict)
+    return amount_reply(nr, group)
+
+
+def do_uncharge(ctx: Context, s: Session, req: Request) -> bytes:
+    kind, nr, pid = _amount(req)
+    owner = s.owner(pid)
+    group = ctx.memory.memcg_of_task(owner.pid)
+    ctx.memory.uncharge(owner, group, kind, nr)
+    return amount_reply(nr, group)
+
+
+def _slab(ctx: Context, s: Session, req: Request, alloc: bool) -> bytes:
+    name = req.args[0]
+    objsize = protocol.size_arg(req.args[1], "object size")
+    count = protocol.count_arg(req.args[2], "count") if len(req.args) > 2 else 1
+    owner = s.owner(protocol.pid_option(req))
+    group = ctx.memory.memcg_of_task(owner.pid)
+    if alloc:
+        ctx.memory.slab_alloc(owner, group, name, objsize, count)
+    else:
+        ctx.memory.slab_free(owner, name, objsize, count, group)
+    objects = sum(c for (g, n), c in owner.slab_objects.items() if n == name)
+    cache = group.slab.get(name)
+    return protocol.ok_line(objects=objects, slab_pages=cache.pages if cache else 0,
+                            group=group.path(), usage=_usage(group))
+
+
+def do_slab_alloc(ctx: Context, s: Session, req: Request) -> bytes:
+    return _slab(ctx, s, req, alloc=True)
+
+
+def do_slab_free(ctx: Context, s: Session, req: Request) -> bytes:
+    return _slab(ctx, s, req, alloc=False)
+
+
+def do_stock(ctx: Context, s: Session, req: Request) -> bytes:
+    want = protocol.count_arg(req.args[0], "stock")
+    consumed = {k: protocol.signed_arg(v, k) for k, v in req.options.items()}
+    owner = s.owner(None)
+    group = ctx.memory.memcg_of_task(owner.pid)
+    granted = ctx.memory.set_stock(owner, group, consumed, want)
+    return protocol.ok_line(granted=granted, group=group.path(), usage=_usage(group))
+
+
+def do_status(ctx: Context, s: Session, req: Request) -> bytes:
+    owner = s.owner(protocol.pid_option(req))
+    group = ctx.memory.memcg_of_task(owner.pid)
+    fields = {"pid": owner.pid, "group": group.path()}
+    # user pages per account (anon: resident; swap apart), kernel memory per kind
+    for name in ("anon", "swap", "file", "shmem"):
+        fields[name] = sum(led[name] for led in owner.ledgers.values()) * PAGE_SIZE
+    for name in ("kmem", "tcp"):
+        fields[name] = owner.held(KINDS[name]) * PAGE_SIZE
+    fields["slab_objects"] = sum(owner.slab_objects.values())
+    fields["stock"] = owner.stock * PAGE_SIZE
+    return protocol.ok_line(**fields)
+
+
+def do_follow(ctx: Context, s: Session, req: Request) -> bytes:
+    """``follow PID [guard=FD] [poll_ms=MS]`` (issue 13, from ``cgemu exec``): PID's
+    own slow sampling rate, and its seccomp listener for the fork guard."""
+    if ctx.follower is None:
+        raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")
+    pid = protocol.count_arg(req.args[0], "pid")
+    guard = (protocol.count_arg(req.options["guard"], "guard")
+             if "guard" in req.options else None)
+    poll_ms = None
+    if "poll_ms" in req.options:
+        poll_ms = protocol.count_arg(req.options["poll_ms"], "poll_ms")
+        if not 1 <= poll_ms <= 60000:
+            raise ProtocolError(errno.EINVAL, "poll_ms must be 1..60000")
+    try:
+        fields = ctx.follower.follow_request(s.pid, s.uid, pid, guard, poll_ms)
+    except OSError as e:
+        raise ProtocolError(e.errno or errno.EIO, str(e)) from None
+    return protocol.ok_line(**fields)
+
+
+def do_followed(ctx: Context, s: Session, req: Request) -> bytes:
+    """``followed``: every followed process, its charge and its last sample's age."""
+    if ctx.follower is None:
+        raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")
+    rows = ctx.follower.table()
+    return protocol.ok_line(count=len(rows), tasks=",".join(
+        f"{r['pid']}:{r['bytes']}:{r['age_ms']}:{r['hot']}" for r in rows) or "-")
+
+
+#: verbs that concern followed processes: they neither need nor make a client
+NO_HELLO = frozenset({"hello", "follow", "followed"})
+
+VERBS: dict[str, Callable[[Context, Session, Request], bytes | Pending]] = {
+    "hello": do_hello,
+    "charge": do_charge,
+    "uncharge": do_uncharge,
+    "slab_alloc": do_slab_alloc,
+    "slab_free": do_slab_free,
+    "stock": do_stock,
+    "status": do_status,
+    "follow": do_follow,
+    "followed": do_followed,
+}
+assert set(VERBS) == set(protocol.VERBS)
+
+
+def error_reply(e: BaseException) -> bytes:
+    """The one mapping of an error to its reply line."""
+    if isinstance(e, ProtocolError):
+        return e.reply()
+    if isinstance(e, CgroupError):
+        return protocol.err_line(e.errno, str(e))
+    return protocol.err_line(errno.EIO, "internal error, see the daemon log")
+
+
+def dispatch(ctx: Context, s: Session, line: bytes) -> bytes | Pending:
+    """Parse (once per distinct line) and run one request; never raises."""
+    try:
+        req = s.parsed.get(line)
+        if req is None:
+            req = protocol.parse_request(line)
+            if len(s.parsed) < PARSED_CACHE:
+                s.parsed[line] = req
+        if not s.hello and req.verb not in NO_HELLO:
+            raise ProtocolError(errno.EPROTO, "say 'hello 1' first")
+        return VERBS[req.verb](ctx, s, req)
+    except (ProtocolError, CgroupError) as e:
+        return error_reply(e)
+    except Exception as e:  # a bug must not take the daemon down: log it, reply EIO
+        log.exception("request %r failed", line[:200])
+        return error_reply(e)
+
+
+async def finish(ctx: Context, pending: Pending) -> bytes:
+    """Execute the verdict of a pending charge (kill and retry, or wait), then reply."""
+    try:
+        await ctx.executor.charge(pending.owner, pending.kind, pending.nr, pending.verdict)
+    except (ProtocolError, CgroupError) as e:
+        return error_reply(e)
+    return amount_reply(pending.nr, ctx.memory.memcg_of_task(pending.owner.pid))
