@@ -44,6 +44,13 @@ def test_parse_fork_exec_exit():
         proc_events.ProcEvent("exit", 8, 7)]
     assert proc_events.parse(_datagram(0x40000000, 1, 2)) == []  # an event we ignore
     assert proc_events.parse(b"short") == []
+    out = []
+    for d in (_datagram(proc_events.PROC_EVENT_FORK, 10, 10, 12, 10),
+              _datagram(proc_events.PROC_EVENT_EXIT, 8, 7, 0, 17, 1, 1),
+              _datagram(0x40000000, 1, 2, 3, 4)):
+        proc_events.parse_raw(d, out)
+    assert out == [(proc_events.PROC_EVENT_FORK, 12, 10, 10),
+                   (proc_events.PROC_EVENT_EXIT, 8, 7, 0)]
 
 
 @pytest.mark.skipif(not ROOT, reason="the proc connector needs root (CI runs as root)")

@@ -33,7 +33,8 @@ from ..core.errors import CgroupError, NoMemory
 from ..units import PAGE_SIZE
 from . import fork_guard
 from .fault_watch import FaultWatch
-from .proc_events import ExitWatch, ProcConnector, children, is_exited
+from .proc_events import (PROC_EVENT_EXIT, PROC_EVENT_FORK, ExitWatch, ProcConnector,
+                          children, is_exited)
 from .sampler import NEAR_PAGES, HotWatch, Schedule
 
 log = logging.getLogger("cgroupfs_emu.follower")
@@ -57,7 +58,15 @@ class Follower:
         self.memory = tracker.memory
         self.host = tracker.host
         self.signals = signals
-        self.connector = ProcConnector.open() if events in ("auto", "connector") else None
+        #: the connector is open only while some task is followed: every event of the
+        #: host costs the daemon a wake-up, so an idle mount pays nothing
+        self.connector: ProcConnector | None = None
+        self.use_connector = False
+        if events in ("auto", "connector"):
+            probe = ProcConnector.open()
+            if probe is not None:
+                probe.close()
+                self.use_connector = True
         self.exits = ExitWatch()
         self.faults = FaultWatch() if faults else None
         self.schedule = Schedule(fast_ms, budget)
@@ -77,7 +86,7 @@ class Follower:
         #: forks refused so far (killed after the fact, or failed inside a guarded tree)
         self.refused_forks = 0
         tracker.driver = self  # the one hand-over: the tracker calls back into this
-        log.info("following processes with %s", "the proc connector" if self.connector
+        log.info("following processes with %s", "the proc connector" if self.use_connector
                  else "pidfds and /proc scans")
 
     @property
@@ -90,9 +99,26 @@ class Follower:
 
     # ------------------------------------------------------------------ tracker hooks
 
+    def _connector_on(self) -> None:
+        if self.connector is None and self.use_connector:
+            self.connector = ProcConnector.open()
+            if self.connector is None:
+                self.use_connector = False
+            elif self._nursery is not None:
+                self._nursery.start_soon(self._watch_connector, self.connector)
+
+    def _connector_off(self) -> None:
+        if self.connector is not None:
+            trio_fd = self.connector.fileno()
+            if self._nursery is not None:
+                trio.lowlevel.notify_closing(trio_fd)
+            self.connector.close()
+            self.connector = None
+
     def started(self, entry, parent=None) -> None:
         """The tracker follows a new task: watch its exit, sample it fast for a while,
         charge its stacks."""
+        self._connector_on()
         entry.sampled_at = time.monotonic()
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
@@ -146,7 +172,7 @@ class Follower:
                 sharing = 1 + sum(1 for pid in self.hot.watched if pid != entry.tgid and
                                   self._memcg(pid) is group)
                 self.hot.arm(entry.tgid, pidfd, entry.resident + max(0, room) // sharing)
-        else:
+        elif entry.tgid in self.hot.watched:
             self.hot.disarm(entry.tgid)
 
     def forgotten(self, entry) -> None:
@@ -159,6 +185,8 @@ class Follower:
         if pidfd is not None:
             self.exits.remove(pidfd)
         entry.pending.clear()
+        if len(self.tracker.followed) <= 1:  # this was the last one
+            self._connector_off()
 
     def before_charge(self) -> None:
         """Exits first: called before any growth is charged."""
@@ -169,21 +197,26 @@ class Follower:
     def apply_events(self) -> None:
         if self.connector is not None:
             try:
-                events = self.connector.read()
+                events, _ = self.connector.read_raw()
             except OSError:
                 log.exception("proc connector failed; falling back to /proc scans")
-                self.connector.close()
-                self.connector = None
+                self._connector_off()
+                self.use_connector = False
                 events = []
-            for ev in events:
-                if ev.what == "fork":
-                    self._forked(ev.pid, ev.tgid, ev.ptgid)
-                elif ev.what == "exit":
-                    self._exit_event(ev.pid, ev.tgid)
-                elif ev.what == "exec":
-                    entry = self.tracker.followed.get(ev.tgid)
-                    if entry is not None:
-                        self.schedule.heat(ev.tgid, time.monotonic(), self._own_period(entry))
+            # Every fork, exec and exit of the host arrives: drop the ones that concern
+            # no followed task before doing anything else with them.
+            task_group = self.hierarchy.task_group
+            followed = self.tracker.followed
+            for what, pid, tgid, ptgid in events:
+                if what == PROC_EVENT_FORK:
+                    if ptgid in task_group:
+                        self._forked(pid, tgid, ptgid)
+                elif tgid in followed:
+                    if what == PROC_EVENT_EXIT:
+                        self._exit_event(pid, tgid)
+                    else:  # exec: a new image, likely to allocate
+                        self.schedule.heat(tgid, time.monotonic(),
+                                           self._own_period(followed[tgid]))
                         self.wake.set()
         for pid in self.exits.exited():
             entry = self.tracker.followed.get(pid)
@@ -462,16 +495,32 @@ class Follower:
             for fd in list(self._guards):
                 nursery.start_soon(self._serve_guard, fd)
             if self.connector is not None:
-                nursery.start_soon(self._watch_fd, self.connector.fileno())
+                nursery.start_soon(self._watch_connector, self.connector)
             nursery.start_soon(self._watch_fd, self.exits.fileno())
             if self.faults is not None:
                 for pid, c in list(self.faults.by_pid.items()):
                     nursery.start_soon(self._watch_faults, pid, c.fd)
             await self._fast_loop()
 
+    async def _watch_connector(self, conn: ProcConnector) -> None:
+        """Events as they come, for as long as *conn* is the open connector."""
+        while self.connector is conn:
+            try:
+                await trio.lowlevel.wait_readable(conn.sock)
+            except (trio.ClosedResourceError, OSError, ValueError):
+                return  # closed: nothing followed any more
+            try:
+                self.apply_events()
+            except Exception:
+                log.exception("applying process events failed")
+                await trio.sleep(0.01)
+
     async def _watch_fd(self, fd: int) -> None:
         while True:
-            await trio.lowlevel.wait_readable(fd)
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except trio.ClosedResourceError:
+                return  # the connector was closed: nothing followed any more
             try:
                 self.apply_events()
             except Exception:
@@ -503,7 +552,7 @@ class Follower:
                 self.apply_events()
                 self._settle_trips()
                 now = time.monotonic()
-                if self.connector is None and self.tracker.followed:
+                if not self.use_connector and self.tracker.followed:
                     self._scan_forks(now)
                 for tgid in self.schedule.due(now):
                     entry = self.tracker.followed.get(tgid)
@@ -516,7 +565,7 @@ class Follower:
                         self.faults.enable(tgid)
                 now = time.monotonic()
                 wait = self.schedule.next_wake(now)
-                if self.connector is None and self.tracker.followed:
+                if not self.use_connector and self.tracker.followed:
                     scan = max(0.0, self._next_scan - now)
                     wait = scan if wait is None else min(wait, scan)
             except Exception:

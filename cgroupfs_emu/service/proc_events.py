@@ -57,6 +57,7 @@ _NLMSGHDR = struct.Struct("=IHHII")        # len, type, flags, seq, pid
 _CN_MSG = struct.Struct("=IIIIHH")         # id.idx, id.val, seq, ack, len, flags
 _EVENT_HEAD = struct.Struct("=IIQ")        # what, cpu, timestamp_ns
 _FOUR = struct.Struct("=IIII")
+_TWO = struct.Struct("=II")
 _HEAD = _NLMSGHDR.size + _CN_MSG.size
 _BODY = _HEAD + _EVENT_HEAD.size
 
@@ -95,6 +96,25 @@ def parse(data: bytes) -> list[ProcEvent]:
             out.append(ProcEvent("exec" if what == PROC_EVENT_EXEC else "exit", pid, tgid))
         off += (length + 3) & ~3  # NLMSG_ALIGN
     return out
+
+
+def parse_raw(data: bytes, out: list) -> None:
+    """parse() without objects, for the daemon's hot path: appends (what, pid, tgid,
+    parent tgid) tuples; what is PROC_EVENT_FORK, _EXEC or _EXIT."""
+    off = 0
+    n = len(data)
+    while off + _BODY + 16 <= n:
+        length = _NLMSGHDR.unpack_from(data, off)[0]
+        if length < _HEAD or off + length > n:
+            break
+        what = _EVENT_HEAD.unpack_from(data, off + _HEAD)[0]
+        if what == PROC_EVENT_FORK:
+            _, ptgid, pid, tgid = _FOUR.unpack_from(data, off + _BODY)
+            out.append((what, pid, tgid, ptgid))
+        elif what == PROC_EVENT_EXIT or what == PROC_EVENT_EXEC:
+            pid, tgid = _TWO.unpack_from(data, off + _BODY)
+            out.append((what, pid, tgid, 0))
+        off += (length + 3) & ~3
 
 
 def _control(op: int) -> bytes:
@@ -136,6 +156,24 @@ class ProcConnector:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def read_raw(self, limit: int = 4096) -> tuple[list, bool]:
+        """Every event queued now as parse_raw() tuples, and whether some were lost."""
+        out: list = []
+        lost = False
+        recv = self.sock.recv
+        for _ in range(limit):
+            try:
+                data = recv(4096)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    lost = True
+                    continue
+                raise
+            parse_raw(data, out)
+        return out, lost
 
     def read(self, limit: int = 4096) -> list[ProcEvent]:
         """Every event queued now (without blocking), OVERRUN first if some were lost."""
