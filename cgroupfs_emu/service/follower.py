@@ -57,6 +57,7 @@ class Follower:
         self.tracker = tracker
         self.memory = tracker.memory
         self.host = tracker.host
+        _raise_nofile()
         self.signals = signals
         #: the connector is open only while some task is followed: every event of the
         #: host costs the daemon a wake-up, so an idle mount pays nothing
@@ -613,6 +614,18 @@ class Follower:
         for fd in self._guards:
             os.close(fd)
         self._guards.clear()
+
+
+def _raise_nofile() -> None:
+    """Each followed process holds a pidfd and a perf counter: lift the soft limit on
+    descriptors to the hard one (1024 would stop following at ~500 tasks)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
