@@ -81,7 +81,7 @@ def test_command_line_mistakes_are_one_line(tmp_path, args, fragment):
 def test_mount_errors_reach_the_terminal(tmp_path):
     r = subprocess.run(["cgroupfs_emu", "memory", str(tmp_path / "missing")],
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode != 0 and "not a directory" in r.stderr
+    assert r.returncode != 0 and "does not exist" in r.stderr
     assert "Traceback" not in r.stderr
 
 

@@ -8,7 +8,7 @@ import pytest
 from cgroupfs_emu.core import LINUX_6, PROFILES
 from cgroupfs_emu.files.table import ALL_FILES, files_for
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "linux-6.18"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "linux-6.18"
 PERMS = {"r": 4, "w": 2, "-": 0}
 
 

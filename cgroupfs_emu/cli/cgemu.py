@@ -1,25 +1,41 @@
-"""``cgemu``: workload-side commands for shell scripts and tests."""
+"""``cgemu``: workload-side commands for shell scripts and tests.
+
+Every subcommand finds its mount the same way (common.find_mount: ``-m``, then
+$CGROUPFS_EMU_MOUNT, then the only cgroupfs_emu mount). A subcommand lives in a
+module with a ``register(subparsers)`` function that adds its parser and sets
+``func``; SUBCOMMANDS lists them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import select
+import shutil
 import signal
 import sys
 
-from ..client import ChargeRefused, Client, find_socket
+from ..client import ChargeRefused, Client
 from ..units import memparse_strict
+from . import stat as stat_cmd
+from . import top as top_cmd
+from . import run
+from .common import (CgemuError, Parser, add_mount_arg, find_client_socket, find_mount,
+                     group_dir, group_path, human, version_arg)
+
+__all__ = ["main", "find_mount"]
 
 EXIT_REFUSED = 3
-
+#: per-task charges of a group directory (written by files.tree.ControlTree.xattrs)
+TASK_MEMORY_XATTR = "user.cgroupfs_emu.task_memory"
 ALLOC_HELP = """\
 Charge memory to a group, print what was charged, and free it again on exit. With
 -g GROUP the command joins that group itself, after it has connected, so only what it
 charges is counted there; without -g it charges in the group it is already in.
 
 examples:
-  cgemu alloc -m /mnt/memory -g jobs/a --anon 16M
+  cgemu alloc -g jobs/a --anon 16M                  # prints what it charged
+  cat /mnt/memory/jobs/a/memory.max_usage_in_bytes  # ... and the group saw it
   cgemu alloc -m /mnt/memory -g jobs/a --anon 16M --file 4M --hold   # until ^C / SIGTERM / EOF
   cgemu alloc --socket /run/cgroupfs_emu/mount-0123.sock --kmem 64K --slab dentry:192:100
 
@@ -34,19 +50,31 @@ While holding, eviction notices of page cache are printed as they arrive."""
 
 
 EXEC_HELP = """\
-Start CMD already inside GROUP: the new process writes itself into the group's
-cgroup.procs before it executes CMD, so its very first page is charged there. The exit
-status of CMD is passed through (128+N when it dies of signal N).
-
-The command and its descendants run under a seccomp filter that asks the daemon
-before every fork/clone: where thread stacks are charged (kmem), a fork beyond the
-kmem limit fails with ENOMEM inside the process, as on the kernel. --poll-ms sets how
-often the command's memory is sampled while idle.
+Run CMD inside GROUP, like cgexec: cgemu writes itself into the group's cgroup.procs
+and then executes CMD in its own place, so CMD keeps cgemu's pid, its very first page
+is charged to the group, and its exit status (or the signal that killed it) is the
+command's own. A CMD that cannot be found exits 127, one that cannot be run 126.
 
 examples:
-  cgemu exec -g jobs/a -- ./my-test --quick
-  cgemu exec -g jobs/a --poll-ms 50 -- ./server
-  cgemu exec -m /mnt/memory -g box -- sh -c 'echo 16M > /dev/null'"""
+  cgemu exec -g jobs/a -- sh -c 'echo "I am $$"; cat /mnt/memory/jobs/a/tasks'
+  cgemu exec -m /mnt/memory -g box -- ./my-test --quick"""
+
+SOCKET_HELP = """\
+Print the client socket of the mount: the user.cgroupfs_emu.socket attribute of its
+root. Programs that charge memory connect there (docs/protocol.md).
+
+examples:
+  cgemu socket
+  printf 'hello 1\\nstatus\\n' | socat - UNIX-CONNECT:$(cgemu socket -m /mnt/memory)"""
+
+PS_HELP = """\
+List the tasks of every group: pid, group, the memory the emulator charged for the
+task (anon, shmem, page cache, in every group it was charged in) and its command.
+The root group's tasks are left out unless --all is given.
+
+examples:
+  cgemu ps
+  cgemu ps --all | head"""
 
 
 def _size(text: str) -> int:
@@ -66,13 +94,13 @@ def _slab(text: str) -> tuple[str, int, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not CACHE:OBJSIZE[:COUNT]") from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cgemu", description="cgroupfs_emu workload tools")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _register_alloc(sub) -> None:
     a = sub.add_parser("alloc", help="charge memory, print it, free it",
-                       description=ALLOC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _where(a)
+                       description=ALLOC_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mount_arg(a)
+    a.add_argument("--socket", help="the socket to use (default: that of -m MOUNT, else "
+                                    "$CGROUPFS_EMU_SOCKET, else that of the only mount)")
     for kind in ("anon", "file", "shmem", "kmem", "tcp"):
         a.add_argument(f"--{kind}", type=_size, default=0, metavar="SIZE",
                        help=f"bytes of {kind} memory to charge")
@@ -82,37 +110,67 @@ def _parser() -> argparse.ArgumentParser:
                    help="keep the memory until SIGTERM, SIGINT or EOF on stdin")
     a.add_argument("--no-stock", action="store_true", help="charge every page exactly")
     a.add_argument("-g", "--group", help="join this group (a path below the mount) first")
+    a.set_defaults(func=cmd_alloc)
 
-    s = sub.add_parser("socket", help="print the client socket of a mount")
-    _where(s)
 
+def _register_socket(sub) -> None:
+    s = sub.add_parser("socket", help="print the client socket of a mount",
+                       description=SOCKET_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mount_arg(s)
+    s.set_defaults(func=cmd_socket, socket=None)
+
+
+def _register_exec(sub) -> None:
     e = sub.add_parser("exec", help="run a command inside a group (like cgexec)",
-                       description=EXEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=EXEC_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("-g", "--group", required=True, help="group path below the mount, e.g. jobs/a")
-    e.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
+    add_mount_arg(e)
     e.add_argument("--poll-ms", type=int, metavar="MS",
-                   help="sample this command's memory every MS ms while it is idle "
+                   help="sample the command's memory every MS ms while it is idle "
                    "(default: the mount's poll_ms; busy tasks are sampled every fast_ms)")
     e.add_argument("--no-guard", action="store_true",
                    help="no seccomp fork guard: forks beyond the kmem limit are killed "
                    "after the fact instead of failing with ENOMEM")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
+    # issue 12: `cgemu exec --system`, the view of `cgemu run` without a shell
+    run.add_system_arguments(e)
+    e.set_defaults(func=cmd_exec)
 
-    ps = sub.add_parser("ps", help="list the tasks of every group")
-    ps.add_argument("-m", "--mount", help="mount point (default: the first cgroupfs_emu mount)")
+
+def _register_ps(sub) -> None:
+    ps = sub.add_parser("ps", help="list the tasks of every group with their memory",
+                        description=PS_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mount_arg(ps)
     ps.add_argument("--all", action="store_true", help="include the root group's tasks")
+    ps.set_defaults(func=cmd_ps)
+
+
+#: Each adds one subcommand to the parser (its ``register(subparsers)``), in help order.
+SUBCOMMANDS = [_register_alloc, _register_socket, _register_exec, _register_ps,
+               top_cmd.register, stat_cmd.register,
+               lambda sub: run.register(sub, find_mount)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = Parser(prog="cgemu", description="cgroupfs_emu workload tools: charge memory, "
+               "run commands in groups, look at the tree",
+               epilog="'cgemu COMMAND -h' shows each command's help with an example. "
+                      "Every command finds its mount with -m, $CGROUPFS_EMU_MOUNT, or "
+                      "as the only cgroupfs_emu mount.")
+    version_arg(p, "cgemu")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=Parser)
+    for register in SUBCOMMANDS:
+        register(sub)
     return p
 
 
-def _where(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-m", "--mount", help="mount point (default: $CGROUPFS_EMU_SOCKET)")
-    g.add_argument("--socket", help="socket path")
-
-
 def _connect(args, use_stock: bool = True) -> Client:
-    return Client.connect(args.mount, socket_path=args.socket, use_stock=use_stock)
+    return Client.connect(socket_path=find_client_socket(args), use_stock=use_stock)
 
 
 class _Stop(Exception):
@@ -148,8 +206,8 @@ def cmd_alloc(args) -> int:
     try:
         with _connect(args, use_stock=not args.no_stock) as client:
             if args.group:
-                mount = args.mount or find_mount()
-                with open(os.path.join(mount, args.group.strip("/"), "cgroup.procs"), "w") as f:
+                procs = os.path.join(group_dir(find_mount(args), args.group), "cgroup.procs")
+                with open(procs, "w") as f:
                     f.write("0")
             done: list[tuple] = []
             try:
@@ -169,7 +227,7 @@ def cmd_alloc(args) -> int:
                 if args.hold:
                     _hold(client)
             except ChargeRefused as e:
-                print(f"cgemu: charge refused: {e.strerror}", file=sys.stderr)
+                print(f"cgemu alloc: charge refused: {e.strerror}", file=sys.stderr)
                 status = EXIT_REFUSED
             except _Stop:
                 pass
@@ -185,7 +243,7 @@ def cmd_alloc(args) -> int:
     except _Stop:
         pass
     except (OSError, ConnectionError) as e:
-        print(f"cgemu: {e}", file=sys.stderr)
+        print(f"cgemu alloc: {e}", file=sys.stderr)
         return 1
     finally:
         for s, h in old.items():
@@ -194,33 +252,54 @@ def cmd_alloc(args) -> int:
 
 
 def cmd_socket(args) -> int:
-    try:
-        print(args.socket or find_socket(args.mount))
-    except OSError as e:
-        print(f"cgemu: {e}", file=sys.stderr)
-        return 1
+    print(find_client_socket(args))
     return 0
 
 
-def find_mount() -> str:
-    """The first cgroupfs_emu mount in /proc/mounts."""
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == "fuse.cgroupfs_emu":
-                return fields[1].replace("\\040", " ")
-    raise FileNotFoundError("no cgroupfs_emu mount found (give -m MOUNT)")
+def cmd_exec(args) -> int:
+    """cgexec's shape: join with pid 0 (the writer itself), then exec in place."""
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.system:
+        return run.run(args.mount, args.group, args.at, command, find_mount, prog="cgemu exec")
+    if not command:
+        raise CgemuError("no command given: cgemu exec -g GROUP -- CMD [ARGS...]")
+    # Look the command up first: a command that is not there never joins the group.
+    if "/" not in command[0] and shutil.which(command[0]) is None:
+        print(f"cgemu exec: {command[0]}: command not found", file=sys.stderr)
+        return 127
+    procs = os.path.join(group_dir(find_mount(args), args.group), "cgroup.procs")
+    try:
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise CgemuError(f"cannot join group {args.group}: {e.strerror}") from None
+    _hand_over(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Python ignores SIGPIPE, and an ignored signal stays ignored across exec.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        missing = isinstance(e, FileNotFoundError)
+        print(f"cgemu exec: {command[0]}: "
+              f"{'command not found' if missing else e.strerror}", file=sys.stderr)
+        return 127 if missing else 126
+    return 126  # not reached
 
 
-def _daemon_request(mount: str, line: str, timeout: float = 10.0) -> tuple[str, dict]:
+def _daemon_request(args, line: str, timeout: float = 10.0) -> tuple[str, dict]:
     """One request that does not make this process a client (``follow``,
     ``followed``): ("ok", fields) or ("err", {"errno": NAME, "message": ...})."""
-    import socket
+    import socket as _socket
     from ..protocol import parse_reply
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(find_socket(mount))
+        sock.connect(find_client_socket(args))
         sock.sendall(line.encode() + b"\n")
         buf = b""
         while True:
@@ -240,113 +319,87 @@ def _daemon_request(mount: str, line: str, timeout: float = 10.0) -> tuple[str, 
     return kind, fields
 
 
-def cmd_exec(args) -> int:
-    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not command:
-        print("cgemu exec: no command given", file=sys.stderr)
-        return 2
-    try:
-        mount = args.mount or find_mount()
-    except OSError as e:
-        print(f"cgemu: {e}", file=sys.stderr)
-        return 1
-    procs = os.path.join(mount, args.group.strip("/"), "cgroup.procs")
+def _hand_over(args) -> None:
+    """Issue 13, between joining and exec: install the fork guard (a seccomp filter
+    whose listener the daemon takes with pidfd_getfd and answers: a fork beyond the
+    kmem limit fails with ENOMEM inside the command) and give the command its own
+    slow sampling rate (--poll-ms)."""
     from ..service import fork_guard
-    # The child joins, installs the fork guard and reports its listener; the daemon
-    # takes the listener from it (pidfd_getfd) before the child may exec.
-    to_parent_r, to_parent_w = os.pipe()
-    to_child_r, to_child_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    listener = -1
+    if not args.no_guard and fork_guard.supported():
         try:
-            os.close(to_parent_r)
-            os.close(to_child_w)
-            fd = os.open(procs, os.O_WRONLY)
-            try:
-                os.write(fd, b"0")  # "0" is the writer itself
-            finally:
-                os.close(fd)
-            listener = -1
-            if not args.no_guard:
-                try:
-                    listener = fork_guard.install()
-                except OSError as e:
-                    os.write(2, f"cgemu exec: no fork guard: {e.strerror}\n".encode())
-            os.write(to_parent_w, b"%d\n" % listener)
-            os.close(to_parent_w)
-            os.read(to_child_r, 1)  # the daemon holds the listener now (or refused it)
-            os.close(to_child_r)
-            if listener >= 0:
-                os.close(listener)
-            os.execvp(command[0], command)
+            listener = fork_guard.install()
         except OSError as e:
-            os.write(2, f"cgemu exec: {e}\n".encode())
-            os._exit(127)
-    os.close(to_parent_w)
-    os.close(to_child_r)
-    with os.fdopen(to_parent_r, "rb") as r:
-        report = r.readline().strip()
-    listener = int(report) if report.lstrip(b"-").isdigit() else -1
-    passthrough = None
-    if report:
-        line = f"follow {pid}"
-        if listener >= 0:
-            line += f" guard={listener}"
-        if args.poll_ms:
-            line += f" poll_ms={args.poll_ms}"
-        try:
-            status, fields = _daemon_request(mount, line)
-        except (OSError, ConnectionError) as e:
-            status, fields = "err", {"errno": "EIO", "message": str(e)}
-        if status != "ok" or (listener >= 0 and fields.get("guard") != "1"):
-            print(f"cgemu exec: the daemon did not take the fork guard: "
-                  f"{fields.get('message', '')}", file=sys.stderr)
-            if listener >= 0:
-                passthrough = _serve_guard_ourselves(pid, listener)
+            print(f"cgemu exec: no fork guard: {e.strerror}", file=sys.stderr)
+    if listener < 0 and not args.poll_ms:
+        return
+    line = f"follow {os.getpid()}"
+    if listener >= 0:
+        line += f" guard={listener}"
+    if args.poll_ms:
+        line += f" poll_ms={args.poll_ms}"
     try:
-        os.write(to_child_w, b"x")
-    except BrokenPipeError:
-        pass  # the child failed before exec (it said why)
-    os.close(to_child_w)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if passthrough is not None:
-        os.close(passthrough)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+        status, fields = _daemon_request(args, line)
+    except (OSError, ConnectionError, CgemuError) as e:
+        status, fields = "err", {"message": str(e)}
+    if listener >= 0 and (status != "ok" or fields.get("guard") != "1"):
+        print(f"cgemu exec: the daemon did not take the fork guard "
+              f"({fields.get('message', '')}); forks are let through", file=sys.stderr)
+        _serve_guard_detached(listener)
+    if listener >= 0:
+        os.close(listener)
 
 
-def _serve_guard_ourselves(pid: int, fd: int) -> int | None:
-    """Nobody else answers the guarded tree's forks: let every one proceed, from a
-    thread of this process, so the command runs as if unguarded."""
-    import threading
+def _serve_guard_detached(listener: int) -> None:
+    """Nobody else answers the guarded command's forks: a detached grandchild lets
+    every one proceed until the command's tree is gone (the filter cannot be
+    removed once installed)."""
     from ..service import fork_guard
-    from ..service.follower import _take_fd
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    if os.fork():
+        os._exit(0)
     try:
-        ours = _take_fd(pid, fd)
-    except OSError as e:
-        print(f"cgemu exec: cannot serve the fork guard: {e}", file=sys.stderr)
-        return None
-    threading.Thread(target=fork_guard.serve_passthrough, args=(ours,), daemon=True).start()
-    return ours
+        os.setsid()
+        fork_guard.serve_passthrough(listener)
+    finally:
+        os._exit(0)
+
+
+def _task_memory(directory: str) -> dict[int, tuple[int, int, int]]:
+    """pid -> (anon, shmem, file) bytes, from the group's task_memory attribute
+    (files.tree.ControlTree.xattrs)."""
+    try:
+        raw = os.getxattr(directory, TASK_MEMORY_XATTR).decode()
+    except OSError:
+        return {}
+    found = {}
+    for line in raw.splitlines():
+        pid, anon, shmem, file = (int(x) for x in line.split())
+        found[pid] = (anon, shmem, file)
+    return found
 
 
 def cmd_ps(args) -> int:
-    """PID, group and command of every task in a group, from the tasks files."""
+    """PID, group, charged memory and command of every task in a group."""
+    mount = find_mount(args)
+    # issue 13: how long ago the daemon last sampled each followed task
+    ages: dict[int, int] = {}
     try:
-        mount = args.mount or find_mount()
-    except OSError as e:
-        print(f"cgemu: {e}", file=sys.stderr)
-        return 1
-    rows = []
+        status, fields = _daemon_request(args, "followed")
+    except (OSError, ConnectionError, CgemuError):
+        status, fields = "err", {}
+    if status == "ok" and fields.get("tasks", "-") != "-":
+        for item in fields["tasks"].split(","):
+            fpid, _, age, _ = item.split(":")
+            ages[int(fpid)] = int(age)
+    print(f"{'PID':>7}  {'GROUP':<24} {'ANON':>6} {'SHMEM':>6} {'FILE':>6} {'SAMPLED':>8}"
+          f"  COMMAND")
     for dirpath, dirnames, _ in os.walk(mount):
         dirnames.sort()
-        group = "/" if dirpath == mount else "/" + os.path.relpath(dirpath, mount)
+        group = group_path(mount, dirpath)
         if group == "/" and not args.all:
             continue
         try:
@@ -354,44 +407,35 @@ def cmd_ps(args) -> int:
                 pids = [int(p) for p in f.read().split()]
         except OSError:
             continue
+        memory = _task_memory(dirpath)
         for pid in pids:
             try:
                 with open(f"/proc/{pid}/comm") as f:
                     comm = f.read().strip()
             except OSError:
                 continue
-            rows.append((pid, group, comm))
-    followed: dict[int, tuple[int, int]] = {}
-    try:
-        status, fields = _daemon_request(mount, "followed")
-    except (OSError, ConnectionError):
-        status, fields = "err", {}
-    if status == "ok" and fields.get("tasks", "-") != "-":
-        for item in fields["tasks"].split(","):
-            fpid, nbytes, age, _ = item.split(":")
-            followed[int(fpid)] = (int(nbytes), int(age))
-    print(f"{'PID':>7}  {'GROUP':<24} {'CHARGED':>10} {'SAMPLED':>8}  COMMAND")
-    for pid, group, comm in rows:
-        if pid in followed:
-            nbytes, age = followed[pid]
-            charged, sampled = _human(nbytes), f"{age}ms"
-        else:
-            charged = sampled = "-"
-        print(f"{pid:>7}  {group:<24} {charged:>10} {sampled:>8}  {comm}")
+            anon, shmem, file = (human(n) for n in memory.get(pid, (0, 0, 0)))
+            sampled = f"{ages[pid]}ms" if pid in ages else "-"
+            print(f"{pid:>7}  {group:<24} {anon:>6} {shmem:>6} {file:>6} {sampled:>8}  {comm}")
     return 0
-
-
-def _human(nbytes: int) -> str:
-    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
-        if nbytes >= 1 << shift:
-            return f"{nbytes / (1 << shift):.1f}{unit}"
-    return str(nbytes)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"alloc": cmd_alloc, "socket": cmd_socket, "exec": cmd_exec,
-            "ps": cmd_ps}[args.command](args)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except CgemuError as e:
+        print(f"cgemu {args.command}: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (cgemu ps | head): stop quietly, as a C tool killed by
+        # SIGPIPE would, and keep the interpreter's final flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

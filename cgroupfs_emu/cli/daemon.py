@@ -48,6 +48,7 @@ from ..service.tracker import ProcessTracker
 from ..service.verbs import Context
 from ..service.watcher import Watcher
 from ..units import PAGE_SIZE
+from .helper import PID_XATTR
 from .options import MountConfig, UsageError
 
 log = logging.getLogger("cgroupfs_emu")
@@ -88,7 +89,8 @@ class Daemon:
                                  events=cfg.events, stacks=cfg.thread_stacks)
         self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
-        self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path})
+        self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path,
+                                                  PID_XATTR: str(os.getpid())})
         self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
                                cfg.poll_ms)
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,

@@ -15,17 +15,13 @@ import sys
 
 import trio
 
+from . import helper
 from .daemon import Daemon, fuse_options
-from .options import MountConfig, UsageError, parse_args
+from .options import MountConfig, ShowAndExit, UsageError, parse_args
 
 log = logging.getLogger("cgroupfs_emu")
 
 __all__ = ["main", "fuse_options", "Daemon"]
-
-
-def _check_mountpoint(path: str) -> None:
-    if not os.path.isdir(path):
-        raise UsageError(f"mountpoint {path!r} is not a directory")
 
 
 def _setup_logging(cfg: MountConfig) -> None:
@@ -45,24 +41,38 @@ def _start(cfg: MountConfig, stack: contextlib.ExitStack) -> Daemon:
     return daemon
 
 
+def _announce(daemon: Daemon, stack: contextlib.ExitStack) -> None:
+    """The mount is live: say so in the log, the pidfile and to systemd; unsay it
+    (first thing on the way down) through *stack*."""
+    helper.log_start(daemon.cfg, daemon.socket_path)
+    helper.write_pidfile(daemon.cfg.pidfile)
+    stack.callback(helper.remove_pidfile, daemon.cfg.pidfile)
+    helper.notify_ready()
+    stack.callback(helper.notify_stopping)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = parse_args(argv)
         cfg.mountpoint = os.path.abspath(cfg.mountpoint)
-        _check_mountpoint(cfg.mountpoint)
+        helper.check_mountpoint(cfg.mountpoint)
+    except ShowAndExit as e:
+        print(e)
+        return 0
     except UsageError as e:
-        print(f"cgroupfs_emu: {e}" if not str(e).startswith("usage:") else e, file=sys.stderr)
+        print(f"cgroupfs_emu: {e}", file=sys.stderr)
         return 2
-    _setup_logging(cfg)
 
     if cfg.foreground:
+        _setup_logging(cfg)
         with contextlib.ExitStack() as stack:
             try:
                 daemon = _start(cfg, stack)
             except UsageError as e:
                 print(f"cgroupfs_emu: {e}", file=sys.stderr)
                 return 1
+            _announce(daemon, stack)
             return trio.run(daemon.serve)
 
     # Background: the child mounts and reports over a pipe before it detaches, so
@@ -81,18 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     os.close(rfd)
-    os.setsid()
     stack = contextlib.ExitStack()
     try:
+        helper.detach()
+        helper.close_inherited_fds(keep={wfd})
+        _setup_logging(cfg)
         daemon = _start(cfg, stack)
+        helper.redirect_stdio(cfg.log_file)
+        _announce(daemon, stack)
     except BaseException as e:  # report every failure to the waiting parent
         stack.close()
         os.write(wfd, str(e).encode() or b"mount failed")
         os._exit(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
     os.write(wfd, b"ok")
     os.close(wfd)
     status = 1

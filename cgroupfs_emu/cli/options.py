@@ -7,10 +7,13 @@ lines work.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 
 from ..core.profiles import DEFAULT_PROFILE, PROFILES
 from ..units import memparse_strict
+from .common import VERSION
 
 #: Added by mount(8), mount.fuse3 or fstab; they mean nothing to this filesystem.
 IGNORED = frozenset({
@@ -26,6 +29,10 @@ PASSED = frozenset({"rw", "ro", "suid", "nosuid", "dev", "nodev", "exec", "noexe
 
 class UsageError(Exception):
     """A mistake on the command line: one line to stderr, exit status 2."""
+
+
+class ShowAndExit(Exception):
+    """-h or -V: print the text on stdout and exit 0."""
 
 
 @attrs.define
@@ -54,6 +61,10 @@ class MountConfig:
     events: str = "auto"
     fast_ms: int = 10
     thread_stacks: bool | None = None
+    #: write the daemon's pid here once the mount is live
+    pidfile: str | None = None
+    #: the -o options as given, for the start log line
+    options: list[str] = attrs.field(factory=list)
 
 
 def apply_option(cfg: MountConfig, opt: str) -> None:
@@ -66,10 +77,11 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
         cfg.profile = value
     elif key == "release_agent" and eq:
         cfg.release_agent = value
-    elif key == "log" and eq and value:
-        cfg.log_file = value
-    elif key == "socket" and eq and value:
-        cfg.socket = value
+    elif key in ("log", "socket", "pidfile"):
+        if not value:
+            raise UsageError(f"{key} needs a path: {key}=PATH")
+        # absolute: the detached daemon works from "/"
+        setattr(cfg, {"log": "log_file"}.get(key, key), os.path.abspath(value))
     elif key == "socket_mode" and eq:
         try:
             cfg.socket_mode = int(value, 8)
@@ -94,8 +106,14 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
         cfg.fast_ms = int(value)
     elif key == "thread_stacks" and value in ("0", "1"):
         cfg.thread_stacks = value == "1"
-    elif key == "oom_kill" and value in ("kill", "none"):
+    elif key == "oom_kill":
+        if value not in ("kill", "none"):
+            raise UsageError(f"oom_kill must be kill or none, not {value!r}")
         cfg.oom_kill = value == "kill"
+    elif key in ("release_agent", "swap", "poll_ms", "socket_mode"):
+        raise UsageError(f"{key} needs a value: {key}=...")
+    elif key == "allow_other" and eq:
+        raise UsageError("allow_other takes no value")
     elif opt == "allow_other":
         cfg.allow_other = True
     elif opt == "default_permissions":
@@ -129,7 +147,9 @@ def parse_args(argv: list[str]) -> MountConfig:
         elif arg.startswith("-o") and len(arg) > 2:
             options.extend(o for o in arg[2:].split(",") if o)
         elif arg in ("-h", "--help"):
-            raise UsageError(USAGE)
+            raise ShowAndExit(USAGE)
+        elif arg in ("-V", "--version"):
+            raise ShowAndExit(f"cgroupfs_emu {VERSION}")
         elif arg.startswith("-") and arg != "-":
             raise UsageError(f"unknown flag {arg!r}")
         else:
@@ -145,10 +165,12 @@ def parse_args(argv: list[str]) -> MountConfig:
     cfg.foreground = flags["foreground"] or cfg.debug
     for opt in options:
         apply_option(cfg, opt)
+    cfg.options = options
     return cfg
 
 
 USAGE = """usage: cgroupfs_emu [-f] [-d] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
+       cgroupfs_emu -h | -V
 
 Mount an emulated cgroup v1 memory hierarchy at MOUNTPOINT. Returns once the mount is
 live and keeps serving in the background (-f: stay in the foreground; -d: debug log,
@@ -159,6 +181,7 @@ options:
   allow_other          let other users use the mount (needs user_allow_other)
   release_agent=PATH   initial release_agent of the hierarchy
   log=FILE             append the daemon's log to FILE
+  pidfile=FILE         write the daemon's pid to FILE once the mount is live
   socket=PATH          client socket (default: see 'cgemu socket --help' / README)
   socket_mode=OCTAL    permissions of the client socket (default 0600)
   swap=SIZE            size of the emulated swap device, e.g. 256M (default 0)
@@ -168,4 +191,7 @@ options:
   events=auto|connector|scan  how forks and exits are learned (default auto)
   thread_stacks=0|1    charge 16K of kmem per followed task (default: the profile's)
   rw,ro,nosuid,...     VFS flags, handed to the kernel
-  defaults,nofail,...  accepted and ignored, as mount(8) adds them"""
+  defaults,nofail,...  accepted and ignored, as mount(8) adds them
+
+example:
+  mkdir -p /tmp/cg && cgroupfs_emu -o kernel=linux-6 memory /tmp/cg && ls /tmp/cg"""

@@ -11,9 +11,13 @@ from __future__ import annotations
 from ..core.cgroup import Cgroup, Hierarchy
 from ..core.memcg import MemoryController
 from ..host.procfs import Host
+from ..units import PAGE_SIZE
 from .kernfs import Kernfs
 from .request import Caller, Request
 from .table import ControlFile, files_for, read_file, write_file
+
+#: see ControlTree.xattrs
+TASK_MEMORY_XATTR = "user.cgroupfs_emu.task_memory"
 
 
 class ControlTree:
@@ -35,6 +39,20 @@ class ControlTree:
 
     def files(self, group: Cgroup) -> dict[str, ControlFile]:
         return files_for(self.profile, group.parent is None)
+
+    def xattrs(self, group: Cgroup) -> dict[str, bytes]:
+        """Read-only extended attributes of a group directory. Not a kernel interface:
+        ``user.cgroupfs_emu.task_memory`` tells `cgemu ps` what the emulator charged
+        per task (the kernel keeps no such per-task account; its per-task view is
+        /proc/PID/status). One line per charged task of the group:
+        ``PID ANON SHMEM FILE`` in bytes, what the task holds in every group."""
+        lines = []
+        for owner in sorted(self.memory.owners, key=lambda o: o.pid):
+            if owner.alive and owner.pid in group.tasks:
+                held = [sum(led[kind] for led in owner.ledgers.values()) * PAGE_SIZE
+                        for kind in ("anon", "shmem", "file")]
+                lines.append(" ".join(map(str, [owner.pid, *held])) + "\n")
+        return {TASK_MEMORY_XATTR: "".join(lines).encode()}
 
     def mkdir(self, parent: Cgroup, name: str) -> Cgroup:
         return self.hierarchy.mkdir(parent, name)

@@ -183,15 +183,20 @@ class CgroupFS(pyfuse3.Operations):
 
     @_boundary
     def getxattr(self, inode, name, ctx):
-        self._node(inode)
-        if inode == pyfuse3.ROOT_INODE and name in self.root_xattrs:
-            return self.root_xattrs[name]
-        raise pyfuse3.FUSEError(errno.ENODATA)
+        value = self._xattrs(self._node(inode)).get(name)
+        if value is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return value
 
     @_boundary
     def listxattr(self, inode, ctx):
-        self._node(inode)
-        return list(self.root_xattrs) if inode == pyfuse3.ROOT_INODE else []
+        return list(self._xattrs(self._node(inode)))
+
+    def _xattrs(self, node: Node) -> dict[bytes, bytes]:
+        found = dict(self.root_xattrs) if node.inode == ROOT_INODE else {}
+        if node.is_dir and node.group.online:
+            found.update((k.encode(), v) for k, v in self.tree.xattrs(node.group).items())
+        return found
 
     @_boundary
     def setxattr(self, inode, name, value, ctx):

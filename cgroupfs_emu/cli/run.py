@@ -1,0 +1,444 @@
+"""``cgemu run`` / ``cgemu shell`` / ``cgemu exec --system``: a command that sees the
+emulator as its system's cgroup v1 memory hierarchy.
+
+The command runs in a private mount namespace (root: unshare(CLONE_NEWNS); other
+users: a user namespace mapping only themselves). There every cgroup and cgroup2 mount
+is detached, a tmpfs is mounted at /sys/fs/cgroup (or --at DIR) as a v1 host lays it
+out (mode 0755, nosuid, nodev, noexec, read-only once populated) and the emulator is
+bind-mounted at its ``memory`` directory. The command is forked; it joins its group by
+writing "0" to the group's cgroup.procs and execs, like ``cgexec``. cgemu stays behind
+as its subreaper: it forwards termination signals, passes its exit status through and,
+when it exits, kills whatever it left in the namespace, so the namespace and its
+mounts end with the command. The host's namespace is never touched: the new
+namespace's mounts are made private before anything is mounted.
+
+What the kernel itself prints in /proc still describes the host, so dynamically linked
+commands get the preload library (cgroupfs_emu/preload/cgview.c) through LD_PRELOAD;
+it answers /proc/self/{mounts,mountinfo,cgroup} and /proc/cgroups as a v1 host would.
+The environment protocol is two variables: ``CGROUPFS_EMU_VIEW`` (the view's memory
+mount, where the library looks a task's group up in the ``tasks`` files) and
+``LD_PRELOAD``; ``CGROUPFS_EMU_MOUNT`` and ``CGROUPFS_EMU_SOCKET`` are set as well so
+that cgemu inside the view finds the emulator.
+
+Not emulated: statically linked or set-ID commands see the kernel's /proc files (the
+loader does not preload into them); a non-root user inside the view stays themselves
+(only their own uid and gid are mapped), and where the kernel refuses unprivileged user
+namespaces the command is not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import os
+import shutil
+import signal
+import struct
+import sys
+import time
+from collections.abc import Callable
+
+from ..client import find_socket
+from ..preload import VIEW_ENV, library_path
+
+DEFAULT_AT = "/sys/fs/cgroup"
+
+RUN_HELP = """\
+Run CMD in a private view of the system where the emulator is the cgroup v1 memory
+hierarchy: /sys/fs/cgroup is a tmpfs with the emulator at /sys/fs/cgroup/memory, the
+host's cgroup mounts are hidden, and (for dynamically linked programs) /proc/mounts,
+/proc/self/mountinfo, /proc/self/cgroup and /proc/cgroups say so. CMD joins GROUP
+(default: the root) before it starts. The host's mounts never change; the view ends
+with CMD. Exit status: CMD's; 1 when the view cannot be set up; 127 CMD not found.
+
+examples:
+  cgemu run -g jobs/a -- java -XshowSettings:system -version
+  cgemu run -g jobs/a -- cgget -g memory /jobs/a
+  cgemu run --at /cgroup -- sh -c 'cat /cgroup/memory/memory.limit_in_bytes'
+  cgemu shell -g jobs/a"""
+
+
+class SetupError(Exception):
+    """The view cannot be built; one line for the user."""
+
+
+def register(sub, find_mount: Callable[[], str]) -> None:
+    """Add `run` and `shell` to cgemu's subparsers. *find_mount* is cgemu's finder of
+    the default mount (called without arguments, only when -m is not given)."""
+    r = sub.add_parser("run", help="run a command that sees the emulator as /sys/fs/cgroup/memory",
+                       description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(r)
+    r.set_defaults(func=lambda args: cmd_run(args, find_mount))
+    s = sub.add_parser("shell", help="cgemu run $SHELL",
+                       description="The same as `cgemu run -- $SHELL`.")
+    add_arguments(s, command=False)
+    s.set_defaults(func=lambda args: cmd_shell(args, find_mount))
+
+
+def add_system_arguments(p: argparse.ArgumentParser) -> None:
+    """`cgemu exec --system [--at DIR]`: exec's parser gains run's view."""
+    p.add_argument("--system", action="store_true",
+                   help="run CMD in the view of `cgemu run` (emulator at /sys/fs/cgroup/memory)")
+    p.add_argument("--at", default=DEFAULT_AT, metavar="DIR", help="with --system: as for run")
+
+
+def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
+    p.add_argument("-m", "--mount", help="mount point (default: the cgroupfs_emu mount)")
+    p.add_argument("-g", "--group", default="/",
+                   help="group to join, below the mount (default: the root)")
+    p.add_argument("--at", default=DEFAULT_AT, metavar="DIR",
+                   help=f"where the v1 hierarchy appears (default: {DEFAULT_AT})")
+    if command:
+        p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
+                       help="the command to run")
+
+
+def _discover_mount(given: str | None, find_mount: Callable[[], str]) -> str:
+    """The emulator's mount point: -m, else what cgemu's own finder says (handed in by
+    cgemu, which imports this module). The one place run.py asks for it."""
+    return os.path.realpath(given or find_mount())
+
+
+# ------------------------------------------------------------------ kernel calls
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else os.fsencode(s)
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {target}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+# -------------------------------------------------------------- the namespace
+
+def _enter_namespace() -> None:
+    """A mount namespace of our own whose mounts never propagate back to the host."""
+    if os.geteuid() == 0:
+        try:
+            _unshare(CLONE_NEWNS)
+        except OSError as e:
+            raise SetupError(f"cannot create a mount namespace: {e.strerror}") from None
+    else:
+        uid, gid = os.getuid(), os.getgid()
+        try:
+            _unshare(CLONE_NEWUSER | CLONE_NEWNS)
+        except OSError as e:
+            raise SetupError(
+                f"cannot create a user namespace as uid {uid} ({e.strerror}): this kernel "
+                "does not let unprivileged users have one (see user.max_user_namespaces, "
+                "kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns); "
+                "run cgemu run as root") from None
+        # Map only ourselves (no helper binaries, no subordinate ids needed).
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
+    try:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    except OSError as e:
+        raise SetupError(f"cannot make the new namespace's mounts private: {e.strerror}") from None
+
+
+def _unescape(path: str) -> str:
+    # mountinfo mangles space, tab, newline and backslash as \ooo
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "\\" and path[i + 1:i + 4].isdigit():
+            out.append(chr(int(path[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, type) of every mount in our namespace."""
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            before, _, after = line.partition(" - ")
+            points.append((_unescape(before.split(" ")[4]), after.split(" ", 1)[0]))
+    return points
+
+
+def _detach(point: str) -> None:
+    rc = _libc.umount2(_b(point), MNT_DETACH)
+    if rc != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.EPERM, errno.ENOENT):
+        err = ctypes.get_errno()
+        raise SetupError(f"cannot hide {point}: {os.strerror(err)}")
+
+
+def _hide_cgroup_mounts(at: str) -> None:
+    """Detach the host's cgroup hierarchies, deepest first, then the host's own tmpfs
+    at *at* if that is what held them (a v1 host has one tmpfs there). In a user
+    namespace the kernel locks inherited mounts (EINVAL/EPERM); those stay under our
+    tmpfs and the preload library leaves them out of the tables it prints."""
+    cgroups = [p for p, kind in _mounts() if kind in ("cgroup", "cgroup2")]
+    for point in sorted(cgroups, key=len, reverse=True):
+        _detach(point)
+    for point, kind in _mounts():
+        if point == at and kind == "tmpfs" and any(os.path.dirname(c) == at for c in cgroups):
+            _detach(point)
+
+
+def _build_view(mount: str, at: str) -> str:
+    """tmpfs at *at*, the emulator bound at at/memory; returns at/memory."""
+    # Hold the emulator's root before anything can cover it (it may live below *at*).
+    root = os.open(mount, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _hide_cgroup_mounts(at)
+        flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME
+        _mount("tmpfs", at, "tmpfs", flags, "mode=755")
+        memory = os.path.join(at, "memory")
+        os.mkdir(memory, 0o755)
+        _mount(f"/proc/self/fd/{root}", memory, None, MS_BIND)
+        try:  # a v1 host mounts its hierarchies nosuid,nodev,noexec
+            _mount(None, memory, None, MS_REMOUNT | MS_BIND | flags)
+        except OSError:
+            pass
+        # systemd leaves the v1 tmpfs read-only once populated: mkdir there is EROFS
+        _mount(None, at, None, MS_REMOUNT | MS_RDONLY | flags, "mode=755")
+    except OSError as e:
+        raise SetupError(f"cannot build the view at {at}: {e.strerror}") from None
+    finally:
+        os.close(root)
+    return memory
+
+
+def _join(memory: str, group: str) -> None:
+    procs = os.path.join(memory, group.strip("/"), "cgroup.procs")
+    try:
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")  # "0" is the writer itself, which then execs CMD
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SetupError(f"cannot join {group}: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------- the command
+
+def preloadable(path: str) -> bool:
+    """Whether the dynamic loader will preload into the program at *path*: an ELF file
+    with a PT_INTERP whose set-user/group-ID bits do not change our ids. Scripts and
+    unreadable files count as preloadable: their interpreter decides. Mirrors served()
+    in cgview.c."""
+    try:
+        st = os.stat(path)
+        # the loader's secure mode (AT_SECURE) ignores LD_PRELOAD when the exec changes ids
+        if (st.st_mode & 0o4000 and st.st_uid != os.getuid()) or \
+                (st.st_mode & 0o2000 and st.st_gid != os.getgid()):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2:
+                return True
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return True
+    return any(struct.unpack_from("<I", table, i * phentsize)[0] == 3  # PT_INTERP
+               for i in range(len(table) // phentsize))
+
+
+def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env[VIEW_ENV] = memory
+    # the emulator's own mount, which the view still shows as fuse.cgroupfs_emu (its
+    # bind at *memory* reads as type cgroup there, so cgemu would not recognize it)
+    env["CGROUPFS_EMU_MOUNT"] = mount
+    try:
+        env.setdefault("CGROUPFS_EMU_SOCKET", find_socket(mount))
+    except OSError:
+        pass
+    if library:
+        others = [p for p in env.get("LD_PRELOAD", "").replace(" ", ":").split(":")
+                  if p and os.path.basename(p) != os.path.basename(library)]
+        env["LD_PRELOAD"] = ":".join([library] + others)
+    return env
+
+
+def run(mount: str | None, group: str, at: str, command: list[str],
+        find_mount: Callable[[], str], prog: str = "cgemu run") -> int:
+    """Build the view, run *command* in it and return its exit status."""
+    if not command:
+        print(f"{prog}: no command given", file=sys.stderr)
+        return 2
+    try:
+        try:
+            mount = _discover_mount(mount, find_mount)
+        except OSError as e:
+            raise SetupError(str(e.strerror or e)) from None
+        if not os.path.isdir(os.path.join(mount, group.strip("/"))):
+            raise SetupError(f"no group {group} in {mount}")
+        at = os.path.abspath(at)
+        if not os.path.isdir(at):
+            raise SetupError(f"{at} is not a directory (--at needs an existing one)")
+        try:
+            library = library_path()
+        except FileNotFoundError as e:
+            raise SetupError(str(e)) from None
+        program = shutil.which(command[0]) if "/" not in command[0] else command[0]
+        if program and not preloadable(program):
+            print(f"{prog}: note: {program} is statically linked or set-ID; it reads the "
+                  "kernel's /proc files, not the emulated ones", file=sys.stderr)
+            library = None
+        outer = os.readlink("/proc/self/ns/mnt")
+        _enter_namespace()
+        if os.readlink("/proc/self/ns/mnt") == outer:
+            raise SetupError("the mount namespace did not change")  # never kill the host's
+        memory = _build_view(mount, at)
+    except SetupError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
+    return _supervise(command, _environment(memory, library, mount), memory, group, prog,
+                      outer)
+
+
+# ----------------------------------------------------------- nothing outlives CMD
+
+PR_SET_CHILD_SUBREAPER = 36
+FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+# The terminal sends SIGINT/SIGQUIT/SIGTSTP to CMD itself (same process group).
+TERMINAL = (signal.SIGINT, signal.SIGQUIT)
+
+
+def _start(command: list[str], env: dict[str, str], memory: str, group: str, prog: str) -> int:
+    """Fork CMD: the child joins its group and execs; returns the child's pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        # Python ignores SIGPIPE and SIGXFSZ; CMD must start with the defaults
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, *TERMINAL, *FORWARDED):
+            signal.signal(sig, signal.SIG_DFL)
+        _join(memory, group)
+        os.execvpe(command[0], command, env)
+    except SetupError as e:
+        os.write(2, f"{prog}: {e}\n".encode())
+        os._exit(1)
+    except OSError as e:
+        os.write(2, f"{prog}: {command[0]}: {e.strerror}\n".encode())
+        os._exit(126 if e.errno == errno.EACCES else 127)
+    except BaseException:
+        os._exit(1)
+    raise AssertionError("not reached")
+
+
+def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
+               prog: str, outer: str) -> int:
+    """Run CMD as our child and, once it exits, kill whatever it left in the namespace.
+
+    A process left behind would keep the namespace, and with it the bind mount of the
+    emulator, alive: the daemon could not finish unmounting. The kernel would kill them
+    if CMD were the init of a PID namespace, but then CMD's pids would not be the ones
+    the daemon sees (`echo $$ > tasks` would name another process). So cgemu stays as
+    a subreaper (orphans come to it), waits for CMD, then SIGKILLs every process still in
+    its mount namespace -- all of them descendants of CMD. CMD's exit status is passed
+    through (128+N when it dies of signal N)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    pid = _start(command, env, memory, group, prog)
+    done = False
+
+    def forward(signum, frame):
+        if not done:
+            os.kill(pid, signum)  # our own child, not reaped yet
+
+    old = {s: signal.signal(s, forward) for s in FORWARDED}
+    old.update({s: signal.signal(s, signal.SIG_IGN) for s in TERMINAL})
+    try:
+        while True:
+            try:
+                reaped, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                status = 1 << 8
+                break
+            if reaped == pid:
+                break
+        done = True
+        _kill_leftovers(outer)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _kill_leftovers(outer: str, rounds: int = 100) -> None:
+    """SIGKILL every other process in our mount namespace and reap those that are ours.
+    Each one is named by a pidfd opened before its namespace is checked, so a pid that
+    is reused meanwhile is never signalled. *outer* is the namespace we came from: if
+    ours were it, nothing is killed."""
+    me, ns = os.getpid(), os.readlink("/proc/self/ns/mnt")
+    if ns == outer:
+        return
+    for _ in range(rounds):
+        left = 0
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                fd = os.pidfd_open(int(name))
+            except OSError:
+                continue
+            try:
+                if os.readlink(f"/proc/{name}/ns/mnt") == ns:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    left += 1
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        while True:  # orphans reparented to us, and CMD's zombies
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not left:
+            return
+        time.sleep(0.02)
+
+
+def cmd_run(args, find_mount: Callable[[], str]) -> int:
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    return run(args.mount, args.group, args.at, command, find_mount)
+
+
+def cmd_shell(args, find_mount: Callable[[], str]) -> int:
+    return run(args.mount, args.group, args.at, [os.environ.get("SHELL") or "/bin/sh"],
+               find_mount, prog="cgemu shell")

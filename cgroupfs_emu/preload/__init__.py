@@ -1,0 +1,24 @@
+"""The preload library `cgemu run` gives the programs it starts (see cgview.c).
+
+It is built when the package is installed (setup.py's build_ext); `python -m
+cgroupfs_emu.preload build` rebuilds it in place.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .build import HERE, LIBRARY_NAME
+
+# The environment protocol between `cgemu run` and the library.
+VIEW_ENV = "CGROUPFS_EMU_VIEW"  # where the emulator is mounted in the private view
+
+
+def library_path() -> str:
+    """The installed library; FileNotFoundError (with the fix) when it was not built."""
+    path = os.path.join(HERE, LIBRARY_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"the preload library {path} is missing; build it with "
+            "`python3 -m cgroupfs_emu.preload build` (needs a C compiler) or reinstall the package")
+    return path
