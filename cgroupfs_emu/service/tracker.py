@@ -184,7 +184,15 @@ class ProcessTracker:
 
     def start_child(self, pid: int, parent: Followed | None) -> Followed | None:
         """A fork event: *pid* was just forked by *parent* (already attached)."""
+        self._seen_now(pid)
         return self._start(pid, parent)
+
+    def _seen_now(self, pid: int) -> None:
+        """A child adopted from an event is not new to the next /proc scan: were it
+        moved elsewhere meanwhile, the scan must not attach it to its parent's group
+        again."""
+        if self.seen is not None:
+            self.seen[pid] = 0
 
     def start_joined(self, pid: int) -> Followed | None:
         return self._start(pid)
@@ -197,6 +205,7 @@ class ProcessTracker:
         if group is None or not group.online:
             return None
         self.hierarchy.attach_all(self.host.learn_threads(tgid), group)
+        self._seen_now(tgid)
         return self._start(tgid, self.followed.get(parent))
 
     def scan_new_processes(self) -> None:
