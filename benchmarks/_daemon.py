@@ -40,3 +40,75 @@ def mounted_daemon(options: str):
             daemon.wait()
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- C baselines
+
+BUILD = os.path.join(HERE, "_build")
+
+
+def build_c(name: str, fuse: bool = True) -> str:
+    """Compile benchmarks/<name>.c (with libfuse3 when *fuse*) into _build/; return it."""
+    os.makedirs(BUILD, exist_ok=True)
+    flags = []
+    if fuse:
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], check=True,
+                               capture_output=True, text=True).stdout.split()
+    out = os.path.join(BUILD, name)
+    subprocess.run(["gcc", "-O2", "-o", out, os.path.join(HERE, f"{name}.c"), *flags],
+                   check=True)
+    return out
+
+
+def pinned(cpu: int | None) -> list[str]:
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def emu_command(options: str = "kernel=linux-6", debug: bool = False) -> list[str]:
+    return [sys.executable, "-m", "cgroupfs_emu", "-f", *(["-d"] if debug else []),
+            "-o", options, "memory"]
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], log_path: str | None = None):
+    """Run a FUSE server whose last argument is a fresh mount point; yield (mount
+    point, Popen). Unmounted and waited for at the end, whatever happens."""
+    work = tempfile.mkdtemp(prefix="cgemu-bench-")
+    mnt = os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    log = open(log_path or os.devnull, "wb")
+    proc = subprocess.Popen([*argv, mnt], stdout=log, stderr=log, cwd=os.path.dirname(HERE))
+    try:
+        deadline = time.monotonic() + 15
+        while not os.path.ismount(mnt):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{argv[-1]} did not mount")
+            time.sleep(0.02)
+        yield mnt, proc
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt], check=False)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # our own child
+            proc.wait()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def quiet_size(path: str, settle: float = 0.1) -> int:
+    """Size of a debug log once it stopped growing (RELEASE arrives after close)."""
+    size = -1
+    while size != os.path.getsize(path):
+        size = os.path.getsize(path)
+        time.sleep(settle)
+    return size
+
+
+def opcodes(path: str, start: int) -> list[str]:
+    """The FUSE opcodes libfuse's debug log (-d) recorded after byte *start*."""
+    import re
+    with open(path, "rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    return re.findall(r"unique: \d+, opcode: (\w+)", text)

@@ -1,60 +1,62 @@
 #!/usr/bin/env python3
 """Control-file latency of cgroupfs-emu against a minimal C libfuse server, same run.
 
-    python3 benchmarks/bench_files.py [--rounds N] [--cpu K]
+    flock /work/heavy.lock python3 benchmarks/bench_files.py [--rounds N] [--cpu K]
 
 Builds benchmarks/one_file_server.c and file_client.c (libfuse3-dev, pkg-config, gcc),
 mounts the C server and a cgroupfs-emu linux-6 mount, and pins both servers and the
-client to one CPU. Measures open+read+close of memory.usage_in_bytes and
-open+write+close of memory.limit_in_bytes, against the same calls on the C server's
-file. Prints medians and the ratios (targets: read <= 2.4x, write <= 4x). Ratios, not
-absolute times: machines are noisy.
+client to one CPU. Four operations, each on memory.usage_in_bytes (reads) or
+memory.limit_in_bytes (writes) against the same system calls on the C server's file:
+
+    read   open + read + close                 write  open + write + close
+    cat    open + fstat + read to EOF + close   echo   open(O_TRUNC) + write + close
+
+Prints medians, the ratios (targets: cat <= 4x, echo <= 5x; lxcfs reaches 2.4x) and
+the FUSE requests each operation costs on either server, counted in a second, short
+run of both servers with libfuse's debug log (-d). Ratios, not absolute times:
+machines are noisy.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BUILD = os.path.join(HERE, "_build")
+from _daemon import build_c, emu_command, opcodes, pinned, quiet_size, serving
 
-
-def build() -> tuple[str, str]:
-    os.makedirs(BUILD, exist_ok=True)
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], check=True,
-                           capture_output=True, text=True).stdout.split()
-    server = os.path.join(BUILD, "one_file_server")
-    client = os.path.join(BUILD, "file_client")
-    subprocess.run(["gcc", "-O2", "-o", server, os.path.join(HERE, "one_file_server.c"),
-                    *flags], check=True)
-    subprocess.run(["gcc", "-O2", "-o", client, os.path.join(HERE, "file_client.c")],
-                   check=True)
-    return server, client
+OPERATIONS = (  # name, file_client mode, control file, target ratio
+    ("read", "r", "memory.usage_in_bytes", None),
+    ("cat", "cat", "memory.usage_in_bytes", 4.0),
+    ("write", "w", "memory.limit_in_bytes", None),
+    ("echo", "echo", "memory.limit_in_bytes", 5.0),
+)
 
 
-def wait_mount(path: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if os.path.ismount(path):
-            return
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        time.sleep(0.02)
-    raise SystemExit("mount did not appear")
-
-
-def measure(client: str, cpu: int, mode: str, path: str, rounds: int) -> float:
-    out = subprocess.run(["taskset", "-c", str(cpu), client, mode, path, str(rounds)],
+def measure(client: str, cpu: int | None, mode: str, path: str, rounds: int) -> float:
+    out = subprocess.run([*pinned(cpu), client, mode, path, str(rounds)],
                          check=True, capture_output=True, text=True).stdout.split()
     samples = [int(x) for x in out]
     return statistics.median(samples[rounds // 10:])  # first 10% are warm-up
+
+
+def count_requests(client: str, path: str, mode: str, log: str, rounds: int = 20) -> list:
+    """Requests per operation, after a warm-up (first lookups, the one FLUSH)."""
+    subprocess.run([client, mode, path, "3"], check=True, capture_output=True)
+    start = quiet_size(log)
+    subprocess.run([client, mode, path, str(rounds)], check=True, capture_output=True)
+    quiet_size(log)
+    ops = collections.Counter(opcodes(log, start))
+    return [(op, n / rounds) for op, n in ops.items()]
+
+
+def _fmt(ops: list) -> str:
+    total = sum(n for _, n in ops)
+    parts = " ".join(op if n == 1 else f"{op}x{n:g}" for op, n in ops)
+    return f"{total:g} ({parts})"
 
 
 def main() -> int:
@@ -62,46 +64,41 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=20000)
     ap.add_argument("--cpu", type=int, default=0)
     args = ap.parse_args()
-    server, client = build()
-    tmp = tempfile.mkdtemp(prefix="cgemu-bench-")
-    c_mnt, py_mnt = os.path.join(tmp, "c"), os.path.join(tmp, "py")
-    os.mkdir(c_mnt)
-    os.mkdir(py_mnt)
-    pin = ["taskset", "-c", str(args.cpu)]
-    procs = []
-    try:
-        c_proc = subprocess.Popen([*pin, server, c_mnt])
-        procs.append((c_proc, c_mnt))
-        wait_mount(c_mnt, c_proc)
-        py_proc = subprocess.Popen([*pin, sys.executable, "-m", "cgroupfs_emu", "-f",
-                                    "-o", "kernel=linux-6", "memory", py_mnt])
-        procs.append((py_proc, py_mnt))
-        wait_mount(py_mnt, py_proc)
+    server, client = build_c("one_file_server"), build_c("file_client", fuse=False)
+
+    times = {}
+    with serving([*pinned(args.cpu), server]) as (c_mnt, _), \
+            serving([*pinned(args.cpu), *emu_command()]) as (py_mnt, _):
         os.mkdir(os.path.join(py_mnt, "bench"))
-        c_file = os.path.join(c_mnt, "value")
-        usage = os.path.join(py_mnt, "bench", "memory.usage_in_bytes")
-        limit = os.path.join(py_mnt, "bench", "memory.limit_in_bytes")
-        results = {}
-        for name, mode, ours in (("read", "r", usage), ("write", "w", limit)):
-            base = measure(client, args.cpu, mode, c_file, args.rounds)
-            emu = measure(client, args.cpu, mode, ours, args.rounds)
-            results[name] = (base, emu)
+        for name, mode, file, _target in OPERATIONS:
+            base = measure(client, args.cpu, mode, os.path.join(c_mnt, "value"), args.rounds)
+            emu = measure(client, args.cpu, mode, os.path.join(py_mnt, "bench", file),
+                          args.rounds)
+            times[name] = (base, emu)
         os.rmdir(os.path.join(py_mnt, "bench"))
-    finally:
-        for proc, mnt in reversed(procs):
-            subprocess.run(["fusermount3", "-u", mnt], check=False)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    targets = {"read": 2.4, "write": 4.0}
-    print(f"{'operation':<28} {'C server':>10} {'cgroupfs-emu':>13} {'ratio':>7} {'target':>7}")
-    for name, (base, emu) in results.items():
-        label = "open+read+close usage" if name == "read" else "open+write+close limit"
-        print(f"{label:<28} {base / 1000:>8.1f}us {emu / 1000:>11.1f}us "
-              f"{emu / base:>6.2f}x {targets[name]:>6.1f}x")
+
+    requests = {}
+    tmp = os.path.join(os.path.dirname(client), "logs")
+    os.makedirs(tmp, exist_ok=True)
+    c_log, py_log = os.path.join(tmp, "c.log"), os.path.join(tmp, "emu.log")
+    with serving([server, "-d"], c_log) as (c_mnt, _), \
+            serving(emu_command(debug=True), py_log) as (py_mnt, _):
+        os.mkdir(os.path.join(py_mnt, "bench"))
+        for name, mode, file, _target in OPERATIONS:
+            requests[name] = (count_requests(client, os.path.join(c_mnt, "value"), mode, c_log),
+                              count_requests(client, os.path.join(py_mnt, "bench", file),
+                                             mode, py_log))
+        os.rmdir(os.path.join(py_mnt, "bench"))
+
+    print(f"pinned to CPU {args.cpu}, median of {args.rounds - args.rounds // 10} rounds")
+    print(f"{'operation':<10} {'C server':>9} {'cgroupfs-emu':>13} {'ratio':>6} {'target':>7}"
+          f"   requests per operation (C / cgroupfs-emu)")
+    for name, _mode, _file, target in OPERATIONS:
+        base, emu = times[name]
+        c_req, py_req = requests[name]
+        goal = f"{target:.1f}x" if target else "-"
+        print(f"{name:<10} {base / 1000:>7.1f}us {emu / 1000:>11.1f}us {emu / base:>5.2f}x "
+              f"{goal:>7}   {_fmt(c_req)} / {_fmt(py_req)}")
     return 0
 
 

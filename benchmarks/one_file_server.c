@@ -65,12 +65,14 @@ int main(int argc, char *argv[]) {
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     struct fuse_session *se;
     int ret;
-    if (argc != 2) { fprintf(stderr, "usage: %s MOUNTPOINT\n", argv[0]); return 2; }
+    int debug = argc == 3 && strcmp(argv[1], "-d") == 0;
+    if (argc != 2 + debug) { fprintf(stderr, "usage: %s [-d] MOUNTPOINT\n", argv[0]); return 2; }
     fuse_opt_add_arg(&args, argv[0]);
+    if (debug) fuse_opt_add_arg(&args, "-d");  /* libfuse logs every request */
     fuse_opt_add_arg(&args, "-o");
     fuse_opt_add_arg(&args, "fsname=bench,subtype=bench_one_file,default_permissions");
     se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
-    if (!se || fuse_set_signal_handlers(se) || fuse_session_mount(se, argv[1])) return 1;
+    if (!se || fuse_set_signal_handlers(se) || fuse_session_mount(se, argv[argc - 1])) return 1;
     ret = fuse_session_loop(se);
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);

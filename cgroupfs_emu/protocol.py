@@ -15,8 +15,10 @@ package, and the daemon's side takes its kind names and the stock size from here
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
+import re
 
 import attrs
 
@@ -80,8 +82,8 @@ class Request:
 #: verb -> (minimum, maximum) positional arguments, allowed options
 VERBS = {
     "hello": (1, 1, ()),
-    "charge": (2, 2, ("pid",)),
-    "uncharge": (2, 2, ("pid",)),
+    "charge": (2, 2, ("pid", "share")),
+    "uncharge": (2, 2, ("pid", "share")),
     "slab_alloc": (2, 3, ("pid",)),
     "slab_free": (2, 3, ("pid",)),
     "stock": (1, 1, STOCK_KINDS),
@@ -89,6 +91,9 @@ VERBS = {
     # issue 13, allowed before hello (they do not make the peer a client)
     "follow": (1, 1, ("guard", "poll_ms")),
     "followed": (0, 0, ()),
+    # seed 003: tasks the client creates and ends (their thread stacks are kmem)
+    "fork": (0, 1, ("pid",)),
+    "exit": (0, 1, ("pid",)),
 }
 
 
@@ -165,8 +170,35 @@ def pid_option(req: Request) -> int | None:
     return pid
 
 
+#: bytes a value keeps as they are: printable ASCII but the backslash
+_PLAIN = frozenset(range(0x21, 0x7f)) - {ord("\\")}
+
+
+@functools.lru_cache(maxsize=4096)
+def quote(value: str) -> str:
+    """One value as one ASCII word: the bytes of *value* (a group path may hold any
+    byte but "/" and NUL, and arrives here surrogate-escaped, os.fsdecode) with
+    every byte outside printable ASCII, and the backslash, written as \\ooo, the
+    escaping of /proc/self/mountinfo. Names that need none come back unchanged."""
+    raw = os.fsencode(value)
+    if all(b in _PLAIN for b in raw):
+        return value
+    return "".join(chr(b) if b in _PLAIN else f"\\{b:03o}" for b in raw)
+
+
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def unquote(word: str) -> str:
+    """quote() undone: the original str (surrogate-escaped where not UTF-8)."""
+    if "\\" not in word:
+        return word
+    raw = _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), word).encode("latin-1")
+    return os.fsdecode(raw)
+
+
 def _fields(fields: dict) -> str:
-    return "".join(f" {k}={v}" for k, v in fields.items())
+    return "".join(f" {k}={quote(v) if type(v) is str else v}" for k, v in fields.items())
 
 
 def ok_line(**fields) -> bytes:
@@ -176,7 +208,8 @@ def ok_line(**fields) -> bytes:
 def err_line(code: int, message: str) -> bytes:
     name = errno.errorcode.get(code, "EIO")
     message = " ".join(message.split())  # one line, whatever the message held
-    return f"err {name} {message}\n".encode()
+    # ASCII whatever the message quotes (a group name need not be UTF-8)
+    return f"err {name} ".encode() + message.encode("ascii", "backslashreplace") + b"\n"
 
 
 def event_line(name: str, **fields) -> bytes:
@@ -188,13 +221,13 @@ def parse_reply(line: str) -> tuple[str, dict[str, str] | tuple[str, str]]:
     ("event", fields with "event" = name)."""
     head, _, rest = line.partition(" ")
     if head == "ok":
-        return "ok", dict(w.partition("=")[::2] for w in rest.split())
+        return "ok", {k: unquote(v) for k, _, v in (w.partition("=") for w in rest.split())}
     if head == "err":
         name, _, message = rest.partition(" ")
         return "err", (name, message)
     if head == "event":
         name, _, rest = rest.partition(" ")
-        fields = dict(w.partition("=")[::2] for w in rest.split())
+        fields = {k: unquote(v) for k, _, v in (w.partition("=") for w in rest.split())}
         fields["event"] = name
         return "event", fields
     raise ValueError(f"not a reply: {line!r}")

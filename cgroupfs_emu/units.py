@@ -78,10 +78,15 @@ _SHIFTS = {ord(c): shift for shift, cs in enumerate(("kK", "mM", "gG", "tT", "pP
            for c in cs}
 
 
-def memparse(s: bytes) -> tuple[int, int]:
-    """lib/cmdline.c memparse(): number, then at most one binary suffix."""
+#: the suffixes of lib/cmdline.c before T, P and E were added (3.10)
+SUFFIXES_KMG = b"kKmMgG"
+
+
+def memparse(s: bytes, suffixes: bytes | None = None) -> tuple[int, int]:
+    """lib/cmdline.c memparse(): number, then at most one binary suffix (of
+    *suffixes*, if given: older kernels knew fewer)."""
     value, end = simple_strtoull(s)
-    if end < len(s) and s[end] in _SHIFTS:
+    if end < len(s) and s[end] in _SHIFTS and (suffixes is None or s[end] in suffixes):
         value = (value << (10 * _SHIFTS[s[end]])) & U64
         end += 1
     return value, end

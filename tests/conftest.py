@@ -6,6 +6,7 @@ import contextlib
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,12 +46,16 @@ def started(argv: list[str], **popen_args):
 class Mount:
     """One foreground daemon and its mount point. Always call stop()."""
 
-    def __init__(self, options: str = "", source: str = "memory"):
+    def __init__(self, options: str = "", source: str = "memory", prefix: tuple = (),
+                 flags: tuple = ()):
+        """*prefix*: a command the daemon runs under (e.g. prlimit); *flags*: more
+        daemon flags (e.g. -d)."""
         self.dir = tempfile.mkdtemp(prefix="cgemu-")
         os.chmod(self.dir, 0o755)  # other users reach allow_other mounts through it
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
-        cmd = [sys.executable, "-m", "cgroupfs_emu", "-f"]
+        # -X faulthandler: a daemon that will not exit is made to print where it hangs
+        cmd = [*prefix, sys.executable, "-X", "faulthandler", "-m", "cgroupfs_emu", "-f", *flags]
         if options:
             cmd += ["-o", options]
         cmd += [source, self.path]
@@ -77,10 +82,16 @@ class Mount:
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-u", self.path], check=False)
         try:
-            rc = self.proc.wait(timeout=15)
+            rc = self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()  # our own child, by its pid
-            rc = self.proc.wait()
+            # our own child, by its pid: SIGABRT first, so faulthandler writes every
+            # thread's stack into the log the assertion below shows
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                rc = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-u", "-z", self.path], check=False)
         self._stderr.close()
@@ -105,7 +116,9 @@ def _mount_fixture(options: str):
     return fixture
 
 
-mnt = _mount_fixture("")  # the default profile (seeds)
+#: the default profile (seeds). ncpus=6 makes a child's kernel data 2 + 6 = 8 pages,
+#: what the tests that count a parent's usage after mkdir expect.
+mnt = _mount_fixture("ncpus=6")
 
 
 @pytest.fixture

@@ -11,28 +11,36 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cgroupfs_emu.core import LINUX_6, SEEDS, RecordingEffects, memory_hierarchy
-from cgroupfs_emu.core.memcg import OomVerdict
+from cgroupfs_emu.core.memcg import OomVerdict, Res
+from cgroupfs_emu.core.memcg.kinds import ACCOUNTS
 from cgroupfs_emu.core.errors import Busy, Invalid, NoMemory
 
 
 def own(group):
     """Pages a group's own counters hold, from the ledgers (not the counters)."""
-    mem = swap = kmem = tcp = 0
+    by_res = {Res.MEM: 0, Res.MEMSW: 0, Res.KMEM: 0, Res.TCP: 0}
+
+    def add(acc, n):
+        for res in acc.counters:
+            by_res[res] += n
+
     for led in group.ledgers.values():
-        mem += led["anon"] + led["file"] + led["shmem"] + led["mapped"] + led["kmem"]
-        swap += led["swap"]
-        kmem += led["kmem"] + led["kmem_only"]
-        tcp += led["tcp"]
-    mem += group.orphan_file
+        for name, acc in ACCOUNTS.items():
+            add(acc, led[name])
+    by_res[Res.MEM] += group.orphan_file
+    by_res[Res.MEMSW] += group.orphan_file
     for cache in group.slab.values():
-        mem += cache.pages_mem
-        kmem += cache.pages_mem + cache.pages_only
+        for acc, n in cache.charged.items():
+            add(acc, n)
     for owner in group.state.owners:
         if owner.stock_group is group:
-            mem += owner.stock
+            by_res[Res.MEM] += owner.stock
+            by_res[Res.MEMSW] += owner.stock
     for child in group.children():
-        mem += child.mkdir_charge
-        kmem += child.mkdir_charge
+        if child.mkdir_charge:
+            add(child.mkdir_account, child.mkdir_charge)
+    mem, swap = by_res[Res.MEM], by_res[Res.MEMSW] - by_res[Res.MEM]
+    kmem, tcp = by_res[Res.KMEM], by_res[Res.TCP]
     return {"memory": mem, "memsw": mem + swap, "kmem": kmem, "tcpmem": tcp}
 
 
@@ -80,7 +88,7 @@ def test_charge_walks_up_and_counts_stats():
     assert h.charge(o, c, "anon", 3) is None
     assert h.charge(o, c, "file", 2) is None
     assert h.charge(o, c, "shmem", 1) is None
-    assert (c.memory.usage, g.memory.usage) == (6, 6 + 8)
+    assert (c.memory.usage, g.memory.usage) == (6, 6 + h.mkdir_charge_pages)
     assert c.stats["rss"] == 3 and c.stats["cache"] == 3 and c.stats["shmem"] == 1
     assert c.stats["mapped_file"] == 1 and c.stats["pgpgin"] == 6 and c.stats["pgfault"] == 4
     assert g.stat_total("rss") == 3 and g.stats["rss"] == 0
@@ -90,8 +98,8 @@ def test_charge_walks_up_and_counts_stats():
 
 
 def test_failcnt_on_the_refusing_level_and_reclaim_of_page_cache():
-    h, g = setup(memory=10)
-    c = mkdir(h, g, "c")  # charges 8 pages of kernel data to g
+    h, g = setup(memory=SEEDS.mkdir_charge_pages(1) + 2)
+    c = mkdir(h, g, "c")  # charges its kernel data to g: g has room for 2 pages more
     a, b = h.new_owner(1), h.new_owner(2)
     h.charge(a, c, "file", 2)
     # b needs 1 more page: g refuses, reclaim takes a's page cache, a is told

@@ -78,7 +78,7 @@ def test_help_and_version_exit_zero_and_agree_with_the_package():
     ("oom_kill", "oom_kill must be kill or none"),
     ("swap=lots", "swap='lots' is not a size"),
     ("poll_ms=5", "poll_ms='5': a number of milliseconds, 10..60000"),
-    ("kernel=linux-2", "choose from linux-6, seeds"),
+    ("kernel=linux-2", "unknown kernel profile 'linux-2' (choose from kmem-2011, "),
     ("pidfile=", "pidfile needs a path"),
     ("socket_mode=999", "is not an octal mode"),
 ])
@@ -185,7 +185,7 @@ def test_the_detached_daemon_leaves_its_caller_alone(tmp_path):
         start = [l for l in log.read_text().splitlines() if ": mounted " in l]
         assert len(start) == 1
         assert (f"cgroupfs_emu {cgroupfs_emu.__version__}: mounted {mnt} (source memory), "
-                f"profile linux-6, socket {sock}, pid {pid}, options kernel=linux-6,"
+                f"profile linux-6.18, socket {sock}, pid {pid}, options kernel=linux-6,"
                 f"log={log},pidfile=d.pid") in start[0]
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], check=False)

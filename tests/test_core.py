@@ -79,7 +79,8 @@ def test_mkdir_charges_the_parent_and_rmdir_gives_it_back():
     parent = h.mkdir(h.root, "p")
     assert parent.memory.usage == 0
     child = h.mkdir(parent, "c")
-    pages = LINUX_6.mkdir_charge_pages
+    pages = h.mc.mkdir_charge_pages
+    assert pages == LINUX_6.mkdir_charge_pages(1)  # World: one possible CPU
     assert (parent.memory.usage, parent.kmem.usage, parent.memsw.usage) == (pages,) * 3
     with pytest.raises(Busy):
         h.mc.resize_max(parent, pages - 1, memsw=False)
@@ -135,7 +136,8 @@ def test_rmdir_and_rename_rules():
 
 
 def test_memcg_id_space():
-    h = World(attrs.evolve(LINUX_6, max_groups=3, mkdir_charge_pages=0))
+    h = World(attrs.evolve(LINUX_6, max_groups=3, mkdir_charge_fixed=0,
+                           mkdir_charge_per_cpu=0))
     h.mkdir(h.root, "a")
     h.mkdir(h.root, "b")
     with pytest.raises(NoSpace):

@@ -10,13 +10,14 @@ from cgroupfs_emu.core.errors import Busy, Exists, Invalid, NoMemory
 
 NAMES = st.sampled_from(["a", "b", "c"])
 PAGES = st.one_of(st.integers(0, 64), st.just(PAGE_COUNTER_MAX))
-K = LINUX_6.mkdir_charge_pages
+NCPUS = 2
+K = LINUX_6.mkdir_charge_pages(NCPUS)
 
 
 class HierarchyMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
-        self.h, self.mc = memory_hierarchy(LINUX_6)
+        self.h, self.mc = memory_hierarchy(LINUX_6, ncpus=NCPUS)
         # model: path -> {"limit": pages, "memsw": pages}; usage of a group is K times
         # the number of its children plus what its children are charged, recursively
         self.model = {(): {"limit": PAGE_COUNTER_MAX, "memsw": PAGE_COUNTER_MAX}}

@@ -379,8 +379,6 @@ def test_cgroup_tools_manage_the_emulator(mnt):
 
 
 @needs("cgget", "cgroup-tools")
-@pytest.mark.xfail(reason="cgget -g takes its exit status from the last directory entry; "
-                          "needs the kernel's readdir order (issue 11)", strict=False)
 def test_cgget_prints_a_groups_values(mnt):
     group(mnt, "G", limit_in_bytes="40M")
     r = cgemu("run", "-m", mnt.path, "-g", "G", "--", "cgget", "-g", "memory", "/G")

@@ -106,6 +106,8 @@ def _register_alloc(sub) -> None:
                        help=f"bytes of {kind} memory to charge")
     a.add_argument("--slab", type=_slab, action="append", default=[],
                    metavar="CACHE:OBJSIZE[:COUNT]", help="slab objects to allocate")
+    a.add_argument("--fork", type=int, default=0, metavar="N",
+                   help="start N tasks (kmem-2012: each charges a 16K thread stack)")
     a.add_argument("--hold", action="store_true",
                    help="keep the memory until SIGTERM, SIGINT or EOF on stdin")
     a.add_argument("--no-stock", action="store_true", help="charge every page exactly")
@@ -206,8 +208,11 @@ def cmd_alloc(args) -> int:
     try:
         with _connect(args, use_stock=not args.no_stock) as client:
             if args.group:
-                procs = os.path.join(group_dir(find_mount(args), args.group), "cgroup.procs")
-                with open(procs, "w") as f:
+                gdir = group_dir(find_mount(args), args.group)
+                # kernels before 3.0 (and the 2007 seed) have only tasks
+                procs = os.path.join(gdir, "cgroup.procs")
+                with open(procs if os.path.exists(procs) else os.path.join(gdir, "tasks"),
+                          "w") as f:
                     f.write("0")
             done: list[tuple] = []
             try:
@@ -222,6 +227,9 @@ def cmd_alloc(args) -> int:
                     done.append(("slab", cache, objsize, count))
                     print(f"allocated {count} {cache} objects of {objsize} bytes "
                           f"({reply['slab_pages']} slab pages)", flush=True)
+                if args.fork:
+                    client.fork(args.fork)
+                    print(f"forked {args.fork} tasks", flush=True)
                 info = client.status()
                 print("holding " + " ".join(f"{k}={v}" for k, v in info.items()), flush=True)
                 if args.hold:

@@ -34,13 +34,16 @@ import trio
 
 from ..core.cgroup import Hierarchy
 from ..core.memcg import MemoryController
-from ..core.profiles import get_profile
+from ..core.catalog import get_profile
+from ..host.cpus import possible_cpus
 from ..files import ControlTree
 from ..fs import CgroupFS
+from ..fs.session import fuse_fds, install_fast_wait
 from ..host.procfs import Host
 from ..protocol import SOCKET_XATTR, default_socket_path
 from ..service.effects import Clients, HostFacts, ReleaseAgents, ServiceEffects
 from ..service.follower import Follower
+from ..service.fdbudget import raise_nofile_limit
 from ..service.oom import OomExecutor, OomWaitQueue
 from ..service.server import ChargeServer, bind_socket
 from ..service.signals import Signaller
@@ -75,15 +78,18 @@ class Daemon:
         self.oom_queue = OomWaitQueue()
         self.agents = ReleaseAgents()
         self.effects = ServiceEffects(self.clients, self.oom_queue, self.agents)
-        self.memory = MemoryController(get_profile(cfg.profile), self.effects,
+        profile = get_profile(cfg.profile)
+        self.memory = MemoryController(profile, self.effects,
                                        HostFacts(self.signals, self.host),
-                                       swap_pages=cfg.swap // PAGE_SIZE, oom_kill=cfg.oom_kill)
+                                       swap_pages=cfg.swap // PAGE_SIZE, oom_kill=cfg.oom_kill,
+                                       ncpus=cfg.ncpus or possible_cpus())
         self.executor = OomExecutor(self.memory, self.signals, self.oom_queue)
         self.tracker = ProcessTracker(self.memory, self.host, self.executor)
         # The tracker's can_attach settles a moving leader before memory moves its
         # charges: it is bound first.
         self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
-                                   release_agent=cfg.release_agent, owner_uid=os.getuid())
+                                   release_agent=cfg.release_agent, owner_uid=os.getuid(),
+                                   names=profile.name_rules())
         # issue 13: events, adaptive sampling, the stop-first thread, stack charging
         self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
                                  events=cfg.events, stacks=cfg.thread_stacks)
@@ -102,17 +108,23 @@ class Daemon:
         Each pushes its undoing on *stack*."""
         stack.callback(self.watcher.close)
         stack.callback(self.follower.close)  # unwound first (LIFO): continue what its thread stopped
+        raise_nofile_limit()  # the descriptor budget (service/fdbudget.py) counts on it
         try:
-            listener = bind_socket(self.socket_path, self.cfg.socket_mode)
+            listener = bind_socket(self.socket_path, self.cfg.socket_mode,
+                                   default_dir=self.cfg.socket is None)
         except OSError as e:
             raise UsageError(f"cannot create socket {self.socket_path}: "
                              f"{e.strerror or e}") from None
         stack.callback(self._close_socket, listener)
         self.listener = listener
+        before = fuse_fds()
         try:
             pyfuse3.init(self.ops, self.cfg.mountpoint, fuse_options(self.cfg))
         except RuntimeError as e:
             raise UsageError(f"cannot mount on {self.cfg.mountpoint}: {e}") from None
+        session = fuse_fds() - before
+        if len(session) == 1:  # the session's /dev/fuse descriptor
+            install_fast_wait(session.pop())
         # Unmount on the error path too: a daemon that dies must not leave a mount
         # whose every access fails with ENOTCONN.
         stack.callback(pyfuse3.close, unmount=True)

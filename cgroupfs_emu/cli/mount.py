@@ -26,8 +26,15 @@ __all__ = ["main", "fuse_options", "Daemon"]
 
 def _setup_logging(cfg: MountConfig) -> None:
     level = logging.DEBUG if cfg.debug else logging.INFO
-    handler = (logging.FileHandler(cfg.log_file) if cfg.log_file
-               else logging.StreamHandler(sys.stderr))
+    # Group names and release_agent paths need not be UTF-8 (they reach us
+    # surrogate-escaped): a strict stream would lose the whole record to a
+    # "--- Logging error ---"; backslashreplace writes \udcff for the byte.
+    if cfg.log_file:
+        handler = logging.FileHandler(cfg.log_file, errors="backslashreplace")
+    else:
+        if hasattr(sys.stderr, "reconfigure"):
+            sys.stderr.reconfigure(errors="backslashreplace")
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

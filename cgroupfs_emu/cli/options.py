@@ -11,7 +11,8 @@ import os
 
 import attrs
 
-from ..core.profiles import DEFAULT_PROFILE, PROFILES
+from ..core.catalog import ALIASES, PROFILES, profile_names
+from ..core.profiles import DEFAULT_PROFILE
 from ..units import memparse_strict
 from .common import VERSION
 
@@ -65,16 +66,18 @@ class MountConfig:
     pidfile: str | None = None
     #: the -o options as given, for the start log line
     options: list[str] = attrs.field(factory=list)
+    #: possible CPUs the mkdir charge counts (None: this machine's)
+    ncpus: int | None = None
 
 
 def apply_option(cfg: MountConfig, opt: str) -> None:
     """Take one ``-o`` option: ours, a VFS flag for the kernel, or an ignored one."""
     key, eq, value = opt.partition("=")
     if key == "kernel":
-        if value not in PROFILES:
+        if value not in PROFILES and value not in ALIASES:
             raise UsageError(f"unknown kernel profile {value!r} "
-                             f"(choose from {', '.join(sorted(PROFILES))})")
-        cfg.profile = value
+                             f"(choose from {', '.join(profile_names())})")
+        cfg.profile = ALIASES.get(value, value)
     elif key == "release_agent" and eq:
         cfg.release_agent = value
     elif key in ("log", "socket", "pidfile"):
@@ -106,6 +109,10 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
         cfg.fast_ms = int(value)
     elif key == "thread_stacks" and value in ("0", "1"):
         cfg.thread_stacks = value == "1"
+    elif key == "ncpus" and eq:
+        if not value.isdigit() or not 1 <= int(value) <= 8192:
+            raise UsageError(f"ncpus={value!r}: a number of CPUs, 1..8192")
+        cfg.ncpus = int(value)
     elif key == "oom_kill":
         if value not in ("kill", "none"):
             raise UsageError(f"oom_kill must be kill or none, not {value!r}")
@@ -177,7 +184,12 @@ live and keeps serving in the background (-f: stay in the foreground; -d: debug 
 implies -f). Unmount with 'fusermount3 -u MOUNTPOINT' or SIGTERM.
 
 options:
-  kernel=NAME          kernel generation to emulate: seeds (default), linux-6
+  kernel=NAME          kernel generation to emulate: seeds (default), linux-3.10,
+                       linux-4.19, linux-5.10, linux-6.18 (linux-6 = linux-6.18);
+                       a seed system: memctl-2007, shrink-2008, kmem-2011,
+                       kmem-slab-2012, kmem-2012 (docs/seed-profiles.md)
+  ncpus=N              possible CPUs a new group's per-CPU data is charged for
+                       (default: this machine's)
   allow_other          let other users use the mount (needs user_allow_other)
   release_agent=PATH   initial release_agent of the hierarchy
   log=FILE             append the daemon's log to FILE

@@ -224,6 +224,16 @@ class Client:
     def slab_free(self, cache: str, obj_size: int, count: int = 1) -> dict[str, str]:
         return self._request(f"slab_free {cache} {obj_size} {count}")
 
+    def fork(self, count: int = 1) -> int:
+        """*count* new tasks of this process start (seed 003: each charges a 16 KiB
+        thread stack of kmem where the profile charges stacks). ChargeRefused when a
+        stack does not fit, as fork(2) fails with ENOMEM. Returns the tasks held."""
+        return int(self._request(f"fork {count}")["tasks"])
+
+    def exit(self, count: int = 1) -> int:
+        """*count* of the tasks started by fork() end; returns the tasks left."""
+        return int(self._request(f"exit {count}")["tasks"])
+
     def status(self, pid: int | None = None) -> dict[str, str]:
         """What the daemon holds for this process (bytes per kind, its group)."""
         if any(self._consumed.values()):

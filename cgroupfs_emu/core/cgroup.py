@@ -32,11 +32,12 @@ Not emulated: other controllers, cgroup v2, cgroup namespaces, threaded groups.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterator, Protocol
 
 import attrs
 
-from .errors import Busy, CrossParent, Exists, Invalid, NoEntry
+from .errors import Busy, CrossParent, Exists, Invalid, NameTooLong, NoEntry
 from .port import Effects
 
 
@@ -127,12 +128,32 @@ class Subsystem(Protocol):
     def attach(self, tset: TaskSet) -> None: ...
 
 
+@attrs.frozen
+class NameRules:
+    """What cgroup_mkdir() / cgroup1_rename() accept as a group name."""
+
+    #: kernfs era: "\n" would make /proc/PID/cgroup unparsable, so EINVAL
+    newline_einval: bool = True
+    #: 3.10 cgroup_lookup(): longer than NAME_MAX is ENAMETOOLONG (None: no limit,
+    #: kernfs looks names up without one)
+    name_max: int | None = None
+
+    def check(self, name: str) -> None:
+        if self.name_max is not None and len(os.fsencode(name)) > self.name_max:
+            raise NameTooLong("group name too long")
+        if self.newline_einval and "\n" in name:
+            raise Invalid("group names cannot contain a newline")
+
+
 class Hierarchy:
     """The tree (``struct cgroup_root``), its tasks, and the v1 release agent."""
 
     def __init__(self, subsystems: list[Subsystem] | tuple = (), effects: Effects | None = None,
-                 release_agent: str = "", owner_uid: int = 0):
+                 release_agent: str = "", owner_uid: int = 0,
+                 names: NameRules | None = None):
         self.subsystems = tuple(subsystems)
+        #: what a group name may be (differs across kernel generations)
+        self.names = names or NameRules()
         self.effects = effects or Effects()
         #: the user who mounted: plays the part of root for privileged files
         self.owner_uid = owner_uid
@@ -163,8 +184,7 @@ class Hierarchy:
 
         The caller (the filesystem) has already checked that *name* is free in the
         directory, control-file names included."""
-        if "\n" in name:
-            raise Invalid("group names cannot contain a newline")
+        self.names.check(name)
         if name in parent.children:
             raise Exists(name)
         if not parent.online:
@@ -200,8 +220,7 @@ class Hierarchy:
 
     def rename(self, group: Cgroup, new_parent: Cgroup, new_name: str) -> None:
         """cgroup1_rename(): same parent only (EIO otherwise); settings are kept."""
-        if "\n" in new_name:
-            raise Invalid("group names cannot contain a newline")
+        self.names.check(new_name)
         if group.parent is not new_parent:
             raise CrossParent("cgroup v1 groups cannot move to another parent")
         if new_name == group.name:

@@ -33,4 +33,9 @@ NoSuchProcess = _error("NoSuchProcess", _errno.ESRCH, "ESRCH: no such process.")
 NoMemory = _error("NoMemory", _errno.ENOMEM, "ENOMEM: a charge could not be satisfied.")
 NoSpace = _error("NoSpace", _errno.ENOSPC, "ENOSPC: the memcg ID space is exhausted.")
 BadFd = _error("BadFd", _errno.EBADF, "EBADF: a file descriptor is not open.")
+NameTooLong = _error("NameTooLong", _errno.ENAMETOOLONG,
+                     "ENAMETOOLONG: a group name longer than the kernel looks up.")
+IOFailure = _error("IOFailure", _errno.EIO, "EIO: the kernel answers an I/O error (e.g. 3.x "
+                   "kmem.slabinfo of a group without kmem accounting, the 2007 "
+                   "framework's tasks file given no number).")
 CrossParent = _error("CrossParent", _errno.EIO, "EIO: cgroup v1 refuses renames across parents.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..units import PAGE_SIZE
 from .errors import Busy
 
-__all__ = ["PAGE_SIZE", "PAGE_COUNTER_MAX", "PageCounter"]
+__all__ = ["PAGE_SIZE", "PAGE_COUNTER_MAX", "PageCounter", "ResCounter2007"]
 #: LONG_MAX: page counters are signed longs in the kernel
 LONG_MAX = (1 << 63) - 1
 #: LONG_MAX / PAGE_SIZE on 64-bit: the "unlimited" value. Read back as bytes it is
@@ -94,3 +94,26 @@ class PageCounter:
     def hierarchical_max(self) -> int:
         """Smallest max on the way to the root (memory.stat hierarchical_*_limit)."""
         return min(c.max for c in self.ancestors())
+
+
+class ResCounter2007(PageCounter):
+    """Seed 002's res_counter (patch 1): ``usage``, ``limit`` and ``failcnt`` as
+    unsigned longs counted in pages, with no parent in practice (the 2007 controller
+    had no hierarchy).
+
+    Port of res_counter_charge_locked(): the charge succeeds if ``usage <= limit - val``
+    computed in unsigned long, so a limit below the charge wraps around and lets it
+    pass (a limit of 0 never blocks a one-page charge). No watermark existed; it is
+    kept anyway, nobody reads it.
+    """
+
+    __slots__ = ()
+    ULONG = (1 << 64) - 1
+
+    def try_charge(self, nr_pages: int) -> PageCounter | None:
+        if self.usage <= (self.max - nr_pages) & self.ULONG:
+            self.usage += nr_pages
+            self.watermark = max(self.watermark, self.usage)
+            return None
+        self.failcnt += 1
+        return self

@@ -1,7 +1,9 @@
 """cgroup.event_control: "<event_fd> <control_fd> [args]" (spec 3.9).
 
 Port of memcg_write_event_control(). Both numbers are descriptors of the *writing*
-process; they are looked up through /proc/PID/fd and validated in the kernel's order
+process (the task blocked in the write(2), found by ControlTree.writer; EBADF where it
+cannot be established, never the opener's table); they are looked up through
+/proc/PID/fd and validated in the kernel's order
 with the kernel's errno. For a valid registration the emulator takes its own duplicate
 of the writer's eventfd (pidfd_open + pidfd_getfd, which needs root or ptrace rights
 over the writer: the same user, without Yama restrictions) and hands the listener to
@@ -14,7 +16,9 @@ from ..core.errors import AccessDenied, BadFd, Invalid
 from ..core.memcg import events as notify
 from ..core.memcg.vmpressure import LEVELS as PRESSURE_LEVELS
 from ..core.memcg.vmpressure import MODES as PRESSURE_MODES
-from . import parsers
+from ..core.profiles import CounterKind
+from ..units import PAGE_SIZE
+from . import mechanics, parsers
 from .request import Request
 
 EVENTFD_TARGET = "anon_inode:[eventfd]"
@@ -23,6 +27,18 @@ EVENT_SOURCES = ("memory.usage_in_bytes", "memory.memsw.usage_in_bytes",
                  "memory.oom_control", "memory.pressure_level")
 #: MAX_VMPRESSURE_ARGS_LEN: strlen("critical") + strlen("hierarchy") + 2
 _MAX_PRESSURE_ARGS = 19
+
+
+def _threshold(req: Request, args: bytes) -> int:
+    """mem_cgroup_usage_register_event(): the threshold is parsed as the profile's
+    limits are (res_counter kernels: res_counter_memparse_write_strategy(), rounded
+    up), in pages."""
+    profile = req.tree.profile
+    if profile.counter is CounterKind.RES_COUNTER:
+        nbytes = mechanics.res_counter_memparse(parsers.strstrip(args),
+                                                profile.memparse_suffixes)
+        return nbytes // PAGE_SIZE
+    return parsers.parse_limit(args, profile.memparse_suffixes)
 
 
 def _strtoul10(s: bytes, i: int) -> tuple[int, int]:
@@ -76,7 +92,7 @@ def register_event(req: Request, buf: bytes) -> None:
 
     if name.endswith("usage_in_bytes"):
         listener = notify.EventListener(notify.THRESHOLD, pid, efd,
-                                        threshold=parsers.parse_limit(args),
+                                        threshold=_threshold(req, args),
                                         memsw=name == "memory.memsw.usage_in_bytes")
     elif name == "memory.pressure_level":
         level, mode = parse_pressure_args(args)

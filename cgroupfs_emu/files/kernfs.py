@@ -18,9 +18,12 @@ import os
 import stat
 import time
 
+from .. import dirorder
 from ..core.cgroup import Cgroup
 from .request import Caller
 
+#: room for a group's control files between two directory births (3.10 order)
+_SEQ_SPAN = 1 << 12
 #: FUSE_ROOT_ID: the mount root's inode number in the FUSE protocol
 ROOT_INODE = 1
 #: a directory the kernel creates for a group (the root) is rwxr-xr-x
@@ -32,7 +35,7 @@ class Node:
     """One inode: a group directory or a control file of a group."""
 
     __slots__ = ("inode", "dir", "name", "mode", "uid", "gid", "atime", "mtime", "ctime",
-                 "lookups", "group", "cf", "files")
+                 "lookups", "group", "cf", "files", "born")
 
     def __init__(self, inode, mode, uid, gid, group, cf=None, dir=None, name=""):
         self.inode = inode
@@ -46,6 +49,9 @@ class Node:
         self.dir = dir  # the directory node a file node lives in
         self.name = name
         self.files: dict[str, Node] | None = {} if cf is None else None
+        #: directories: when the entry was made (mkdir, or rename: 3.10's d_move()
+        #: puts it back at the head), for the 3.10 order
+        self.born = 0
 
     @property
     def is_dir(self) -> bool:
@@ -78,10 +84,35 @@ class Kernfs:
         self.nodes: dict[int, Node] = {root.inode: root}
         self._dir_of_group: dict[int, Node] = {id(tree.root): root}
         self._next_inode = ROOT_INODE + 1
+        self._births = 0
 
     @property
     def root(self) -> Node:
         return self.nodes[ROOT_INODE]
+
+    def _birth(self) -> int:
+        self._births += 1
+        return self._births
+
+    def renamed(self, group: Cgroup) -> None:
+        """3.10: d_move() puts a renamed group's dentry back at the head of its
+        parent's list, as if just created."""
+        self.dir_node(group).born = self._birth()
+
+    def entries(self, dnode: Node) -> list[dirorder.Entry]:
+        """The directory's entries now (kernfs lists live, not a snapshot): child
+        groups and control files, each with its creation sequence for the 3.10 order
+        (a group's files are made right after the group, its child groups later)."""
+        group = dnode.group
+        if not group.online:
+            return []
+        entries = [dirorder.Entry(name, self.dir_node(sub).born * _SEQ_SPAN)
+                   for name, sub in self.tree.subgroups(group).items()]
+        order = {name: i for i, name in enumerate(self.tree.file_creation_order)}
+        base = dnode.born * _SEQ_SPAN + 1
+        entries += [dirorder.Entry(name, base + order.get(name, len(order) + i))
+                    for i, name in enumerate(self.tree.files(group))]
+        return entries
 
     def _new_inode(self) -> int:
         inode = self._next_inode
@@ -96,6 +127,7 @@ class Kernfs:
         node = self._dir_of_group.get(id(group))
         if node is None:
             node = Node(self._new_inode(), stat.S_IFDIR | mode, uid, gid, group)
+            node.born = self._birth()
             self.nodes[node.inode] = node
             self._dir_of_group[id(group)] = node
         return node

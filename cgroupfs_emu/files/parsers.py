@@ -40,12 +40,13 @@ def strstrip(buf: bytes) -> bytes:
     return buf.strip(_SPACE)
 
 
-def parse_limit(buf: bytes) -> int:
-    """page_counter_memparse(strstrip(buf), "-1"): a limit in pages."""
+def parse_limit(buf: bytes, suffixes: bytes | None = None) -> int:
+    """page_counter_memparse(strstrip(buf), "-1"): a limit in pages (*suffixes*: the
+    memparse() suffixes the kernel knew, None for all)."""
     s = strstrip(buf)
     if s == b"-1":
         return PAGE_COUNTER_MAX
-    value, end = memparse(s)
+    value, end = memparse(s, suffixes)
     if end != len(s):
         raise Invalid("not a size")
     return min(value // PAGE_SIZE, PAGE_COUNTER_MAX)

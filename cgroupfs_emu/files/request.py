@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import attrs
 
 from ..core.cgroup import Cgroup
 from ..core.memcg import SUBSYS, MemCgroup
 
 
-@attrs.frozen
-class Caller:
-    """Who opened the file: FUSE reports no pid on write, so it is kept from open."""
+class Caller(NamedTuple):
+    """Who opened the file: FUSE reports no pid on write, so it is kept from open.
+    (A tuple: one is made at every open, and a frozen attrs class costs three
+    object.__setattr__ calls there.)"""
 
     pid: int
     uid: int

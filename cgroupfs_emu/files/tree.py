@@ -9,12 +9,13 @@ facts); it builds none of them.
 from __future__ import annotations
 
 from ..core.cgroup import Cgroup, Hierarchy
+from ..core.errors import BadFd
 from ..core.memcg import MemoryController
 from ..host.procfs import Host
 from ..units import PAGE_SIZE
 from .kernfs import Kernfs
 from .request import Caller, Request
-from .table import ControlFile, files_for, read_file, write_file
+from .table import BY_WRITER, ControlFile, files_for, read_file, write_file
 
 #: see ControlTree.xattrs
 TASK_MEMORY_XATTR = "user.cgroupfs_emu.task_memory"
@@ -33,6 +34,16 @@ class ControlTree:
     @property
     def root(self) -> Cgroup:
         return self.hierarchy.root
+
+    @property
+    def dir_order(self):
+        """The profile's directory order (cgroupfs_emu.dirorder)."""
+        return getattr(self.profile, "dir_order", None)
+
+    @property
+    def file_creation_order(self) -> tuple[str, ...]:
+        """Control-file names in the order the kernel creates them (3.10 order)."""
+        return getattr(self.profile, "file_creation_order", ())
 
     def subgroups(self, group: Cgroup) -> dict[str, Cgroup]:
         return group.children
@@ -70,5 +81,43 @@ class ControlTree:
     def read(self, group: Cgroup, cf: ControlFile, caller: Caller) -> bytes:
         return read_file(Request(group, cf, caller, self))
 
+    def writer(self, group: Cgroup, cf: ControlFile, size: int) -> Caller:
+        """The process that issued the write(2) being served, for rows that act on
+        the writer (BY_WRITER: cgroup.event_control's descriptor numbers belong to
+        the writer's table, memcg_write_event_control()).
+
+        FUSE tells the daemon who opened a file, not who writes it (pyfuse3's write
+        handler gets no request context), and the opener may have handed the
+        descriptor to another process or dropped privileges. A direct-I/O write is
+        synchronous, so the writer is the one task blocked in a write-family
+        syscall on a descriptor that names this very file (Host.blocked_writes).
+        Where that cannot be established the write is refused with EBADF, never
+        answered from the opener's table:
+        * the daemon may not inspect the writer (not root, another user; Yama);
+        * two tasks write this same file with the same byte count at once;
+        * the writer's path to the file differs from the daemon's (another mount
+          namespace or chroot), or the write came through io_uring or AIO;
+        * a thread with a descriptor table of its own (clone without CLONE_FILES).
+        """
+        found = set()
+        for tgid, tid, fd in self.host.blocked_writes(size):
+            target = self.host.fd_target(tid, fd)
+            if target is None:
+                continue
+            where = self.nodes.resolve(target, Caller(tid, 0, 0))
+            if where is None or where[0] is not group or self.files(group).get(where[1]) is not cf:
+                continue
+            found.add((tgid, tid))
+        if len(found) != 1:
+            raise BadFd("cannot establish the writing process" if not found
+                        else "several processes write this file at once")
+        (tgid, tid), = found
+        creds = self.host.fs_creds(tid)
+        if creds is None or not self.host.shares_files(tgid, tid):
+            raise BadFd("cannot establish the writing process's descriptor table")
+        return Caller(tgid, *creds)
+
     def write(self, group: Cgroup, cf: ControlFile, caller: Caller, buf: bytes) -> None:
+        if BY_WRITER in cf.flags and group.online and len(buf) <= PAGE_SIZE:
+            caller = self.writer(group, cf, len(buf))
         write_file(Request(group, cf, caller, self), buf)

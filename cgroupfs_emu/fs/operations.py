@@ -28,6 +28,7 @@ import time
 
 import pyfuse3
 
+from .. import dirorder
 from ..core.errors import CgroupError
 from ..files.kernfs import DIR_MODE, ROOT_INODE, Node
 from ..files.request import Caller
@@ -37,6 +38,8 @@ from ..units import PAGE_SIZE
 NAME_MAX = 255
 
 log = logging.getLogger(__name__)
+#: the order of profiles that name none
+_KERNFS = dirorder.KernfsOrder()
 assert ROOT_INODE == pyfuse3.ROOT_INODE
 
 
@@ -59,15 +62,12 @@ def _boundary(fn):
 
 
 class Handle:
-    __slots__ = ("node", "caller", "for_write", "text", "wrote", "truncated")
+    __slots__ = ("node", "caller", "text")
 
-    def __init__(self, node, caller: Caller, for_write: bool, truncated: bool):
+    def __init__(self, node, caller: Caller):
         self.node = node
         self.caller = caller
-        self.for_write = for_write
         self.text: bytes | None = None
-        self.wrote = False
-        self.truncated = truncated
 
 
 class CgroupFS(pyfuse3.Operations):
@@ -84,11 +84,32 @@ class CgroupFS(pyfuse3.Operations):
         self.timeout = timeout
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
+        self._file_info = pyfuse3.FileInfo(direct_io=True, keep_cache=False)
+        #: set once the kernel connected (INIT): only then are there caches to drop
+        self._mounted = False
+
+    def init(self):
+        self._mounted = True
 
     # ------------------------------------------------------------------ nodes
 
     def _dir_node(self, group, mode: int = DIR_MODE, uid: int = 0, gid: int = 0) -> Node:
         return self.nodes.dir_node(group, mode, uid, gid)
+
+    def _stat_changed(self, node: Node) -> None:
+        """Drop the kernel's cached attributes of *node* at once.
+
+        Entries and attributes are cached for ``timeout`` seconds, so nothing a stat
+        shows may change without this. For a change made by a request on this mount
+        the kernel drops them too (fuse_dir_changed after mkdir, rmdir, rename);
+        saying it here keeps the rule whatever path a change takes. attr_only never
+        waits for a lock the kernel holds while this request runs.
+        """
+        if self._mounted:
+            try:
+                pyfuse3.invalidate_inode(node.inode, attr_only=True)
+            except OSError:
+                pass  # ENOENT: the kernel holds no such inode, nothing cached
 
     def _node(self, inode: int) -> Node:
         node = self.nodes.get(inode)
@@ -175,14 +196,15 @@ class CgroupFS(pyfuse3.Operations):
             node.atime = attr.st_atime_ns
         if fields.update_mtime:
             node.mtime = attr.st_mtime_ns
-        if fields.update_size:
-            # O_TRUNC and truncate(2) are accepted and change nothing (kernfs).
-            if fh is not None and fh in self._handles:
-                self._handles[fh].truncated = True
+        # update_size: O_TRUNC and truncate(2) are accepted and change nothing (kernfs).
         return self._attrs(node)
 
     @_boundary
     def getxattr(self, inode, name, ctx):
+        # Asked for security.capability at every open with O_TRUNC (do_truncate ->
+        # dentry_needs_remove_privs); only FUSE_HANDLE_KILLPRIV_V2 (SB_NOSEC) would
+        # stop that, pyfuse3 offers no way to ask for it, and ENOSYS would stop the
+        # kernel asking for the root's socket xattr too. So answer at once.
         value = self._xattrs(self._node(inode)).get(name)
         if value is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
@@ -221,24 +243,34 @@ class CgroupFS(pyfuse3.Operations):
     @_boundary
     def opendir(self, inode, ctx):
         dnode = self._dir_arg(inode)
-        group = dnode.group
-        names = []
-        if group.online:
-            names = sorted(self.tree.subgroups(group)) + list(self.tree.files(group))
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = (dnode, names)
+        self._handles[fh] = (dnode, dirorder.Cursor())
         return fh
 
     @_boundary
     def readdir(self, fh, start_id, token):
-        dnode, names = self._handles[fh]
-        for i in range(start_id, len(names)):
-            node = self._child(dnode, names[i])
+        """kernfs_fop_readdir() (or 3.10's dcache_readdir(), by profile): ".", "..",
+        then the entries in the kernel's order, each offset being what the kernel's
+        getdents64 reports as d_off; the handle's cursor resumes right after the entry
+        the caller last received, whatever was created or removed meanwhile."""
+        dnode, cursor = self._handles[fh]
+        order = self.tree.dir_order or _KERNFS
+        for name, entry, off in dirorder.readdir_page(order, self.nodes.entries(dnode),
+                                                      start_id, cursor):
+            if entry is None:
+                target = dnode
+                if name == dirorder.DOTDOT and dnode.group.parent is not None:
+                    target = self.nodes.dir_node(dnode.group.parent)
+                # "." and ".." never count as lookups (fuse_direntplus_link())
+                if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(target), off):
+                    return
+                continue
+            node = self._child(dnode, name)
             if node is None:
                 continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(names[i]), self._attrs(node), i + 1):
-                break
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(node), off):
+                return
             node.lookups += 1
 
     @_boundary
@@ -257,6 +289,7 @@ class CgroupFS(pyfuse3.Operations):
         node = self._dir_node(group, mode=stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid)
         node.lookups += 1
         dnode.mtime = dnode.ctime = time.time_ns()
+        self._stat_changed(dnode)  # nlink, mtime
         return self._attrs(node)
 
     @_boundary
@@ -270,6 +303,7 @@ class CgroupFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         self.tree.rmdir(group)
         dnode.mtime = dnode.ctime = time.time_ns()
+        self._stat_changed(dnode)  # nlink, mtime
 
     @_boundary
     def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
@@ -288,7 +322,9 @@ class CgroupFS(pyfuse3.Operations):
         if new_dir is old_dir and name_new in self.tree.files(new_dir.group):
             raise pyfuse3.FUSEError(errno.EEXIST)
         self.tree.rename(group, new_dir.group, name_new)
+        self.nodes.renamed(group)
         old_dir.mtime = old_dir.ctime = time.time_ns()
+        self._stat_changed(old_dir)
 
     # ------------------------------------------------------------------ refused
 
@@ -319,14 +355,16 @@ class CgroupFS(pyfuse3.Operations):
         node = self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        for_write = (flags & os.O_ACCMODE) != os.O_RDONLY
         fh = self._next_fh
         self._next_fh += 1
-        # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks" and
-        # for the descriptors named in cgroup.event_control).
-        self._handles[fh] = Handle(node, Caller(ctx.pid, ctx.uid, ctx.gid), for_write,
-                                   bool(flags & os.O_TRUNC))
-        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        # write(2) carries no pid: keep the opener's (needed for "echo 0 > tasks"; the
+        # descriptors named in cgroup.event_control are the writer's, ControlTree.writer).
+        self._handles[fh] = Handle(node, Caller(ctx.pid, ctx.uid, ctx.gid))
+        # pyfuse3 copies the FileInfo into its reply as soon as this returns, so one
+        # object serves every open
+        info = self._file_info
+        info.fh = fh
+        return info
 
     @_boundary
     def read(self, fh, off, size):
@@ -339,21 +377,16 @@ class CgroupFS(pyfuse3.Operations):
     @_boundary
     def write(self, fh, off, buf):
         h = self._handles[fh]
-        h.wrote = True
         self.tree.write(h.node.group, h.node.cf, h.caller, buf)
         h.node.mtime = time.time_ns()
         return len(buf)
 
     @_boundary
     def flush(self, fh):
-        h = self._handles.get(fh)
-        # Observed on 6.18 [G:36]: opening a write-only file with O_TRUNC and closing it
-        # without writing reports EINVAL (dd with empty input); files with a read
-        # handler close cleanly.
-        if (h is not None and h.for_write and h.truncated and not h.wrote
-                and not h.node.cf.readable):
-            h.wrote = True  # report once per open
-            raise pyfuse3.FUSEError(errno.EINVAL)
+        # Nothing happens at close(2) on kernfs: a recorded empty write of
+        # force_empty closes with 0 [G:36]. ENOSYS tells the kernel so once
+        # (fc->no_flush) and it never sends FLUSH again: one request less per close.
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @_boundary
     def release(self, fh):

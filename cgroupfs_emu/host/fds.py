@@ -22,6 +22,9 @@ from ..core.errors import NotPermitted
 #: pidfd_getfd(2) is 438 on every architecture that has the unified syscall table
 #: (x86_64, aarch64, riscv64, ...); Python's os module has no wrapper for it.
 SYS_PIDFD_GETFD = 438
+#: kcmp(2): 312 on x86_64, 272 on the unified table (aarch64, riscv64, ...)
+SYS_KCMP = {"x86_64": 312}.get(platform.machine(), 272)
+KCMP_FILES = 2
 #: eventfd_write() adds an unsigned 64-bit value
 _EVENTFD_ONE = (1).to_bytes(8, "little")
 log = logging.getLogger("cgroupfs_emu.host")
@@ -31,6 +34,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def open_pidfd(pid: int) -> int:
     """pidfd_open(2); OSError (ProcessLookupError for no such process) as os raises."""
     return os.pidfd_open(pid)
+
+
+def same_files(pid1: int, pid2: int) -> bool:
+    """Do two tasks share one descriptor table? (kcmp(KCMP_FILES); a thread made by
+    clone() without CLONE_FILES has its own.) False when it cannot be told."""
+    if pid1 == pid2:
+        return True
+    return _libc.syscall(SYS_KCMP, pid1, pid2, KCMP_FILES, 0, 0) == 0
 
 
 def take_eventfd(pid: int, fd: int, proc: str = "/proc") -> EventFd:

@@ -13,11 +13,22 @@ from the field after it (man 5 proc numbers them from 1 and from pid: subtract 3
 from __future__ import annotations
 
 import os
+import platform
 
 import attrs
 
 from ..units import KIB, PAGE_SIZE
-from .fds import EventFd, take_eventfd
+from .fds import EventFd, same_files, take_eventfd
+
+#: The write-family syscalls a writer of a control file can be blocked in, by
+#: architecture. write/pwrite64 carry the byte count in their third argument; the
+#: vectored ones an iovec count.
+_WRITE_SYSCALLS = {
+    "x86_64": {"write": 1, "pwrite64": 18, "writev": 20, "pwritev": 296, "pwritev2": 328},
+    "aarch64": {"write": 64, "writev": 66, "pwrite64": 68, "pwritev": 70, "pwritev2": 287},
+    "riscv64": {"write": 64, "writev": 66, "pwrite64": 68, "pwritev": 70, "pwritev2": 287},
+}.get(platform.machine(), {})
+_COUNTED = {_WRITE_SYSCALLS[n] for n in ("write", "pwrite64") if n in _WRITE_SYSCALLS}
 
 #: task->flags bits (include/linux/sched.h)
 PF_KTHREAD = 0x00200000
@@ -255,6 +266,54 @@ class Host:
             return os.readlink(f"{self.proc}/{pid}/fd/{fd}")
         except (FileNotFoundError, ProcessLookupError):
             return None
+
+    # ------------------------------------------------------------------ writers
+
+    def blocked_writes(self, size: int) -> list[tuple[int, int, int]]:
+        """(tgid, tid, fd) of every task now blocked in a write-family syscall whose
+        byte count may be *size* (write and pwrite64 must match it exactly).
+
+        A FUSE write with direct I/O is synchronous: the writer sleeps in its
+        syscall until the daemon answers, so while the daemon handles the request,
+        /proc/TID/syscall of the writer names the descriptor it writes. Reading it
+        needs ptrace rights over the task (root, or the same user): tasks the daemon
+        may not inspect are not found."""
+        if not _WRITE_SYSCALLS:
+            return []
+        nrs = set(_WRITE_SYSCALLS.values())
+        found = []
+        for tgid in self.pids():
+            try:
+                tids = os.listdir(f"{self.proc}/{tgid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                raw = _read(f"{self.proc}/{tgid}/task/{tid}/syscall", 256)
+                words = raw.split() if raw else []
+                if len(words) < 4 or not words[0].isdigit() or int(words[0]) not in nrs:
+                    continue
+                nr, fd, count = int(words[0]), int(words[1], 16), int(words[3], 16)
+                if nr in _COUNTED and count != size:
+                    continue
+                found.append((tgid, int(tid), fd))
+        return found
+
+    def shares_files(self, tgid: int, tid: int) -> bool:
+        """Does thread *tid* use the descriptor table of its process *tgid*?"""
+        return same_files(tgid, tid)
+
+    def fs_creds(self, tid: int) -> tuple[int, int] | None:
+        """(fsuid, fsgid) of a task: what the kernel checks file access with."""
+        status = _read(f"{self.proc}/{tid}/status", _STATUS_READ)
+        if status is None:
+            return None
+        uid = gid = None
+        for line in status.splitlines():
+            if line.startswith(b"Uid:"):
+                uid = int(line.split()[4])
+            elif line.startswith(b"Gid:"):
+                gid = int(line.split()[4])
+        return None if uid is None or gid is None else (uid, gid)
 
     def take_eventfd(self, pid: int, fd: int) -> EventFd:
         """Our own duplicate of descriptor *fd* of process *pid* (see fds)."""

@@ -41,10 +41,11 @@ class OomWaitQueue:
             self._recovered.set()
             self._recovered = trio.Event()
 
-    async def wait(self, pidfd: int | None) -> bool:
+    async def wait(self, pidfd: int | None, gone=None) -> bool:
         """Sleep until the next recovery, or until the process behind *pidfd* exits
-        (its pidfd turns readable: a killed waiter must not keep under_oom set).
-        Returns True if it exited."""
+        (its pidfd turns readable: a killed waiter must not keep under_oom set), or
+        until *gone* (an async callable: the client closed its connection, which the
+        protocol counts as an exit) returns True. Returns True if it exited."""
         exited = False
         recovered = self._recovered
         self.waiters += 1
@@ -59,9 +60,16 @@ class OomWaitQueue:
                     await trio.lowlevel.wait_readable(pidfd)
                     exited = True
                     nursery.cancel_scope.cancel()
+                async def hangup():
+                    nonlocal exited
+                    if await gone():
+                        exited = True
+                        nursery.cancel_scope.cancel()
                 nursery.start_soon(wake)
                 if pidfd is not None:
                     nursery.start_soon(death)
+                if gone is not None:
+                    nursery.start_soon(hangup)
         finally:
             self.waiters -= 1
         return exited
@@ -102,10 +110,11 @@ class OomExecutor:
         return True
 
     async def charge(self, owner: Owner, kind: str, nr: int,
-                     verdict: OomVerdict | None = None) -> None:
+                     verdict: OomVerdict | None = None, gone=None) -> None:
         """Charge *nr* pages of *kind* for a client, killing or waiting as the core
         decides, until done or refused (ProtocolError ENOMEM, or the core's
-        NoMemory). *verdict*: the outcome of a first attempt already made."""
+        NoMemory). *verdict*: the outcome of a first attempt already made. *gone*:
+        see OomWaitQueue.wait (a hang-up ends an OOM wait like an exit)."""
         memory = self.memory
         while True:
             if verdict is None:
@@ -116,12 +125,15 @@ class OomExecutor:
                 self.kill(verdict)
                 if verdict.victim.pid == owner.pid:
                     raise ProtocolError(errno.ENOMEM, "killed by the OOM killer")
+                if memory.profile.oom_kill_fails_charge:
+                    # seed 002 patch 7: mem_cont_out_of_memory(), then the charge fails
+                    raise ProtocolError(errno.ENOMEM, "Memory container out of memory")
                 verdict = None
                 continue
             # oom_kill_disable: sleep on the group's OOM wait queue
             memory.mark_under_oom(verdict.group, +1)
             try:
-                exited = await self.queue.wait(self.signals.pidfd(owner))
+                exited = await self.queue.wait(self.signals.pidfd(owner), gone)
             finally:
                 memory.mark_under_oom(verdict.group, -1)
             if exited or not owner.alive:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 
 import trio
 
@@ -25,13 +26,46 @@ from .verbs import Context
 
 #: listen(2) backlog
 BACKLOG = 128
+#: accept(2) errors that mean "no resources now", not "the listener is broken"
+_ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-def bind_socket(path: str, mode: int) -> socket.socket:
+def prepare_socket_dir(directory: str, mode: int) -> None:
+    """The default socket directory (/run/cgroupfs_emu, $XDG_RUNTIME_DIR/cgroupfs_emu,
+    /tmp/cgroupfs_emu-UID): created if missing, and refused unless it is a real
+    directory owned by us that nobody else may write, as XDG_RUNTIME_DIR users
+    expect: in /tmp another user could have made it first and own the socket
+    (issue 16 item 11). Group and others get search permission on it when the
+    socket *mode* lets them connect, so -o socket_mode=0666 takes effect on the
+    default path too (item 10); they never get to list or write it."""
+    search = (0o010 if mode & 0o060 else 0) | (0o001 if mode & 0o006 else 0)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, f"{directory} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise OSError(errno.EPERM, f"{directory} belongs to uid {st.st_uid}, not to us")
+    if st.st_mode & 0o022:
+        raise OSError(errno.EPERM, f"{directory} is writable by others "
+                                   f"(mode {stat.S_IMODE(st.st_mode):04o})")
+    # Only ever add search bits: other daemons of the same user share the directory,
+    # and each socket's own mode is what guards it.
+    if stat.S_IMODE(st.st_mode) & (0o700 | search) != 0o700 | search:
+        os.chmod(directory, stat.S_IMODE(st.st_mode) | 0o700 | search)
+
+
+def bind_socket(path: str, mode: int, default_dir: bool = False) -> socket.socket:
     """Create the listening socket before the mount is reported ready. A socket file
-    left by a dead daemon is replaced; one with a live listener is an error."""
+    left by a dead daemon is replaced; one with a live listener is an error.
+    *default_dir*: the directory is the default one, ours alone (prepare_socket_dir)."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if default_dir:
+        prepare_socket_dir(directory, mode)
+    else:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -60,6 +94,7 @@ class ChargeServer:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.budget = ctx.budget
 
     async def serve(self, listener: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept on *listener* (bound by bind_socket) until cancelled."""
@@ -67,7 +102,23 @@ class ChargeServer:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                sock, _ = await listener.accept()
+                try:
+                    sock, _ = await listener.accept()
+                except OSError as e:
+                    if e.errno not in _ACCEPT_RESOURCE_ERRORS:
+                        raise
+                    # Out of descriptors despite the budget (another part of the
+                    # daemon used them): the connection waits in the backlog.
+                    self.budget.refused(f"accept ({e.strerror})")
+                    await trio.sleep(0.1)
+                    continue
+                # Room for this socket and the pidfd its hello opens, with the
+                # reserve for the mount left over; otherwise closed at once.
+                if not self.budget.may_keep(sock.fileno(), need=1):
+                    sock.close()
+                    self.budget.refused("a new client connection")
+                    continue
+                self.budget.connections += 1
                 nursery.start_soon(self._run_socket, sock)
 
     async def _run_socket(self, sock) -> None:
@@ -79,6 +130,7 @@ class ChargeServer:
             await self.serve_stream(SocketStream(sock), pid, uid, gid)
         finally:
             sock.close()
+            self.budget.connections -= 1
 
     async def serve_stream(self, stream: Stream, pid: int, uid: int, gid: int) -> None:
         """Serve one client over any stream (the server tests use memory streams)."""

@@ -20,6 +20,9 @@ _READ_SIZE = 65536
 #: a reader that always finds data yields to the scheduler every this many reads, so
 #: a client that floods cannot starve the filesystem
 _YIELD_EVERY = 16
+#: bytes a client may send while its charge sleeps under OOM before the daemon stops
+#: watching its socket for the hang-up (the pidfd is still watched)
+_PENDING_MAX = 1 << 20
 
 
 class Stream(Protocol):
@@ -46,10 +49,40 @@ class SocketStream:
         self._send_lock = trio.StrictFIFOLock()
         self._sending = False
         self._reads = 0
+        #: bytes read while a charge slept under OOM (see hangup)
+        self._pending = b""
+        #: the peer closed its end (seen while a charge slept)
+        self._hung_up = False
+
+    async def hangup(self) -> bool:
+        """Wait for the peer to close its end while a charge of this connection sleeps
+        under OOM (a disconnect is an exit, docs/protocol.md; issue 16 item 5). What
+        it sends meanwhile (pipelined requests) is kept for receive(). False: stopped
+        watching (too much pending)."""
+        fd = self.sock.fileno()
+        while len(self._pending) < _PENDING_MAX:
+            await trio.lowlevel.wait_readable(self.sock)
+            try:
+                data = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._hung_up = True
+                return True
+            self._pending += data
+        await trio.sleep_forever()
+        return False
 
     async def receive(self) -> bytes:
         """Like receive_some(), without the scheduler round trio adds after a read
         that found data: wait for readability only when nothing is there."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        if self._hung_up:
+            return b""
         fd = self.sock.fileno()
         self._reads += 1
         if self._reads % _YIELD_EVERY == 0:

@@ -22,6 +22,7 @@ from ..host.fds import open_pidfd
 from ..protocol import ProtocolError, Request
 from ..units import PAGE_SIZE, pages_of
 from .effects import Clients
+from .fdbudget import FdBudget
 from .oom import OomExecutor
 
 log = logging.getLogger("cgroupfs_emu.service")
@@ -41,6 +42,8 @@ class Context:
     followers: object = None
     #: the event-driven follower (issue 13: follow, followed), or None
     follower: object = None
+    #: the descriptor budget (service/fdbudget.py): pidfds for clients count too
+    budget: FdBudget = attrs.field(factory=FdBudget)
 
 
 @attrs.frozen
@@ -51,6 +54,9 @@ class Pending:
     kind: str
     nr: int
     verdict: OomVerdict
+    #: a first touch of a shared object: (key, the client, its group), registered
+    #: once the charge is made
+    shared: tuple | None = None
 
 
 class Session:
@@ -75,13 +81,21 @@ class Session:
             return owner
         if pid != self.pid and self.uid != 0:
             raise ProtocolError(errno.EPERM, "only root may charge for another pid")
+        ctx = self.ctx
+        if owner is not None:
+            # OOM-killed with a request in flight: the dead owner's pidfd goes before
+            # a fresh one is opened (it used to leak, issue 16 item 2)
+            ctx.clients.remove(owner)
+            ctx.executor.signals.forget(owner)
+        if not ctx.budget.may_open():
+            ctx.budget.refused(f"a pidfd for pid {pid}")
+            raise ProtocolError(errno.EMFILE, "the daemon is short of file descriptors")
         try:
             pidfd = open_pidfd(pid)
         except ProcessLookupError:
             raise ProtocolError(errno.ESRCH, f"no process {pid}") from None
         except OSError as e:
             raise ProtocolError(e.errno or errno.EIO, f"pidfd_open({pid}): {e.strerror}") from None
-        ctx = self.ctx
         owner = ctx.memory.new_owner(pid)
         ctx.executor.signals.adopt(owner, pidfd)
         ctx.clients.add(owner, self.notify)
@@ -103,7 +117,7 @@ class Session:
 
 def amount_reply(nr: int, group: MemCgroup) -> bytes:
     return b"ok pages=%d group=%s usage=%d\n" % (
-        nr, group.path().encode(), group.memory.usage * PAGE_SIZE)
+        nr, protocol.quote(group.path()).encode(), group.memory.usage * PAGE_SIZE)
 
 
 def _usage(group: MemCgroup) -> int:
@@ -142,9 +156,31 @@ def do_charge(ctx: Context, s: Session, req: Request) -> bytes | Pending:
     kind, nr, pid = _amount(req)
     owner = s.owner(pid)
     group = ctx.memory.memcg_of_task(owner.pid)
+    if "share" in req.options:
+        return _charge_shared(ctx, owner, group, kind, nr, req.options["share"])
     verdict = ctx.memory.charge(owner, group, kind, nr)
     if verdict is not None:
         return Pending(owner, kind, nr, verdict)
+    return amount_reply(nr, group)
+
+
+def _charge_shared(ctx: Context, owner: Owner, group: MemCgroup, kind: str, nr: int,
+                   key: str) -> bytes | Pending:
+    """A shared page: the first toucher's group is charged, through a holder of the
+    object's own so the charge outlives it; later mappers only take a reference
+    (docs/protocol.md *Shared pages*, seed 002 patch 4)."""
+    if kind != "shmem":
+        raise ProtocolError(errno.EINVAL, "only shmem pages are shared")
+    memory = ctx.memory
+    obj = memory.shared_object(key, nr)
+    if obj is not None:
+        memory.share(obj, owner)
+        return amount_reply(0, group)
+    held_by = memory.shared_holder(owner.pid)
+    verdict = memory.charge(held_by, group, kind, nr)
+    if verdict is not None:
+        return Pending(held_by, kind, nr, verdict, shared=(key, owner, group))
+    memory.shared_created(key, owner, held_by, group, nr)
     return amount_reply(nr, group)
 
 
@@ -152,6 +188,10 @@ def do_uncharge(ctx: Context, s: Session, req: Request) -> bytes:
     kind, nr, pid = _amount(req)
     owner = s.owner(pid)
     group = ctx.memory.memcg_of_task(owner.pid)
+    if "share" in req.options:
+        if kind != "shmem":
+            raise ProtocolError(errno.EINVAL, "only shmem pages are shared")
+        return amount_reply(ctx.memory.unshare(req.options["share"], owner, nr), group)
     ctx.memory.uncharge(owner, group, kind, nr)
     return amount_reply(nr, group)
 
@@ -178,6 +218,27 @@ def do_slab_alloc(ctx: Context, s: Session, req: Request) -> bytes:
 
 def do_slab_free(ctx: Context, s: Session, req: Request) -> bytes:
     return _slab(ctx, s, req, alloc=False)
+
+
+def _tasks(ctx: Context, s: Session, req: Request, fork: bool) -> bytes:
+    """Seed 003: COUNT new tasks of the client (each charges a thread stack where the
+    profile charges stacks), or COUNT of them ending (core/memcg/stacks.py)."""
+    count = protocol.count_arg(req.args[0], "count") if req.args else 1
+    owner = s.owner(protocol.pid_option(req))
+    group = ctx.memory.memcg_of_task(owner.pid)
+    if fork:
+        ctx.memory.fork(owner, group, count)
+    else:
+        ctx.memory.end_tasks(owner, count)
+    return protocol.ok_line(tasks=len(owner.forked), group=group.path(), usage=_usage(group))
+
+
+def do_fork(ctx: Context, s: Session, req: Request) -> bytes:
+    return _tasks(ctx, s, req, fork=True)
+
+
+def do_exit(ctx: Context, s: Session, req: Request) -> bytes:
+    return _tasks(ctx, s, req, fork=False)
 
 
 def do_stock(ctx: Context, s: Session, req: Request) -> bytes:
@@ -245,6 +306,8 @@ VERBS: dict[str, Callable[[Context, Session, Request], bytes | Pending]] = {
     "status": do_status,
     "follow": do_follow,
     "followed": do_followed,
+    "fork": do_fork,
+    "exit": do_exit,
 }
 assert set(VERBS) == set(protocol.VERBS)
 
@@ -276,10 +339,15 @@ def dispatch(ctx: Context, s: Session, line: bytes) -> bytes | Pending:
         return error_reply(e)
 
 
-async def finish(ctx: Context, pending: Pending) -> bytes:
-    """Execute the verdict of a pending charge (kill and retry, or wait), then reply."""
+async def finish(ctx: Context, pending: Pending, gone=None) -> bytes:
+    """Execute the verdict of a pending charge (kill and retry, or wait), then reply.
+    *gone*: the connection's hang-up watch (OomWaitQueue.wait)."""
     try:
-        await ctx.executor.charge(pending.owner, pending.kind, pending.nr, pending.verdict)
+        await ctx.executor.charge(pending.owner, pending.kind, pending.nr, pending.verdict,
+                                  gone=gone)
     except (ProtocolError, CgroupError) as e:
         return error_reply(e)
+    if pending.shared is not None:
+        key, owner, group = pending.shared
+        ctx.memory.shared_created(key, owner, pending.owner, group, pending.nr)
     return amount_reply(pending.nr, ctx.memory.memcg_of_task(pending.owner.pid))

@@ -64,7 +64,8 @@ def main():
             out = f"refused {e.strerror}"
         except OSError as e:
             out = f"error {e.errno} {e.strerror}"
-        print(out, flush=True)
+        # a group name need not be UTF-8: keep our stdout decodable
+        print(out.encode("utf-8", "backslashreplace").decode(), flush=True)
     client.close()
 
 

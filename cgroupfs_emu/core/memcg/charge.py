@@ -17,6 +17,7 @@ import enum
 
 from ..errors import Invalid, NoMemory
 from ..page_counter import PageCounter
+from ..profiles import CounterKind
 from . import stats
 from .events import oom_notify
 from .group import MemCgroup
@@ -125,6 +126,8 @@ def charge(state: MemState, owner: Owner, group: MemCgroup, name: str, nr: int,
     at the time of the charge). None: done. OomVerdict: act, then call again."""
     if nr <= 0:
         return None
+    if nr > 1 and state.profile.counter is CounterKind.RES_COUNTER_2007:
+        return _charge_by_page(state, owner, group, name, nr, may_wait)
     kind = KINDS.get(name) or lookup(name)
     acc = kind.account(group)
     verdict = try_charge(state, [(getattr(group, n), nr) for n in acc.tried_names],
@@ -136,6 +139,28 @@ def charge(state: MemState, owner: Owner, group: MemCgroup, name: str, nr: int,
     led[acc.name] += nr
     stats.account(group.stats, acc, nr)
     return None
+
+
+def _charge_by_page(state: MemState, owner: Owner, group: MemCgroup, name: str, nr: int,
+                    may_wait: bool) -> OomVerdict | None:
+    """Seed 002 charges one page per fault or page-cache insertion
+    (mem_container_charge()), reclaiming between pages, so its own page cache may be
+    reclaimed to make room for its next page. A socket request is all or nothing: on a
+    refusal the pages of this request still held are given back."""
+    done, verdict = 0, None
+    try:
+        for _ in range(nr):
+            verdict = charge(state, owner, group, name, 1, may_wait)
+            if verdict is not None:
+                break
+            done += 1
+    finally:
+        if done < nr:
+            led = owner.ledgers.get(group)
+            if led is not None:
+                kind = lookup(name)
+                uncharge_kind(state, group, led, kind, min(done, led.held(kind)))
+    return verdict
 
 
 def uncharge_kind(state: MemState, group: MemCgroup, led: Ledger, kind: Kind, nr: int) -> None:

@@ -15,15 +15,16 @@ from __future__ import annotations
 import functools
 
 from ..cgroup import Cgroup, Hierarchy, TaskSet
-from ..errors import NoSpace
+from ..errors import Busy, NoSpace
 from ..port import Effects
 from ..profiles import DEFAULT_PROFILE, Profile
 from . import charge as _charge
-from . import events, limits, migration, oom, slab, stock, task_exit, vmpressure
+from . import (events, limits, migration, oom, shared, slab, stacks, stock, task_exit,
+               vmpressure)
 from .charge import OnOom, charge_account
 from .events import EventListener
 from .group import MemCgroup
-from .kinds import KMEM
+from .kinds import Res, kmem_account
 from .owners import Owner, uncharge_counters
 from .state import SUBSYS, MemState, TaskFacts
 
@@ -50,8 +51,11 @@ class MemoryController(MemState):
     name = SUBSYS
 
     def __init__(self, profile: Profile = DEFAULT_PROFILE, effects: Effects | None = None,
-                 facts: TaskFacts | None = None, swap_pages: int = 0, oom_kill: bool = True):
+                 facts: TaskFacts | None = None, swap_pages: int = 0, oom_kill: bool = True,
+                 ncpus: int = 1):
         super().__init__(profile, effects, facts, swap_pages, oom_kill)
+        #: pages a new child's kernel data costs its parent (profile formula, ncpus)
+        self.mkdir_charge_pages = profile.mkdir_charge_pages(ncpus)
 
     # ------------------------------------------------------------------ subsystem
 
@@ -70,21 +74,31 @@ class MemoryController(MemState):
     @_operation
     def css_alloc(self, cgroup: Cgroup, parent: MemCgroup) -> MemCgroup:
         """mem_cgroup_css_alloc(): an ID, and the child's kernel data charged to the
-        parent (a parent whose limit cannot absorb it refuses with ENOMEM; no reclaim
-        for it, as for any allocation at mkdir)."""
+        parent (mem_cgroup_alloc() runs under set_active_memcg(parent) since 5.9): a
+        few pages plus one per possible CPU, as the profile says, through the kmem
+        account of the parent's design (5.10: its kmem limit refuses too). A parent
+        that cannot absorb it refuses with ENOMEM; no reclaim for it, as for any
+        allocation at mkdir."""
         if self.nr_groups >= self.profile.max_groups:
             raise NoSpace("memcg ID space exhausted")
-        pages = self.profile.mkdir_charge_pages
+        pages, acc = self.mkdir_charge_pages, kmem_account(parent)
         if pages:
-            charge_account(self, parent, KMEM, pages, reclaim_ok=False, on_oom=OnOom.FAIL)
+            charge_account(self, parent, acc, pages, reclaim_ok=False, on_oom=OnOom.FAIL)
         child = MemCgroup(self, cgroup, parent, self._new_id())
         child.mkdir_charge = pages
+        child.mkdir_account = acc
         self.nr_groups += 1
         return child
 
     @_operation
     def css_offline(self, group: MemCgroup) -> None:
-        """mem_cgroup_css_offline(): charges reparented, listeners told and dropped."""
+        """mem_cgroup_css_offline(): charges reparented, listeners told and dropped.
+
+        Seed 002: every charged page holds a reference on the container, so rmdir is
+        EBUSY while any is charged; seed 000: likewise while kmem is charged."""
+        busy = self.profile.rmdir_busy_while_charged
+        if busy and group.counter(Res.MEM if busy == "memory" else Res.KMEM).usage:
+            raise Busy(f"the group still holds {busy} charges")
         migration.offline(self, group)
         events.remove_all(self, group)
 
@@ -94,7 +108,7 @@ class MemoryController(MemState):
         are given back."""
         self.nr_groups -= 1
         if group.mkdir_charge:
-            uncharge_counters(group.parent, KMEM, group.mkdir_charge)
+            uncharge_counters(group.parent, group.mkdir_account, group.mkdir_charge)
             group.mkdir_charge = 0
 
     @_operation
@@ -158,6 +172,23 @@ class MemoryController(MemState):
     slab_free = _operation(slab.slab_free)
     #: set_stock(owner, group, consumed, want) -> pages granted
     set_stock = _operation(stock.set_stock)
+    #: fork(owner, group, count): a client's new tasks, their thread stacks (stacks.py)
+    fork = _operation(stacks.fork)
+    #: end_tasks(owner, count): some of them exit (stacks.task_exit)
+    end_tasks = _operation(stacks.task_exit)
+
+    # ------------------------------------------------------------------ shared pages
+
+    #: shared_object(key, nr) -> SharedObject | None (shared.py)
+    shared_object = shared.lookup
+    #: shared_holder(pid) -> the Owner a new shared object's pages are charged to
+    shared_holder = shared.holder
+    #: shared_created(key, owner, held_by, group, nr)
+    shared_created = _operation(shared.created)
+    #: share(obj, owner): a later mapper's reference
+    share = _operation(shared.take)
+    #: unshare(key, owner, nr) -> pages uncharged (the last reference)
+    unshare = _operation(shared.drop)
 
     # ------------------------------------------------------------------ OOM
 

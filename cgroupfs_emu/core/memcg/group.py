@@ -13,10 +13,14 @@ from typing import Iterator
 
 from ..cgroup import Cgroup
 from ..errors import Busy, Invalid
-from ..page_counter import PAGE_COUNTER_MAX, PageCounter
+from ..page_counter import PAGE_COUNTER_MAX, PageCounter, ResCounter2007
+from ..profiles import CounterKind, Feature, KmemDesign
 from . import stats
 from .kinds import Res
 from .state import SUBSYS, MemState
+
+
+_CACHE, _RSS, _SWAP = (stats.INDEX[k] for k in ("cache", "rss", "swap"))
 
 
 class MemCgroup:
@@ -26,8 +30,8 @@ class MemCgroup:
         "state", "cgroup", "parent", "id", "use_hierarchy", "swappiness", "oom_kill_disable",
         "memory", "memsw", "kmem", "tcpmem", "soft_limit", "move_charge_at_immigrate",
         "independent_kmem_limit", "tcpmem_active", "under_oom", "oom_kill", "stats",
-        "slab", "slab_caches", "mkdir_charge", "events", "vmpr_scanned", "vmpr_reclaimed",
-        "ledgers", "orphan_file",
+        "slab", "slab_caches", "mkdir_charge", "mkdir_account", "events", "vmpr_scanned",
+        "vmpr_reclaimed", "ledgers", "orphan_file", "kmem_active", "limit_bytes",
     )
 
     def __init__(self, state: MemState, cgroup: Cgroup, parent: MemCgroup | None, id: int):
@@ -40,7 +44,7 @@ class MemCgroup:
         self.swappiness: int
         self.oom_kill_disable: bool
         if parent is None:
-            self.use_hierarchy = True
+            self.use_hierarchy = state.profile.root_use_hierarchy
             self.swappiness = state.vm_swappiness
             self.oom_kill_disable = False
         else:
@@ -52,12 +56,20 @@ class MemCgroup:
         # Pre-5.11 kernels chain a child's counters to the parent only when the parent
         # is hierarchical; with 5.11+ hierarchy_forced that is always the case.
         up = parent if parent is not None and parent.use_hierarchy else None
-        self.memory = PageCounter(up.memory if up else None, memcg=self)
-        self.memsw = PageCounter(up.memsw if up else None, memcg=self)
-        self.kmem = PageCounter(up.kmem if up else None, memcg=self)
-        self.tcpmem = PageCounter(up.tcpmem if up else None, memcg=self)
+        profile = state.profile
+        # seed 002: res_counter of unsigned long pages, LONG_MAX pages unlimited
+        counter = (ResCounter2007 if profile.counter is CounterKind.RES_COUNTER_2007
+                   else PageCounter)
+        unlimited = profile.counter.unlimited_pages
+        self.memory = counter(up.memory if up else None, unlimited, memcg=self)
+        self.memsw = counter(up.memsw if up else None, unlimited, memcg=self)
+        # seed 001 memcg_kmem_init(): kmem is chained only below a non-root parent
+        kup = None if (up is not None and up.parent is None
+                       and profile.kmem_chain_skips_root) else up
+        self.kmem = counter(kup.kmem if kup else None, unlimited, memcg=self)
+        self.tcpmem = counter(up.tcpmem if up else None, unlimited, memcg=self)
 
-        self.soft_limit: int = PAGE_COUNTER_MAX
+        self.soft_limit: int = unlimited
         self.move_charge_at_immigrate: int = 0
         self.independent_kmem_limit: bool = False
         self.tcpmem_active: bool = False
@@ -66,13 +78,20 @@ class MemCgroup:
         #: tasks killed by the OOM killer for this group (oom_control oom_kill)
         self.oom_kill: int = 0
         #: per-group statistics in pages (or events, see stats.EVENT_KEYS)
-        self.stats: dict[str, int] = stats.new_stats()
+        self.stats = stats.Stats(self, parent.stats if parent is not None else None)
         #: this group's slab caches by cache name (slab.SlabCache)
         self.slab: dict = {}
         #: memory.kmem.slabinfo rows: shown name -> (active_objs, num_objs, objsize)
         self.slab_caches: dict[str, tuple[int, int, int]] = {}
-        #: kernel data charged to the parent for this group at mkdir
+        #: kernel data charged to the parent for this group at mkdir, and where
         self.mkdir_charge: int = 0
+        self.mkdir_account = None
+        #: 3.8-4.5: kmem accounting activated by a limit write, or inherited at mkdir
+        #: (memcg_propagate_kmem())
+        self.kmem_active: bool = parent is not None and parent.kmem_active
+        #: res_counter profiles: a limit as written and rounded, in bytes (Res or
+        #: "soft" -> bytes), what the limit files print; absent: unlimited
+        self.limit_bytes: dict = {}
         #: cgroup.event_control registrations (events.EventListener)
         self.events: list = []
         #: the open vmpressure window: pages scanned and reclaimed so far
@@ -123,10 +142,6 @@ class MemCgroup:
             for child in list(self.children()):
                 yield from child.hierarchical_subtree()
 
-    def kmem_independent(self) -> bool:
-        """Seed 001: kernel memory is charged to kmem alone while the flag is set."""
-        return self.independent_kmem_limit and self.state.profile.independent_kmem
-
     # ------------------------------------------------------------------ file writes
 
     def set_soft_limit(self, nr_pages: int) -> None:
@@ -141,19 +156,36 @@ class MemCgroup:
         self.tcpmem.set_max(nr_pages)
         self.tcpmem_active = True
 
-    def set_kmem_max(self, nr_pages: int) -> None:
-        """kmem.limit_in_bytes write, per profile.
+    def set_kmem_max(self, nr_pages: int, nbytes: int | None = None) -> None:
+        """kmem.limit_in_bytes write, by the profile's kmem design.
 
-        linux-6 (6.6+): parsed by the caller, then ignored. seeds (seed 001 patch 02):
+        6.6+: parsed by the caller, then ignored. 4.6-5.15 (memcg_update_kmem_max()):
+        the limit is set, EBUSY below kmem usage. 3.8-4.5 (memcg_update_kmem_limit()):
+        the first write of a limit other than unlimited activates kmem accounting,
+        EBUSY if the group already has tasks or hierarchical children. Seed 001:
         EINVAL unless independent_kmem_limit is set, EBUSY below kmem usage.
         """
         if self.is_root:
             raise Invalid("cannot limit the root group")
-        if not self.state.profile.independent_kmem:
+        design = self.state.profile.kmem
+        if design is KmemDesign.IGNORED:
             return
-        if not self.independent_kmem_limit:
+        if design is KmemDesign.INDEPENDENT and not self.independent_kmem_limit:
             raise Invalid("kmem limit needs memory.kmem.independent_kmem_limit = 1")
+        # memcg_update_kmem_limit(): "val != RESOURCE_MAX", in bytes as written
+        unlimited = (nbytes == self.state.profile.counter.unlimited if nbytes is not None
+                     else nr_pages == PAGE_COUNTER_MAX)
+        if design is KmemDesign.ACTIVATED_BY_LIMIT and not self.kmem_active and not unlimited:
+            if self.cgroup.tasks or self.has_hierarchical_children():
+                raise Busy("kmem accounting must be set before tasks or children exist")
+            self.kmem.set_max(nr_pages)
+            self.kmem_active = True
+            return
         self.kmem.set_max(nr_pages)
+
+    def has_hierarchical_children(self) -> bool:
+        """memcg_has_children() of 3.x: children count only under use_hierarchy."""
+        return self.use_hierarchy and bool(self.cgroup.children)
 
     def set_independent_kmem_limit(self, value: int) -> None:
         """Seed 001 patch 02: non-zero sets the flag; 0 clears it and resets the kmem
@@ -162,26 +194,52 @@ class MemCgroup:
             self.independent_kmem_limit = True
         else:
             self.independent_kmem_limit = False
-            self.kmem.max = PAGE_COUNTER_MAX
+            self.kmem.max = self.state.profile.counter.unlimited_pages
+            self.limit_bytes.pop(Res.KMEM, None)
+
+    def set_independent_kmem_limit_2011(self, value: int) -> None:
+        """Seed 000 kmem_limit_independent_write(): ``val = !!val``; under a parent with
+        use_hierarchy, EINVAL unless it equals the parent's flag. Never copied at mkdir
+        nor propagated later (the patch's TODO)."""
+        value = bool(value)
+        parent = self.parent
+        if parent is not None and parent.use_hierarchy and value != parent.independent_kmem_limit:
+            raise Invalid("independent_kmem_limit must match the hierarchical parent's")
+        self.independent_kmem_limit = value
 
     def read_swappiness(self) -> int:
         """mem_cgroup_swappiness(): the root reports the global vm.swappiness."""
         return self.state.vm_swappiness if self.is_root else self.swappiness
 
     def set_swappiness(self, value: int) -> None:
-        """Port of mem_cgroup_swappiness_write() (3.16+: allowed anywhere)."""
+        """Port of mem_cgroup_swappiness_write(): above the profile's maximum (100
+        before 5.8, 200 after) is EINVAL. 3.16+: allowed anywhere, the root's value is
+        the global vm.swappiness. Up to 3.15: EINVAL on the root, under a hierarchical
+        parent, and on a hierarchical group with children."""
         if value > self.state.profile.max_swappiness:
             raise Invalid("swappiness out of range")
+        if self.state.profile.has(Feature.LEGACY_HIERARCHY_WRITES):
+            if self.is_root:
+                raise Invalid("swappiness of the root cannot be set")
+            self._legacy_hierarchy_check()
         if self.is_root:
             self.state.vm_swappiness = value
         else:
             self.swappiness = value
 
+    def _legacy_hierarchy_check(self) -> None:
+        """3.x: "If under hierarchy, only empty-root can set this value"."""
+        if self.parent.use_hierarchy or self.has_hierarchical_children():
+            raise Invalid("not allowed under a hierarchical parent or with children")
+
     def set_oom_kill_disable(self, value: int) -> None:
         """Port of mem_cgroup_oom_control_write(): root and values other than 0/1 are
-        EINVAL; writing 0 wakes OOM waiters."""
+        EINVAL (up to 3.15 also under a hierarchical parent or on a hierarchical group
+        with children); writing 0 wakes OOM waiters."""
         if self.is_root or value not in (0, 1):
             raise Invalid("oom_control takes 0 or 1, not on the root")
+        if self.state.profile.has(Feature.LEGACY_HIERARCHY_WRITES):
+            self._legacy_hierarchy_check()
         self.oom_kill_disable = bool(value)
         if not value:
             self.state.oom_recover(self)
@@ -214,10 +272,17 @@ class MemCgroup:
         """mem_cgroup_usage(), in pages: the page counter, except on the root, which
         (6.2+) reports global file + anon pages (+ swap for memsw) rather than its
         counter, so kernel data charged at mkdir does not show there."""
-        if self.parent is None:
-            keys = ("cache", "rss", "swap") if memsw else ("cache", "rss")
-            return sum(g.stats[k] for g in self.subtree_all() for k in keys)
-        return (self.memsw if memsw else self.memory).usage
+        profile = self.state.profile
+        if self.parent is None and not profile.root_usage_is_counter:
+            every = self.stats.everywhere
+            pages = every[_CACHE] + every[_RSS]
+            return pages + every[_SWAP] if memsw else pages
+        usage = (self.memsw if memsw else self.memory).usage
+        if (profile.kmem is KmemDesign.REPORTED and self.parent is not None
+                and not self.independent_kmem_limit):
+            usage += self.kmem.usage  # seed 000 mem_cgroup_usage(): kmem counts too
+        return usage
 
     def stat_total(self, key: str) -> int:
-        return sum(g.stats[key] for g in self.hierarchical_subtree())
+        """*key* summed over the hierarchical subtree (kept by stats.Stats)."""
+        return self.stats.total(key)

@@ -16,8 +16,13 @@ anon      memsw, memory                       rss, active_anon; swapped out: swa
 file      memsw, memory                       cache, inactive_file (reclaimable page cache)
 shmem     memsw, memory                       cache, shmem, mapped_file, active_anon
 mapped    memsw, memory                       cache, mapped_file, active_file (followed tasks)
-kmem      memsw, memory, +kmem; or only kmem  not in memory.stat (v1 has no kmem key)
-          when independent (seed 001)
+kmem      by the profile's kmem design:       not in memory.stat (v1 has no kmem key)
+          memsw, memory, +kmem (6.6+); memsw,
+          memory, kmem (4.6-5.15); kmem, memsw,
+          memory once activated, else nothing
+          (3.8-4.5); only kmem when
+          independent (seed 001); only kmem,
+          unlimited (seed 000)
 tcp       kmem.tcp, once activated            not in memory.stat
 ========  ==================================  =============================================
 
@@ -33,6 +38,7 @@ import attrs
 
 from ... import protocol
 from ..errors import Invalid
+from ..profiles import KmemDesign
 
 
 class Res(enum.Enum):
@@ -95,14 +101,28 @@ SHMEM = Account("shmem", _USER, stat_keys=("cache", "shmem", "mapped_file", "act
                 events=Events.FAULT)
 MAPPED = Account("mapped", _USER, stat_keys=("cache", "mapped_file", "active_file"),
                  events=Events.FAULT)
+#: 6.6+ (memcg1_account_kmem()): memory, then kmem without a limit
 KMEM = Account("kmem", _USER, forced=(Res.KMEM,))
 #: seed 001 patch 02: charged while independent_kmem_limit is set, to kmem alone
 KMEM_ONLY = Account("kmem_only", (Res.KMEM,))
+#: 4.6-5.15 (memcg_kmem_charge_memcg(), __memcg_kmem_charge()): memory first, then
+#: the kmem counter, whose limit refuses at once (no reclaim for it)
+KMEM_ENFORCED = Account("kmem_enforced", (*_USER, Res.KMEM))
+#: 3.8-4.5 (memcg_charge_kmem()), a group whose kmem accounting was activated: the
+#: kmem counter first, then memory
+KMEM_FIRST = Account("kmem_first", (Res.KMEM, *_USER))
+#: 3.8-4.5, a group whose kmem accounting was never activated: not charged at all
+KMEM_FREE = Account("kmem_free")
+#: seed 000: the kmem counter alone, never refused; memory.usage_in_bytes adds it
+#: unless the group is independent (group.MemCgroup.usage)
+KMEM_REPORTED = Account("kmem_reported", forced=(Res.KMEM,))
 TCP = Account("tcp", (Res.TCP,), badness=False)
 #: socket memory of a group whose kmem.tcp accounting is not active: held, not charged
 TCP_FREE = Account("tcp_free", badness=False)
 
-ACCOUNTS = {a.name: a for a in (ANON, SWAP, FILE, SHMEM, MAPPED, KMEM, KMEM_ONLY, TCP, TCP_FREE)}
+ACCOUNTS = {a.name: a for a in (ANON, SWAP, FILE, SHMEM, MAPPED, KMEM, KMEM_ONLY,
+                                 KMEM_ENFORCED, KMEM_FIRST, KMEM_FREE, KMEM_REPORTED, TCP,
+                                 TCP_FREE)}
 #: memory.stat keys of pages that left their LRU list for the unevictable one
 LOCKED_KEY, LOCKED_FROM = "unevictable", "active_anon"
 
@@ -141,7 +161,7 @@ class Kind:
     def account(self, memcg) -> Account:
         """The account a charge of this kind goes to in *memcg* now."""
         if self is KIND_KMEM:
-            return KMEM_ONLY if memcg.kmem_independent() else KMEM
+            return kmem_account(memcg)
         if self is KIND_TCP:
             return TCP if memcg.tcpmem_active else TCP_FREE
         return self.accounts[0]
@@ -157,7 +177,8 @@ KIND_FILE = Kind("file", (FILE,), reclaimable=True, stockable=True, survives_exi
 KIND_SHMEM = Kind("shmem", (SHMEM,), stockable=True, client=True, followed=True,
                   move_bit=MOVE_FILE)
 KIND_MAPPED = Kind("mapped", (MAPPED,), followed=True, move_bit=MOVE_FILE)
-KIND_KMEM = Kind("kmem", (KMEM_ONLY, KMEM), client=True, user=False, reparented=False)
+KIND_KMEM = Kind("kmem", (KMEM_ONLY, KMEM, KMEM_ENFORCED, KMEM_FIRST, KMEM_FREE,
+                          KMEM_REPORTED), client=True, user=False, reparented=False)
 KIND_TCP = Kind("tcp", (TCP_FREE, TCP), client=True, user=False, reparented=False)
 
 KINDS = {k.name: k for k in (KIND_ANON, KIND_FILE, KIND_SHMEM, KIND_MAPPED, KIND_KMEM, KIND_TCP)}
@@ -168,6 +189,22 @@ STOCKABLE = frozenset(k.name for k in KINDS.values() if k.stockable)
 # The protocol names the kinds a client may send; the table must agree with it.
 assert tuple(k.name for k in KINDS.values() if k.client) == protocol.KINDS
 assert tuple(k.name for k in KINDS.values() if k.stockable) == protocol.STOCK_KINDS
+
+
+def kmem_account(memcg) -> Account:
+    """Where kernel memory of *memcg* is charged now, by the profile's kmem design
+    (profiles.KmemDesign): the one place that decides it, for client kmem, slab pages
+    and a child's data at mkdir alike."""
+    design = memcg.state.profile.kmem
+    if design is KmemDesign.INDEPENDENT:
+        return KMEM_ONLY if memcg.independent_kmem_limit else KMEM
+    if design is KmemDesign.ENFORCED:
+        return KMEM_ENFORCED
+    if design is KmemDesign.ACTIVATED_BY_LIMIT:
+        return KMEM_FIRST if memcg.kmem_active else KMEM_FREE
+    if design is KmemDesign.REPORTED:
+        return KMEM_REPORTED
+    return KMEM
 
 
 def kind(name: str) -> Kind:

@@ -19,7 +19,7 @@ from ..errors import NoMemory
 from . import stats
 from .charge import OnOom, charge, try_charge, uncharge, uncharge_kind
 from .group import MemCgroup
-from .kinds import ANON, FOLLOWED, KINDS, SHMEM, Account, Res
+from .kinds import ANON, FILE, FOLLOWED, KIND_KMEM, KINDS, SHMEM, Account, Res
 from .owners import LOCKED, Ledger, Owner, set_locked, uncharge_counters
 from .slab import drop_caches
 from .state import MemState
@@ -90,19 +90,43 @@ def move_charge(state: MemState, owners, src: MemCgroup, dst: MemCgroup, mask: i
 
 def offline(state: MemState, group: MemCgroup) -> None:
     """mem_cgroup_css_offline(): kernel memory becomes unaccounted (seed 001 patch
-    03); user pages, page cache and stocks are reparented to the parent."""
-    parent = group.parent
+    03); user pages, page cache and stocks are reparented.
+
+    They go where the group's counters are chained: to the parent when it is
+    hierarchical, which already counts them, so no limit can break; otherwise to the
+    root, as mem_cgroup_move_parent() does (parent_mem_cgroup() is NULL for a child
+    of a use_hierarchy=0 group, so root_mem_cgroup takes them). Charging them to an
+    unchained parent would break its limit (issue 16 item 7): pages that never
+    counted against it cannot be pushed under it.
+    """
+    chained = group.counter(Res.MEM).parent is not None
+    parent = group.parent if chained else state.root
+    profile = state.profile
+    if profile.force_empty_drops:
+        drop_charges(state, group)
+    kept = dict.fromkeys((Res.MEM, Res.MEMSW), 0)
     for owner, led in list(group.ledgers.items()):
         for kind in _UNACCOUNTED:
             n = led.held(kind)
-            if n:
-                uncharge_kind(state, group, led, kind, n)
+            if not n:
+                continue
+            if kind is KIND_KMEM and profile.kmem_outlives_group:
+                # seed 003 patch 8: kmem charges stay with the dead group (and its
+                # ancestors, through the hierarchy) until they are freed
+                for acc in kind.accounts:
+                    for res in kept:
+                        if res in acc.counters:
+                            kept[res] += led[acc.name]
+                continue
+            uncharge_kind(state, group, led, kind, n)
     drop_caches(state, group)
     for owner, led in list(group.ledgers.items()):
         pled = owner.ledger(parent)
         for name in [acc.name for acc in _REPARENTED] + [LOCKED]:
             pled[name] += led[name]
             led[name] = 0
+        if led.total():
+            continue  # what outlives the group stays in its ledger
         del group.ledgers[owner]
         del owner.ledgers[group]
     stats.reparent(group.stats, parent.stats)
@@ -114,9 +138,25 @@ def offline(state: MemState, group: MemCgroup) -> None:
     # Move the counters out of the child's chain into the parent's (rmdir left no
     # children, so what is left is exactly the reparented pages and stocks).
     for res in (Res.MEM, Res.MEMSW):
-        n = group.counter(res).usage
+        n = group.counter(res).usage - kept[res]
         group.counter(res).uncharge(n)
         parent.counter(res).charge(n)
+
+
+def drop_charges(state: MemState, group: MemCgroup) -> None:
+    """2.6.26 mem_cgroup_force_empty(): every charge of the group is dropped; the pages
+    stay in memory, accounted nowhere."""
+    for owner, led in list(group.ledgers.items()):
+        for kind in KINDS.values():
+            n = led.held(kind)
+            if n:
+                uncharge_kind(state, group, led, kind, n)
+        if led[LOCKED]:
+            set_locked(group, led, 0)
+    if group.orphan_file:
+        uncharge_counters(group, FILE, group.orphan_file)
+        stats.account(group.stats, FILE, -group.orphan_file)
+        group.orphan_file = 0
 
 
 def follow(state: MemState, owner: Owner, group: MemCgroup, usage: dict[str, int],

@@ -51,7 +51,7 @@ class Owner:
     the others are socket clients."""
 
     __slots__ = ("id", "pid", "followed", "charged", "locked", "alive", "ledgers",
-                 "slab_objects", "stock", "stock_group", "drain_asked")
+                 "slab_objects", "stock", "stock_group", "drain_asked", "forked")
 
     def __init__(self, pid: int, followed: bool = False):
         self.id = next(_owner_ids)
@@ -68,6 +68,9 @@ class Owner:
         self.stock_group: MemCgroup | None = None
         #: a "drain" notice was sent and the client has not settled since
         self.drain_asked = False
+        #: tasks a client said it forked (protocol ``fork``): (group, account name,
+        #: stack pages charged) each, oldest first (stacks.py)
+        self.forked: list = []
 
     def __repr__(self):
         return f"Owner(pid={self.pid}, id={self.id})"

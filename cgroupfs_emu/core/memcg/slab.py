@@ -14,7 +14,7 @@ from ..errors import Invalid
 from . import owners
 from .charge import OnOom, charge_account
 from .group import MemCgroup
-from .kinds import KMEM, KMEM_ONLY
+from .kinds import Account, kmem_account
 from .owners import Owner
 from .state import MemState
 
@@ -31,9 +31,9 @@ class SlabCache:
     display_name: str
     objsize: int
     active: int = 0
-    #: of the pages below, how many are charged to kmem only (independent limit)
-    pages_only: int = 0
-    pages_mem: int = 0
+    #: the cache's pages by the kmem account they were charged through (which can
+    #: change while the cache lives: seed 001's independent flag, 3.10's activation)
+    charged: dict[Account, int] = attrs.Factory(dict)
 
     @property
     def objs_per_slab(self) -> int:
@@ -55,7 +55,7 @@ class SlabCache:
 
     @property
     def pages(self) -> int:
-        return self.pages_only + self.pages_mem
+        return sum(self.charged.values())
 
 
 def slab_alloc(state: MemState, owner: Owner, group: MemCgroup, name: str, objsize: int,
@@ -68,12 +68,9 @@ def slab_alloc(state: MemState, owner: Owner, group: MemCgroup, name: str, objsi
     grow = cache.pages_for(cache.active + count) - cache.pages_for(cache.active)
     if grow:
         # kernel memory: never an OOM kill or wait for slab pages, only a notification
-        acc = KMEM_ONLY if group.kmem_independent() else KMEM
+        acc = kmem_account(group)
         charge_account(state, group, acc, grow, on_oom=OnOom.NOTIFY)
-        if acc is KMEM_ONLY:
-            cache.pages_only += grow
-        else:
-            cache.pages_mem += grow
+        cache.charged[acc] = cache.charged.get(acc, 0) + grow
     cache.active += count
     key = (group, name)
     owner.slab_objects[key] = owner.slab_objects.get(key, 0) + count
@@ -115,13 +112,17 @@ def _cache(group: MemCgroup, name: str, objsize: int) -> SlabCache:
     return cache
 
 
-def _uncharge_pages(group: MemCgroup, only: int, mem: int) -> None:
-    """Slab pages leave kmem; those charged while not independent leave memory and
-    memsw too (seed 001 patch 02)."""
-    if only:
-        owners.uncharge_counters(group, KMEM_ONLY, only)
-    if mem:
-        owners.uncharge_counters(group, KMEM, mem)
+def _uncharge_pages(group: MemCgroup, cache: SlabCache, nr: int) -> None:
+    """*nr* slab pages leave every counter their account charged (seed 001 patch 02:
+    those charged while not independent leave memory and memsw too)."""
+    for acc in list(cache.charged):
+        take = min(nr, cache.charged[acc])
+        if take:
+            owners.uncharge_counters(group, acc, take)
+            cache.charged[acc] -= take
+            nr -= take
+        if not cache.charged[acc]:
+            del cache.charged[acc]
 
 
 def slab_change(state: MemState, owner: Owner, group: MemCgroup, name: str, delta: int) -> None:
@@ -133,10 +134,7 @@ def slab_change(state: MemState, owner: Owner, group: MemCgroup, name: str, delt
     owner.slab_objects[key] += delta
     if not owner.slab_objects[key]:
         del owner.slab_objects[key]
-    only = min(shrink, cache.pages_only)
-    cache.pages_only -= only
-    cache.pages_mem -= shrink - only
-    _uncharge_pages(group, only, shrink - only)
+    _uncharge_pages(group, cache, shrink)
     if shrink:
         state.oom_recover(group)
     _publish(group, name, cache)
@@ -147,15 +145,15 @@ def drop_caches(state: MemState, group: MemCgroup) -> None:
     for name, cache in list(group.slab.items()):
         for owner in state.owners:
             owner.slab_objects.pop((group, name), None)
-        _uncharge_pages(group, cache.pages_only, cache.pages_mem)
-        cache.pages_only = cache.pages_mem = cache.active = 0
+        _uncharge_pages(group, cache, cache.pages)
+        cache.active = 0
     group.slab.clear()
     group.slab_caches.clear()
 
 
 def _publish(group: MemCgroup, name: str, cache: SlabCache) -> None:
     """memory.kmem.slabinfo rows; an empty cache is destroyed."""
-    if cache.active == 0 and not cache.pages_only and not cache.pages_mem:
+    if cache.active == 0 and not cache.pages:
         del group.slab[name]
         group.slab_caches.pop(cache.display_name, None)
     else:

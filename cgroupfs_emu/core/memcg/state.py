@@ -54,6 +54,8 @@ class MemState:
         self.vm_swappiness = DEFAULT_SWAPPINESS
         #: live owners (see owners.Owner)
         self.owners: set = set()
+        #: shared objects by key (shared.SharedObject): the first toucher's charge
+        self.shared: dict = {}
         #: memcg IDs handed out, and groups alive (the ID space, profile.max_groups)
         self.next_id = 1
         self.nr_groups = 0

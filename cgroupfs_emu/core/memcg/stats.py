@@ -3,28 +3,88 @@
 Port of memcg_charge_statistics() / the v1 stat keys of memcg1_stat_format(). Every
 change goes through :func:`account` with the account's row (kinds.py), so which keys
 a page counts in is read from the table, never spelled out here.
+
+Hierarchical totals (``total_*``, numa_stat's ``hierarchical_*``, the root's usage) are
+kept as the counters change (:class:`Stats`), as the kernel's rstat keeps them, so a
+read costs the same at the root of 10,000 groups as in a leaf.
 """
 
 from __future__ import annotations
 
+from ..profiles import EVENT_KEYS, STAT_KEYS_6_18
 from .kinds import LOCKED_FROM, LOCKED_KEY, Account, Events
 
-#: memory.stat keys in 6.18 order; the first twenty are also printed as total_<key>.
-STAT_KEYS = (
-    "cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",
-    "workingset_refault_anon", "workingset_refault_file", "swap", "swapcached",
-    "pgpgin", "pgpgout", "pgfault", "pgmajfault",
-    "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable",
-)
-#: Keys counted in events rather than pages (printed as they are, not × PAGE_SIZE).
-EVENT_KEYS = frozenset(
-    ("pgpgin", "pgpgout", "pgfault", "pgmajfault",
-     "workingset_refault_anon", "workingset_refault_file")
-)
+#: every key any profile prints (the 6.18 set is a superset of the older ones; each
+#: profile lists its own, in its order: Profile.stat_keys), and the keys counted in
+#: events rather than pages (printed as they are, not × PAGE_SIZE)
+STAT_KEYS = STAT_KEYS_6_18
+
+
+#: STAT_KEYS position of each key (the index into Stats.totals and .everywhere)
+INDEX = {key: i for i, key in enumerate(STAT_KEYS)}
+_ZERO = dict.fromkeys(STAT_KEYS, 0)
+
+
+class Stats(dict):
+    """One group's memory.stat counters, with its hierarchical totals kept up to date.
+
+    The kernel keeps per-cpu deltas and flushes them up the tree lazily (rstat:
+    mem_cgroup_flush_stats() -> css_rstat_flush()); here every change goes up at
+    once, through the ancestors whose hierarchical walk reaches this group: a
+    non-hierarchical parent stops it, as it stops for_each_mem_cgroup_tree. Changes
+    are made as on a plain dict (``stats[key] += n``), so every mechanism that moves
+    a counter moves the totals with it; a walk costs the group's depth, never the
+    size of the tree.
+
+    ``totals[i]`` is this group and its hierarchical descendants; ``everywhere`` (one
+    list shared by the whole tree) sums every live group, hierarchical or not, for the
+    root's usage_in_bytes. A removed group is detached (:meth:`detach`): what it still
+    counts leaves the totals, as it left the walks.
+    """
+
+    __slots__ = ("group", "totals", "everywhere")
+
+    def __init__(self, group, parent_stats: Stats | None = None):
+        dict.__init__(self, _ZERO)
+        self.group = group
+        self.totals = [0] * len(STAT_KEYS)
+        self.everywhere = (parent_stats.everywhere if parent_stats is not None
+                           else [0] * len(STAT_KEYS))
+
+    def __setitem__(self, key: str, value: int) -> None:
+        delta = value - dict.__getitem__(self, key)
+        dict.__setitem__(self, key, value)
+        if delta and self.group is not None:
+            self._propagate(INDEX[key], delta)
+
+    def _propagate(self, i: int, delta: int) -> None:
+        self.everywhere[i] += delta
+        g = self.group
+        while True:
+            g.stats.totals[i] += delta
+            parent = g.parent
+            if parent is None or not parent.use_hierarchy:
+                return
+            g = parent
+
+    def total(self, key: str) -> int:
+        """The hierarchical sum of *key* (memcg_page_state() after a flush)."""
+        return self.totals[INDEX[key]]
+
+    def detach(self) -> None:
+        """The group went offline: what it still counts (its page events) leaves its
+        ancestors' totals, and later changes stay its own."""
+        if self.group is None:
+            return
+        for key, value in dict.items(self):
+            if value:
+                self._propagate(INDEX[key], -value)
+        self.group = None
 
 
 def new_stats() -> dict[str, int]:
-    return dict.fromkeys(STAT_KEYS, 0)
+    """Counters without hierarchy (for a group, see Stats)."""
+    return dict(_ZERO)
 
 
 def account(stats: dict[str, int], acc: Account, delta: int) -> None:
@@ -57,8 +117,11 @@ def lock(stats: dict[str, int], delta: int) -> None:
 
 
 def reparent(stats: dict[str, int], parent: dict[str, int]) -> None:
-    """mem_cgroup_css_offline(): page counts go to the parent; events stay."""
-    for key, value in stats.items():
+    """mem_cgroup_css_offline(): page counts go to the parent; events stay, and no
+    longer count in the parent's totals."""
+    for key, value in list(stats.items()):
         if key not in EVENT_KEYS:
             parent[key] += value
             stats[key] = 0
+    if isinstance(stats, Stats):
+        stats.detach()

@@ -52,7 +52,8 @@ def set_stock(state: MemState, owner: Owner, group: MemCgroup, consumed: dict[st
                 stats.account(sgroup.stats, acc, n)
                 owner.stock -= n
     return_stock(state, owner)
-    want = min(max(want, 0), STOCK_BATCH)
+    # no batching before 2.6.33 (seed 002, seed 004): profile.stock_batch 0
+    want = min(max(want, 0), STOCK_BATCH, state.profile.stock_batch)
     if not want or not _roomy(group, want):
         return 0
     group.memsw.charge(want)

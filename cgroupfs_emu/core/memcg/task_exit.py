@@ -4,6 +4,7 @@ spec 3.1)."""
 
 from __future__ import annotations
 
+from . import shared
 from .charge import uncharge_kind
 from .kinds import FILE, KINDS
 from .oom import memcg_of_task
@@ -24,6 +25,7 @@ def release(state: MemState, owner: Owner) -> None:
         return
     owner.alive = False
     state.owners.discard(owner)
+    owner.forked.clear()  # its tasks' stacks are kmem of its ledgers: freed below
     return_stock(state, owner)
     for (group, name), count in list(owner.slab_objects.items()):
         slab_change(state, owner, group, name, -count)
@@ -43,6 +45,7 @@ def release(state: MemState, owner: Owner) -> None:
     owner.ledgers.clear()
     for group in touched:
         state.oom_recover(group)
+    shared.drop_all(state, owner)  # its mappings of shared objects go too
 
 
 def oom_killed(state: MemState, victim: Owner) -> None:

@@ -1,0 +1,57 @@
+"""Thread stacks as kernel memory (seed 003): a client's ``fork`` and ``exit``.
+
+A fork allocates the new task's kernel stack (copy_process() ->
+alloc_thread_stack_node()); where the profile charges thread stacks
+(``charges_thread_stacks``, seed 003 as merged in 3.8) that stack is THREAD_SIZE of
+kmem charged to the forking task's group, held while the task lives. At the kmem limit
+the allocation fails and so does the fork, with ENOMEM: that is how seed 003 stops a
+fork bomb. Socket clients say ``fork`` / ``exit`` for tasks they create (they appear
+in no ``tasks`` file); real processes are the process follower's (issue 13).
+
+Not emulated: a stack charge that hits the user limit never triggers the OOM killer
+here; the fork just fails (the kernel could OOM-kill for it).
+"""
+
+from __future__ import annotations
+
+from ..errors import Invalid, NoMemory
+from .charge import charge
+from .group import MemCgroup
+from .kinds import ACCOUNTS, KIND_KMEM
+from .owners import Owner, uncharge_account
+from .state import MemState
+
+#: THREAD_SIZE on x86_64 and arm64: 16 KiB, in pages
+STACK_PAGES = 16384 // 4096
+
+
+def fork(state: MemState, owner: Owner, group: MemCgroup, count: int) -> None:
+    """*count* new tasks of *owner* start in *group*; each charges a stack. All or
+    nothing: ENOMEM when one does not fit (the kmem limit, or no room at all)."""
+    pages = STACK_PAGES if state.profile.charges_thread_stacks else 0
+    new = []
+    try:
+        for _ in range(count):
+            acc = KIND_KMEM.account(group)
+            if pages:
+                if charge(state, owner, group, KIND_KMEM.name, pages, may_wait=False):
+                    raise NoMemory("no memory for the new task's stack")
+            new.append((group, acc.name, pages))
+    except NoMemory:
+        for g, name, n in new:
+            if n:
+                uncharge_account(state, g, owner.ledger(g), ACCOUNTS[name], n)
+        raise
+    owner.forked.extend(new)
+
+
+def task_exit(state: MemState, owner: Owner, count: int) -> None:
+    """*count* of the tasks *owner* forked exit (oldest first): their stacks are
+    freed from the groups they were charged to."""
+    if count > len(owner.forked):
+        raise Invalid(f"only {len(owner.forked)} forked tasks to end")
+    for g, name, n in owner.forked[:count]:
+        if n:
+            uncharge_account(state, g, owner.ledger(g), ACCOUNTS[name], n)
+            state.oom_recover(g)
+    del owner.forked[:count]
