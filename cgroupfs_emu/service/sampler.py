@@ -172,13 +172,6 @@ class HotWatch:
             w = self.watched.pop(pid, None)
             if w is not None:
                 w.closed = True
-                if w.tripped:
-                    # stopped by this thread and not yet settled: the task stops being
-                    # followed (a hello, say) before the main loop could continue it
-                    try:
-                        signal.pidfd_send_signal(w.pidfd, signal.SIGCONT)
-                    except OSError:
-                        pass
                 os.close(w.statm)
                 os.close(w.pidfd)
 
