@@ -180,8 +180,14 @@ class Follower:
         if self.faults is not None:
             self.faults.remove(entry.tgid, trio.lowlevel.notify_closing)
         self.schedule.forget(entry.tgid)
-        self.hot.disarm(entry.tgid)
+        stopped_by_watch = self.hot.disarm(entry.tgid) or entry.tgid in self.tripped
         self.tripped.discard(entry.tgid)
+        if stopped_by_watch and entry.stopped_in is None:
+            # The stop-first thread stopped it, and it stops being followed (a hello,
+            # a move to the root) before the main loop settled the trip: nothing will
+            # decide about it any more, so it goes on. A task kept stopped on purpose
+            # (oom_kill_disable: stopped_in) is the OOM executor's to continue.
+            self.signals.send(entry.owner, signal.SIGCONT)
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
             self.exits.remove(pidfd)

@@ -167,13 +167,17 @@ class HotWatch:
             self.watched[pid] = _Watched(pid, mine, statm, trip_pages)
         self.wake.set()
 
-    def disarm(self, pid: int) -> None:
+    def disarm(self, pid: int) -> bool:
+        """Stop watching *pid*; True when this thread had stopped it (a trip the main
+        loop has not settled yet)."""
         with self.lock:
             w = self.watched.pop(pid, None)
-            if w is not None:
-                w.closed = True
-                os.close(w.statm)
-                os.close(w.pidfd)
+            if w is None:
+                return False
+            w.closed = True
+            os.close(w.statm)
+            os.close(w.pidfd)
+            return w.tripped
 
     def is_armed(self, pid: int) -> bool:
         return pid in self.watched
