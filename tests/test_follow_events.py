@@ -133,6 +133,33 @@ def test_fork_and_exit_child_is_seen(mount_with, events):
         p.wait(timeout=10)
 
 
+@EVENTS
+def test_a_storm_of_short_lived_children_leaves_the_follower_alive(mount_with, events):
+    """Hundreds of children forked and gone within a tick each: a child's page-fault
+    waiter may start only after the child is gone and its descriptor number was given
+    to the next child's counter. The follower must neither die on it (trio refuses a
+    second waiter on one descriptor) nor lose track: every child is adopted and its
+    charges go with it."""
+    mnt = mount_with(f"events={events}")
+    g = group(mnt, "s")
+    with started(["sh", "-c", "read go; for i in $(seq 300); do /bin/true; done; echo done; "
+                  "read end"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                 text=True) as p:
+        write(f"{g}/tasks", str(p.pid))
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "done"
+        # the mount answers, the follower still follows the shell, nothing was logged
+        assert read(f"{g}/tasks").split() == [str(p.pid)]
+        write(f"{g}/memory.limit_in_bytes", "64M")
+        assert num(f"{g}/memory.limit_in_bytes") == 64 * M
+        p.stdin.write("end\n")
+        p.stdin.close()
+        p.wait(timeout=10)
+    assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") == 0)
+    assert "Traceback" not in mnt.log() and " failed" not in mnt.log()
+
+
 def test_burst_of_100ms_over_the_limit_is_caught(mnt):
     g = group(mnt, "b", limit_in_bytes="100M")
     r = cgemu("exec", "-m", mnt.path, "-g", "b", "--", sys.executable, "-c",

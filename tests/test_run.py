@@ -111,9 +111,6 @@ def test_a_new_thread_is_in_its_process_group(mnt):
     assert mine == [f"{hierarchy_id()}:memory:/t"] * 2
 
 
-@pytest.mark.xfail(reason="known race: the follower's /proc fork scan can re-adopt a child "
-                          "moved to the root just after its fork event (issue 13, see the "
-                          "closing note)", strict=False)
 def test_a_task_moved_to_the_root_is_reported_there_once_past_the_fork_window(mnt):
     """Only a young unlisted task borrows its parent's group (the daemon adopts forks
     at its next poll); one the daemon adopted and that was then moved to the root is

@@ -106,7 +106,7 @@ class Follower:
             if self.connector is None:
                 self.use_connector = False
             elif self._nursery is not None:
-                self._nursery.start_soon(self._watch_connector, self.connector)
+                self._spawn(self._nursery, self._watch_connector, self.connector)
 
     def _connector_off(self) -> None:
         if self.connector is not None:
@@ -127,7 +127,8 @@ class Follower:
         if self.faults is not None:
             fd = self.faults.add(entry.tgid)  # enabled once the task cools down
             if fd is not None and self._nursery is not None:
-                self._nursery.start_soon(self._watch_faults, entry.tgid, fd)
+                self._spawn(self._nursery, self._watch_faults, entry.tgid,
+                            self.faults.by_pid[entry.tgid])
         if parent is not None and entry.poll_ms is None:
             entry.poll_ms = parent.poll_ms
         if parent is not None and parent.pending:
@@ -450,7 +451,7 @@ class Follower:
                 raise OSError(errno.EBADF, f"descriptor {guard_fd} is not a seccomp listener")
             self._guards.append(fd)
             if self._nursery is not None:
-                self._nursery.start_soon(self._serve_guard, fd)
+                self._spawn(self._nursery, self._serve_guard, fd)
             guarded = True
         return {"pid": pid, "followed": int(entry is not None), "guard": int(guarded)}
 
@@ -495,18 +496,30 @@ class Follower:
 
     # ------------------------------------------------------------------ loop
 
+    @staticmethod
+    def _spawn(nursery, fn, *args) -> None:
+        """Start a watcher whose failure is logged, never propagated: one watcher's
+        unexpected exception must not end the follower's nursery, and with it the
+        mount."""
+        async def supervised():
+            try:
+                await fn(*args)
+            except Exception:
+                log.exception("%s%r failed", fn.__name__, args)
+        nursery.start_soon(supervised, name=fn.__name__)
+
     async def run(self) -> None:
         self.token = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for fd in list(self._guards):
-                nursery.start_soon(self._serve_guard, fd)
+                self._spawn(nursery, self._serve_guard, fd)
             if self.connector is not None:
-                nursery.start_soon(self._watch_connector, self.connector)
-            nursery.start_soon(self._watch_fd, self.exits.fileno())
+                self._spawn(nursery, self._watch_connector, self.connector)
+            self._spawn(nursery, self._watch_fd, self.exits.fileno())
             if self.faults is not None:
                 for pid, c in list(self.faults.by_pid.items()):
-                    nursery.start_soon(self._watch_faults, pid, c.fd)
+                    self._spawn(nursery, self._watch_faults, pid, c)
             await self._fast_loop()
 
     async def _watch_connector(self, conn: ProcConnector) -> None:
@@ -534,10 +547,16 @@ class Follower:
                 log.exception("applying process events failed")
                 await trio.sleep(0.01)
 
-    async def _watch_faults(self, pid: int, fd: int) -> None:
-        """An idle task's page-fault counter overflowed: sample it now."""
+    async def _watch_faults(self, pid: int, counter) -> None:
+        """An idle task's page-fault counter overflowed: sample it now. This waiter
+        belongs to one counter: once that counter is removed (the task exited, or
+        stopped being followed and was followed again under the same pid, whose new
+        counter may even reuse the descriptor number, before this waiter first ran) it
+        ends, and never waits on a descriptor another waiter owns (trio's
+        BusyResourceError would end the follower)."""
+        fd = counter.fd
         try:
-            while True:
+            while self.faults.by_pid.get(pid) is counter:
                 await trio.lowlevel.wait_readable(fd)
                 if self.faults.fire(pid):
                     entry = self.tracker.followed.get(pid)
@@ -548,10 +567,10 @@ class Follower:
                         self.wake.set()
                 else:
                     await trio.sleep(0.001)  # readable without an overflow (exit: HUP)
-                    if pid not in self.faults.by_pid:
-                        return
         except (trio.ClosedResourceError, OSError):
             return
+        except Exception:
+            log.exception("page-fault watch of pid %d failed", pid)
 
     async def _fast_loop(self) -> None:
         while True:
