@@ -54,6 +54,9 @@ LINUX_3_10 = Profile(
     counter=CounterKind.RES_COUNTER,
     mechanics=WriteMechanics.CGROUPFS,
     kmem=KmemDesign.ACTIVATED_BY_LIMIT,
+    # seed 003 as merged in 3.8: alloc_thread_info_node() with __GFP_KMEMCG, then
+    # account_kernel_stack()/memcg_kmem_charge() for vmapped stacks (4.9+)
+    charges_thread_stacks=True,
     stat_keys=STAT_KEYS_3_10,
     memparse_suffixes=b"kKmMgG",
     root_use_hierarchy=False,
@@ -70,6 +73,9 @@ LINUX_4_19 = Profile(
     move_charge_mask=3,
     max_swappiness=100,
     kmem=KmemDesign.ENFORCED,
+    # seed 003 as merged in 3.8: alloc_thread_info_node() with __GFP_KMEMCG, then
+    # account_kernel_stack()/memcg_kmem_charge() for vmapped stacks (4.9+)
+    charges_thread_stacks=True,
     stat_keys=STAT_KEYS_4_19,
     root_use_hierarchy=False,
     mkdir_charge_fixed=0, mkdir_charge_per_cpu=0,
@@ -83,6 +89,9 @@ LINUX_5_10 = Profile(
     move_charge_mask=3,
     max_swappiness=200,
     kmem=KmemDesign.ENFORCED,
+    # seed 003 as merged in 3.8: alloc_thread_info_node() with __GFP_KMEMCG, then
+    # account_kernel_stack()/memcg_kmem_charge() for vmapped stacks (4.9+)
+    charges_thread_stacks=True,
     stat_keys=STAT_KEYS_4_19,
     root_use_hierarchy=False,
     mkdir_charge_fixed=1, mkdir_charge_per_cpu=1,
