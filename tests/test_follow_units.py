@@ -273,3 +273,33 @@ def test_mount_options_of_the_follower():
     for bad in ("events=netlink", "fast_ms=0", "thread_stacks=2"):
         with pytest.raises(UsageError):
             parse_args(["-o", bad, "/mnt"])
+
+
+def test_a_sample_stops_at_stat_only_while_stat_shows_no_change():
+    """An idle followed process costs one read of /proc/PID/stat per look; a process
+    that touched memory, started a thread or exec'd is read in full."""
+    from cgroupfs_emu.host.procfs import UNCHANGED, read_sample
+    prog = ("import sys, threading, time\n"
+            "sys.stdin.readline(); x = bytearray(8 << 20)\n"
+            "print('grew', flush=True); sys.stdin.readline()\n"
+            "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+            "print('thread', flush=True); sys.stdin.readline()\n")
+    with started([sys.executable, "-c", prog], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, text=True) as p:
+        first = read_sample("/proc", p.pid)
+        assert read_sample("/proc", p.pid, first.key) is UNCHANGED
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline() == "grew\n"
+        grown = read_sample("/proc", p.pid, first.key)
+        assert grown is not UNCHANGED and grown.pages["anon"] >= first.pages["anon"] + 2000
+        assert read_sample("/proc", p.pid, grown.key) is UNCHANGED
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline() == "thread\n"
+        threaded = read_sample("/proc", p.pid, grown.key)
+        assert threaded is not UNCHANGED and threaded.threads == 2
+        p.stdin.write("\n")
+        p.stdin.close()
+        p.wait(timeout=10)
+    assert read_sample("/proc", p.pid, first.key) is None  # gone: never UNCHANGED

@@ -36,7 +36,7 @@ from ..core.cgroup import Hierarchy, TaskSet
 from ..core.errors import NoMemory
 from ..core.memcg import KINDS, MemoryController, Owner
 from ..host.fds import open_pidfd
-from ..host.procfs import Host, MemSample, program_file_pages, read_sample
+from ..host.procfs import UNCHANGED, Host, MemSample, program_file_pages, read_sample
 from .oom import OomExecutor
 
 log = logging.getLogger("cgroupfs_emu.tracker")
@@ -74,6 +74,10 @@ class Followed:
     nthreads: int = 1
     stacks: int = 0
     pending: list = attrs.field(factory=list)
+    #: /proc/PID/stat's key at the last full sample, and how many more looks may
+    #: stop at stat when it is unchanged (FULL_EVERY: then status is read anyway)
+    key: tuple = ()
+    light_left: int = 0
 
     def mapped(self, tracker_proc: str, file_total: int) -> int:
         """Data-file pages mapped: RssFile without the program's own files (smaps is
@@ -82,6 +86,12 @@ class Followed:
             self.program_pages = program_file_pages(tracker_proc, self.tgid)
             self.file_seen = file_total
         return max(0, file_total - self.program_pages)
+
+
+#: a followed process whose /proc/PID/stat is unchanged is read in full (status too)
+#: at least every this many samples: at the slow poll, every 4 s (VmLck, or anon
+#: turned into file pages at an equal total, are seen that late)
+FULL_EVERY = 8
 
 
 def _resident(sample: MemSample) -> int:
@@ -159,7 +169,8 @@ class ProcessTracker:
             return None
         owner = self.memory.new_owner(tgid, followed=True)
         self.signals.adopt(owner, pidfd)
-        entry = Followed(tgid, owner, sample.start_time, {}, sample.mm)
+        entry = Followed(tgid, owner, sample.start_time, {}, sample.mm, key=sample.key,
+                         light_left=FULL_EVERY)
         if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
             # a fresh fork maps what its parent maps: take the parent's program
             # pages instead of reading smaps (a fork bomb must be cheap to follow)
@@ -294,7 +305,20 @@ class ProcessTracker:
             self.driver.sampled(entry, before)
 
     def _follow_once(self, entry: Followed) -> None:
-        sample = read_sample(self.host.proc, entry.tgid)
+        # A task nothing was refused for (a stopped task must be looked at in full
+        # again when its group recovers) stops at stat when stat shows no change.
+        light = (entry.key if entry.light_left > 0 and entry.refused_at is None
+                 and entry.stopped_in is None else None)
+        sample = read_sample(self.host.proc, entry.tgid, light)
+        if sample is UNCHANGED:
+            entry.light_left -= 1
+            if entry.owner.alive:
+                self.alive.add(entry.tgid)
+                return
+            sample = read_sample(self.host.proc, entry.tgid)
+        entry.light_left = FULL_EVERY
+        if sample is not None:
+            entry.key = sample.key
         if (sample is None or sample.start_time != entry.start_time
                 or not entry.owner.alive):  # exited, or an OOM victim already
             self._exited(entry)
