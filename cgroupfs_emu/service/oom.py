@@ -98,6 +98,10 @@ class OomExecutor:
             log.info("OOM victim pid %d already exited: released, not counted", victim.pid)
             self.memory.release(victim)
             return False
+        # Frozen first, as the kernel's victim is (it sits in its page fault while the
+        # report is written): a running process would go on allocating while its
+        # numbers are read.
+        self.signals.send(victim, signal.SIGSTOP)
         numbers = task_numbers(self.proc, victim.pid)
         lines = oom_report(verdict.group, self.memory.memcg_of_task(victim.pid), victim.pid,
                            numbers)

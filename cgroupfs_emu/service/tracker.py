@@ -140,7 +140,13 @@ class ProcessTracker:
             self.before_move(tset.leader)
 
     def attach(self, tset: TaskSet) -> None:
-        pass
+        """The leader is in its new group now: let the driver guard it there at once
+        (its limits, its stop-first trip point), before the write to ``tasks``
+        returns and the task is told to go on; not at its first fast sample, which a
+        task allocating gigabytes a second would outrun."""
+        entry = self.followed.get(tset.leader) if tset.leader is not None else None
+        if entry is not None and self.driver is not None:
+            self.driver.sampled(entry, sum(entry.last.values()))
 
     # ------------------------------------------------------------------ joining
 
