@@ -280,12 +280,14 @@ def test_a_sample_stops_at_stat_only_while_stat_shows_no_change():
     that touched memory, started a thread or exec'd is read in full."""
     from cgroupfs_emu.host.procfs import UNCHANGED, read_sample
     prog = ("import sys, threading, time\n"
+            "print('ready', flush=True)\n"
             "sys.stdin.readline(); x = bytearray(8 << 20)\n"
             "print('grew', flush=True); sys.stdin.readline()\n"
             "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
             "print('thread', flush=True); sys.stdin.readline()\n")
     with started([sys.executable, "-c", prog], stdin=subprocess.PIPE,
                  stdout=subprocess.PIPE, text=True) as p:
+        assert p.stdout.readline() == "ready\n"  # started, and now blocked
         first = read_sample("/proc", p.pid)
         assert read_sample("/proc", p.pid, first.key) is UNCHANGED
         p.stdin.write("\n")
