@@ -20,6 +20,7 @@ its memory and forget it. This module decides *when*:
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import errno
 import logging
@@ -43,6 +44,8 @@ log = logging.getLogger("cgroupfs_emu.follower")
 STACK_PAGES = 16384 // PAGE_SIZE
 #: a reservation made for a guarded fork that no fork event claimed is dropped
 PENDING_TTL = 2.0
+#: children adopted from one batch of connector events before it is read again
+ADOPT_BATCH = 4
 #: without the connector, busy tasks' children are looked for this often (seconds)
 SCAN_PERIOD = 0.02
 SCAN_SHARE = 0.02
@@ -124,11 +127,6 @@ class Follower:
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
             self.exits.add(entry.tgid, pidfd)
-        if self.faults is not None:
-            fd = self.faults.add(entry.tgid)  # enabled once the task cools down
-            if fd is not None and self._nursery is not None:
-                self._spawn(self._nursery, self._watch_faults, entry.tgid,
-                            self.faults.by_pid[entry.tgid])
         if parent is not None and entry.poll_ms is None:
             entry.poll_ms = parent.poll_ms
         if parent is not None and parent.pending:
@@ -204,33 +202,86 @@ class Follower:
 
     def apply_events(self) -> None:
         if self.connector is not None:
-            try:
-                events, _ = self.connector.read_raw()
-            except OSError:
-                log.exception("proc connector failed; falling back to /proc scans")
-                self._connector_off()
-                self.use_connector = False
-                events = []
-            # Every fork, exec and exit of the host arrives: drop the ones that concern
-            # no followed task before doing anything else with them.
-            task_group = self.hierarchy.task_group
-            followed = self.tracker.followed
-            for what, pid, tgid, ptgid in events:
-                if what == PROC_EVENT_FORK:
-                    if ptgid in task_group:
-                        self._forked(pid, tgid, ptgid)
-                elif tgid in followed:
-                    if what == PROC_EVENT_EXIT:
-                        self._exit_event(pid, tgid)
-                    else:  # exec: a new image, likely to allocate
-                        self.schedule.heat(tgid, time.monotonic(),
-                                           self._own_period(followed[tgid]))
-                        self.wake.set()
+            self._apply_connector_events()
         for pid in self.exits.exited():
             entry = self.tracker.followed.get(pid)
             if entry is not None:
                 self.tracker.exited_now(entry)
         self._expire_pending()
+
+    def _read_connector(self) -> list:
+        try:
+            events, _ = self.connector.read_raw()
+        except OSError:
+            log.exception("proc connector failed; falling back to /proc scans")
+            self._connector_off()
+            self.use_connector = False
+            return []
+        return events
+
+    def _apply_connector_events(self) -> None:
+        """Every fork, exec and exit of the host arrives: the ones that concern no
+        followed task are dropped before anything else is done with them. While
+        adopting children (slow: /proc reads) the connector is read again every
+        ADOPT_BATCH adoptions, so that a fork bomb's refused children are killed as
+        they come rather than after the backlog."""
+        task_group = self.hierarchy.task_group
+        followed = self.tracker.followed
+        events = collections.deque(self._read_connector())
+        refused = set(self._refuse_forks_first(events)) if self.stacks else set()
+        adopted = 0
+        while events:
+            what, pid, tgid, ptgid = events.popleft()
+            if what == PROC_EVENT_FORK:
+                if ptgid in task_group and pid not in refused:
+                    self._forked(pid, tgid, ptgid)
+                    adopted += 1
+                    if adopted % ADOPT_BATCH == 0 and self.connector is not None:
+                        fresh = self._read_connector()
+                        if self.stacks:
+                            refused.update(self._refuse_forks_first(fresh))
+                        events.extend(fresh)
+            elif tgid in followed:
+                if what == PROC_EVENT_EXIT:
+                    self._exit_event(pid, tgid)
+                else:  # exec: a new image, likely to allocate
+                    self.schedule.heat(tgid, time.monotonic(),
+                                       self._own_period(followed[tgid]))
+                    self.wake.set()
+
+    def _refuse_forks_first(self, events) -> set[int]:
+        """Decide the stack of every new process in a batch before adopting any of
+        them. Adopting a child reads /proc and takes a while; a fork bomb's events
+        come in batches, and a child that must not exist has to die at once, not
+        after the adoption of the ones before it. Each child that fits gets its
+        stack reserved in its parent's name (as a guarded fork's is, decide_clone);
+        its adoption turns the reservation into its own charge."""
+        refused: set[int] = set()
+        followed = self.tracker.followed
+        covered: dict[int, int] = {}  # reservations already made (guarded forks)
+        for what, pid, tgid, ptgid in events:
+            if what != PROC_EVENT_FORK or pid != tgid or pid in followed:
+                continue
+            parent = followed.get(ptgid)
+            if parent is None:
+                continue
+            left = covered.setdefault(ptgid, len(parent.pending))
+            if left:
+                covered[ptgid] = left - 1
+                continue
+            group = self._memcg(ptgid)
+            try:
+                verdict = self.memory.charge(parent.owner, group, "kmem", STACK_PAGES,
+                                             may_wait=False)
+            except NoMemory:
+                verdict = True
+            if verdict is not None:
+                self._kill_refused(pid, group)
+                refused.add(pid)
+                continue
+            parent.pending.append(time.monotonic())
+            self._reserving.add(parent)
+        return refused
 
     def _forked(self, pid: int, tgid: int, ptgid: int) -> None:
         h = self.hierarchy
@@ -547,6 +598,18 @@ class Follower:
                 log.exception("applying process events failed")
                 await trio.sleep(0.01)
 
+    def _watch_faults_of(self, tgid: int) -> None:
+        """*tgid* cooled down: from now on its page faults wake its sampling. The
+        counter is made only now, not at fork: a new task is hot anyway, and most
+        short-lived ones (a fork bomb's, a shell's) never cool down."""
+        if tgid not in self.tracker.followed:
+            return
+        if tgid not in self.faults.by_pid:
+            if self.faults.add(tgid) is None:
+                return
+            self._spawn(self._nursery, self._watch_faults, tgid, self.faults.by_pid[tgid])
+        self.faults.enable(tgid)
+
     async def _watch_faults(self, pid: int, counter) -> None:
         """An idle task's page-fault counter overflowed: sample it now. This waiter
         belongs to one counter: once that counter is removed (the task exited, or
@@ -588,7 +651,7 @@ class Follower:
                         self.tracker.sample(entry)
                 if self.faults is not None:
                     for tgid in self.schedule.take_cooled():
-                        self.faults.enable(tgid)
+                        self._watch_faults_of(tgid)
                 now = time.monotonic()
                 wait = self.schedule.next_wake(now)
                 if not self.use_connector and self.tracker.followed:
