@@ -7,7 +7,7 @@ from ..errors import Busy, Invalid
 from ..profiles import CounterKind, Feature
 from .group import MemCgroup
 from .kinds import Res
-from .migration import drop_charges
+from .migration import drop_charges, reparent_lru
 from .reclaim import reclaim, reclaim_all
 from .state import MemState
 from .stock import drain_all_stock
@@ -66,9 +66,9 @@ def limit_bytes(group: MemCgroup, res) -> int:
 def force_empty(state: MemState, group: MemCgroup) -> None:
     """Port of mem_cgroup_force_empty_write(): root is EINVAL; otherwise reclaim as
     much as possible and succeed even if pages remain. Up to 3.15
-    (mem_cgroup_force_empty()): EBUSY while the group has tasks or children. Not
-    emulated: 3.x then moved what reclaim left to the parent
-    (mem_cgroup_reparent_charges()); here it stays in the group until rmdir."""
+    (mem_cgroup_force_empty()): EBUSY while the group has tasks or children, and
+    what reclaim left then moves to the parent or the root (reparent_lru(), the
+    profile's force_empty_leftovers); from 3.16 it stays in the group."""
     if state.profile.force_empty_drops:
         # 2.6.26 mem_cgroup_force_empty(): EBUSY while tasks use a group that still
         # has charges; otherwise every charge is dropped (the pages stay, unaccounted)
@@ -83,6 +83,7 @@ def force_empty(state: MemState, group: MemCgroup) -> None:
         raise Busy("force_empty needs a group without tasks and children")
     drain_all_stock(state, group)
     reclaim_all(state, group)
+    reparent_lru(state, group)
 
 
 def shrink_usage_to(state: MemState, group: MemCgroup, nr_pages: int) -> None:
