@@ -9,7 +9,7 @@ where they were made (move_charge_at_immigrate 0).
 * 3.5-3.15 (linux-3.10, kmem-2012 on 3.8): mem_cgroup_reparent_charges() moves them
   to a hierarchical parent, which already counted them, or else to the root;
 * up to 3.4 (kmem-2011 on 3.2, kmem-slab-2012 on 3.3): mem_cgroup_move_parent()
-  charges a non-hierarchical parent; when the parent's limit refuses, EBUSY;
+  charges the parent first, hierarchical or not; when its limit refuses, EBUSY;
 * 3.16+ (linux-4.19 ...): force_empty only reclaims, the pages stay.
 """
 
@@ -62,6 +62,22 @@ def test_leftovers_move_to_a_hierarchical_parent(mount_with, chargers, profile):
     assert c.do(f"uncharge anon {ANON}").startswith("ok")
     assert num(m.p("a", "memory.usage_in_bytes")) == SHMEM
     assert stat_of(m.p("a", "memory.stat"))["rss"] == 0
+
+
+@pytest.mark.parametrize("profile, busy", [("linux-3.10", 0), ("kmem-2012", 0),
+                                           ("kmem-2011", errno.EBUSY),
+                                           ("kmem-slab-2012", errno.EBUSY)])
+def test_a_hierarchical_parent_at_its_limit(mount_with, chargers, profile, busy):
+    """3.5+ moves the pages under a hierarchical parent without charging it: its limit
+    does not matter. Up to 3.4 the parent is charged before the child gives the pages
+    back, so a parent with no room for them a second time refuses: EBUSY."""
+    m = mount_with(f"kernel={profile}")
+    setup(m, chargers, 1)
+    write(m.p("a", "memory.limit_in_bytes"), str(ANON + SHMEM + FILE))
+    assert errno_of(write, m.p("a", "b", "memory.force_empty"), "0") == busy
+    assert num(m.p("a", "b", "memory.usage_in_bytes")) == (LEFT if busy else 0)
+    assert num(m.p("a", "memory.usage_in_bytes")) == LEFT
+    assert stat_of(m.p("a", "memory.stat"))["rss"] == (0 if busy else ANON)
 
 
 @pytest.mark.parametrize("profile", ["linux-3.10", "kmem-2012"])

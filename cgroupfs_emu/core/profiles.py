@@ -163,8 +163,9 @@ class Leftovers(enum.Enum):
     #: or else to root_mem_cgroup (mem_cgroup_move_parent(): "If no parent, move
     #: charges to root cgroup"); it cannot fail
     TO_PARENT = "parent"
-    #: up to 3.4: the same move, but mem_cgroup_move_parent() charges a
-    #: non-hierarchical parent with __mem_cgroup_try_charge(); ENOMEM sends
+    #: up to 3.4: the pages go to the cgroup parent, which mem_cgroup_move_parent()
+    #: charges first with __mem_cgroup_try_charge() (hierarchical or not: a
+    #: hierarchical parent needs room for them twice for a moment); ENOMEM sends
     #: mem_cgroup_force_empty() back to reclaim a second time, which is EBUSY
     CHARGE_PARENT = "charge-parent"
 

@@ -156,20 +156,24 @@ def reparent_lru(state: MemState, group: MemCgroup) -> None:
     to the group the profile's :class:`~..profiles.Leftovers` variant names. Swapped
     pages and kernel memory stay (the kernel loops on usage minus kmem usage).
 
-    * a hierarchical parent already counts the pages: only the group's own counters
-      give them back (__mem_cgroup_cancel_local_charge());
-    * TO_PARENT (3.5-3.15), non-hierarchical parent: to the root, which has no limit
-      (mem_cgroup_move_parent(): parent_mem_cgroup() is NULL);
-    * CHARGE_PARENT (<= 3.4), non-hierarchical parent: the parent is charged through
-      try_charge (it may reclaim, never OOM-kill); if it cannot take them the write
-      is EBUSY (the kernel's second pass to try_to_free). Differs from the kernel:
-      all or nothing, where the kernel may have moved some pages before ENOMEM.
+    * TO_PARENT (3.5-3.15): a hierarchical parent already counts the pages, so only
+      the group's own counters give them back (__mem_cgroup_cancel_local_charge());
+      past a non-hierarchical parent they go to the root, which has no limit
+      (mem_cgroup_move_parent(): parent_mem_cgroup() is NULL, so root_mem_cgroup);
+    * CHARGE_PARENT (<= 3.4): mem_cgroup_move_parent() first charges the parent
+      (__mem_cgroup_try_charge(): it may reclaim, never OOM-kill), hierarchical or
+      not, then uncharges the group's whole chain (mem_cgroup_move_account(...,
+      uncharge=true)); a hierarchical parent so needs room for the pages twice for a
+      moment. If it cannot take them the write is EBUSY (the kernel's second pass to
+      try_to_free). Differs from the kernel: all or nothing, where the kernel may
+      have moved some pages before the ENOMEM.
     """
     variant = state.profile.force_empty_leftovers
     if variant is Leftovers.STAY or group.is_root:
         return
     chained = group.memory.parent is not None
-    target = group.parent if chained or variant is Leftovers.CHARGE_PARENT else state.root
+    precharged = variant is Leftovers.CHARGE_PARENT
+    target = group.parent if chained or precharged else state.root
     moves = [(owner, led, acc, led[acc.name]) for owner, led in group.ledgers.items()
              for acc in _ON_LRU if led[acc.name]]
     orphans = group.orphan_file
@@ -180,7 +184,6 @@ def reparent_lru(state: MemState, group: MemCgroup) -> None:
     for acc, n in [(acc, n) for _, _, acc, n in moves] + [(FILE, orphans)]:
         for res in acc.tried:
             need[res] = need.get(res, 0) + n
-    precharged = not chained and variant is Leftovers.CHARGE_PARENT
     if precharged:
         try:
             try_charge(state, [(target.counter(res), n) for res, n in need.items() if n],
@@ -204,9 +207,8 @@ def reparent_lru(state: MemState, group: MemCgroup) -> None:
         if not led.total() and not led[LOCKED]:
             del group.ledgers[owner]
             del owner.ledgers[group]
-    # the group's counters give the pages back; up the chain they are taken again
-    # by the parent (or charged to the root / already precharged), so a
-    # hierarchical parent's usage does not change
+    # the group's chain gives the pages back; the target takes them (unless it was
+    # precharged), so a hierarchical parent ends where it was
     for res, n in need.items():
         group.counter(res).uncharge(n)
         if not precharged:
