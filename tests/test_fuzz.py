@@ -282,6 +282,23 @@ def check_invariants(fz: Fuzzed, snap=None) -> None:
     fz.last = snap
 
 
+def client_op(fz: Fuzzed, op: str, g: str, kind: str, pages: int) -> None:
+    """A client charges or frees user pages between the writes, so fuzzed limits
+    meet real charges: reclaim, failcnt, refusals. The mount runs with oom_kill=none
+    (a refusal is ENOMEM, never a SIGKILL of the test's own client); a group with
+    oom_kill_disable 1 would make the charge wait, so none is sent then."""
+    c = fz.clients[g]
+    if op == "uncharge":
+        pages = min(pages, held(c)[kind] // P)
+        if not pages:
+            return
+    elif any(f.get("memory.oom_control", {}).get("oom_kill_disable") for f in fz.last.values()):
+        return
+    reply = c.do(f"{op} {kind} {pages * P}")
+    assert reply.startswith("ok") or (op == "charge" and reply.startswith("refused")), reply
+    fz.last = snapshot(fz.m, fz.profile)
+
+
 def diff(a: dict, b: dict) -> list:
     """(group, file, before, after) of the files that read differently."""
     return [(g, n, a[g].get(n), b[g].get(n)) for g in a
@@ -327,7 +344,8 @@ def fuzz_write(fz: Fuzzed, g: str, name: str, buf: bytes, off: int) -> None:
 def fuzzed(request, mount_with):
     profile = get_profile(request.param)
     # ncpus=6: the mkdir charge is deterministic; swap=8M: reclaim can swap anon out
-    m = mount_with(f"kernel={profile.name},swap=8M,ncpus=6")
+    # oom_kill=none: a charge the fuzzed limits refuse is ENOMEM, not a SIGKILL
+    m = mount_with(f"kernel={profile.name},swap=8M,ncpus=6,oom_kill=none")
     clients = {}
     try:
         os.mkdir(m.p("a"))
@@ -367,14 +385,21 @@ def test_fuzz_every_control_file(fuzzed):
     assert writable
     check_invariants(fz)
 
+    writes_ = st.tuples(st.just("write"), st.sampled_from(writable), data, offsets)
+    charges = st.tuples(st.sampled_from(["charge", "uncharge"]), st.sampled_from(["a", LEAF]),
+                        st.sampled_from(["anon", "file", "shmem"]), st.integers(1, 512))
+
     @seed(zlib.crc32(fz.profile.name.encode()) + SEED)
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(st.lists(st.tuples(st.sampled_from(writable), data, offsets), min_size=1,
-                    max_size=5))
+    @given(st.lists(st.one_of(writes_, writes_, writes_, charges), min_size=1, max_size=6))
     def writes(batch):
-        for (g, name), buf, off in batch:
-            fuzz_write(fz, g, name, buf, off)
+        for op in batch:
+            if op[0] == "write":
+                _, (g, name), buf, off = op
+                fuzz_write(fz, g, name, buf, off)
+            else:
+                client_op(fz, *op)
         check_invariants(fz, fz.last)
 
     writes()
