@@ -28,7 +28,8 @@ and release_agent paths live under /nonexistent.
 
 Each profile runs a fixed, per-profile hypothesis seed (failures reproduce) and
 ``CGEMU_FUZZ_EXAMPLES`` examples (default 25; about 10-15 s a profile). To explore,
-raise it and set ``CGEMU_FUZZ_SEED`` to another number.
+raise it, set ``CGEMU_FUZZ_SEED`` to another number, and ``CGEMU_FUZZ_FLAT=1`` for a
+non-hierarchical parent.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ pytestmark = [pytest.mark.mount, needs_fuse]
 
 EXAMPLES = int(os.environ.get("CGEMU_FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("CGEMU_FUZZ_SEED", "0"))
+#: 1: leave a non-hierarchical (where the profile allows), to explore that layout
+FLAT = os.environ.get("CGEMU_FUZZ_FLAT") == "1"
 TOKENS = [b"-1", b"0", b"1", b"2", b"3", b"4096", b"64K", b"1M", b"2M", b"4m", b"1G",
           b"18446744073709551615", b"18446744073709551616", b"9223372036854775807",
           b"0x", b"0x1000", b"010", b"k", b"e", b"+", b"-", b" ", b"\n", b"\t", b"\x00",
@@ -279,6 +282,14 @@ def check_invariants(fz: Fuzzed, snap=None) -> None:
                 assert u <= mx, (g, prefix, u, mx)
         if "memory.memsw.limit_in_bytes" in f:
             assert f[limit_f] <= f["memory.memsw.limit_in_bytes"], g
+    # memory.stat's total_* keys: the group's own plus, below a hierarchical
+    # group, its child's (for_each_mem_cgroup_tree() follows use_hierarchy)
+    a, leaf = snap["a"].get("memory.stat"), snap[LEAF].get("memory.stat")
+    if a is not None and "total_rss" in a:
+        for key in ("rss", "cache", "swap"):
+            if key in a:
+                assert leaf["total_" + key] == leaf[key], (key, leaf)
+                assert a["total_" + key] == a[key] + (leaf[key] if hierarchical else 0), (key, a)
     fz.last = snap
 
 
@@ -350,7 +361,7 @@ def fuzzed(request, mount_with):
     try:
         os.mkdir(m.p("a"))
         uh = m.p("a", "memory.use_hierarchy")
-        if os.path.exists(uh):
+        if os.path.exists(uh) and not FLAT:
             # a hierarchical parent makes the sums meaningful (pre-5.11 kernels
             # start non-hierarchical; this is allowed while a has no child)
             with open(uh, "w") as f:
@@ -408,3 +419,14 @@ def test_fuzz_every_control_file(fuzzed):
         for buf in (b"18446744073709551616", b"6\x002M", b"-1", b"\xff" * 64):
             fuzz_write(fz, g, name, buf, 0)
         check_invariants(fz, fz.last)
+    # and the groups go away in whatever state the fuzzing left: the clients exit
+    # (their charges are freed; page cache stays), then rmdir reparents the rest
+    for c in fz.clients.values():
+        c.stop()
+    for g in (LEAF, "a"):
+        try:
+            os.rmdir(m.p(g))
+        except OSError as e:
+            # seed 002 [M13]: every charged page pins its container
+            assert e.errno == errno.EBUSY and fz.profile.rmdir_busy_while_charged, (g, e)
+    assert m.proc.poll() is None and "Traceback" not in m.log(), m.log()[-3000:]
