@@ -122,3 +122,32 @@ def test_leftovers_stay_from_3_16(mount_with, chargers, profile):
     write(m.p("a", "b", "memory.force_empty"), "0")
     assert num(m.p("a", "b", "memory.usage_in_bytes")) == LEFT
     assert stat_of(m.p("a", "b", "memory.stat"))["rss"] == ANON
+
+
+@pytest.mark.parametrize("profile", ["kmem-2011", "kmem-slab-2012"])
+def test_rmdir_up_to_3_4_needs_room_in_the_parent(mount_with, chargers, profile):
+    """Up to 3.4 rmdir runs the same move (mem_cgroup_pre_destroy() ->
+    mem_cgroup_force_empty(memcg, false)): a flat parent is charged for the pages;
+    without room the group is reclaimed, tried again, and the rmdir is EBUSY."""
+    m = mount_with(f"kernel={profile}")
+    setup(m, chargers, 0)
+    write(m.p("a", "memory.limit_in_bytes"), str(LEFT - P))
+    assert errno_of(os.rmdir, m.p("a", "b")) == errno.EBUSY
+    assert os.path.isdir(m.p("a", "b"))
+    assert num(m.p("a", "b", "memory.usage_in_bytes")) == LEFT  # reclaimed, kept
+    write(m.p("a", "memory.limit_in_bytes"), str(LEFT))
+    os.rmdir(m.p("a", "b"))
+    assert num(m.p("a", "memory.usage_in_bytes")) == LEFT
+    assert stat_of(m.p("a", "memory.stat"))["rss"] == ANON
+
+
+@pytest.mark.parametrize("profile", ["linux-3.10", "kmem-2012"])
+def test_rmdir_from_3_5_passes_a_flat_parent(mount_with, chargers, profile):
+    """3.5+: rmdir's reparenting cannot fail; past a flat parent the pages go to the
+    root, whatever the parent's limit."""
+    m = mount_with(f"kernel={profile}")
+    setup(m, chargers, 0)
+    write(m.p("a", "memory.limit_in_bytes"), str(16 * P))
+    os.rmdir(m.p("a", "b"))
+    assert num(m.p("a", "memory.usage_in_bytes")) == 0
+    assert stat_of(m.p("memory.stat"))["rss"] == ANON

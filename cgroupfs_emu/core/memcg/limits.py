@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...units import PAGE_SIZE
 from ..errors import Busy, Invalid
-from ..profiles import CounterKind, Feature
+from ..profiles import CounterKind, Feature, Leftovers
 from .group import MemCgroup
 from .kinds import Res
 from .migration import drop_charges, reparent_lru
@@ -84,6 +84,23 @@ def force_empty(state: MemState, group: MemCgroup) -> None:
     drain_all_stock(state, group)
     reclaim_all(state, group)
     reparent_lru(state, group)
+
+
+def pre_destroy(state: MemState, group: MemCgroup) -> None:
+    """rmdir up to 3.4: mem_cgroup_pre_destroy() runs mem_cgroup_force_empty(memcg,
+    false): the pages on the group's LRU lists move to the parent, which is charged
+    for them (reparent_lru(), Leftovers.CHARGE_PARENT); when it cannot take them the
+    group is reclaimed once and the move tried again; a second refusal fails the
+    rmdir with EBUSY and the group stays. From 3.5 rmdir's reparenting cannot fail
+    (migration.offline())."""
+    if state.profile.force_empty_leftovers is not Leftovers.CHARGE_PARENT:
+        return
+    drain_all_stock(state, group)
+    try:
+        reparent_lru(state, group)
+    except Busy:
+        reclaim_all(state, group)
+        reparent_lru(state, group)
 
 
 def shrink_usage_to(state: MemState, group: MemCgroup, nr_pages: int) -> None:
