@@ -189,12 +189,11 @@ class Fuzzed:
                            if isinstance(v, tuple)}
         self.last = first
 
-    # the memory files by role; seed 002 has its own names
     def name(self, role: str) -> str:
+        """The usage or limit file; seed 002 has its own names [M4]."""
         if self.profile.has(Feature.CONTAINERS_2007):
-            return {"usage": "mem_usage", "limit": "mem_limit", "failcnt": "mem_failcnt"}[role]
-        return "memory." + {"usage": "usage_in_bytes", "limit": "limit_in_bytes",
-                            "max": "max_usage_in_bytes"}[role]
+            return {"usage": "mem_usage", "limit": "mem_limit"}[role]
+        return {"usage": "memory.usage_in_bytes", "limit": "memory.limit_in_bytes"}[role]
 
     @property
     def unit(self) -> int:
@@ -202,7 +201,7 @@ class Fuzzed:
         return 1 if not self.profile.has(Feature.CONTAINERS_2007) else P
 
 
-def kmem_terms(profile, f: dict, own_kmem: int) -> tuple[int, int]:
+def kmem_terms(profile, own_kmem: int) -> tuple[int, int]:
     """(bytes of this group's own kmem in its memory counter, in its kmem counter)
     for the clients' kmem charges, by the kernel design the profile follows
     (kinds.py states the same table for the product; here it is restated from the
@@ -237,7 +236,7 @@ def check_invariants(fz: Fuzzed, snap=None) -> None:
     for g, c in fz.clients.items():
         h = held(c)
         user = h["anon"] + h["file"] + h["shmem"]
-        k_mem, k_kmem = kmem_terms(profile, snap[g], h["kmem"])
+        k_mem, k_kmem = kmem_terms(profile, h["kmem"])
         own[g] = {"mem": user + k_mem, "swap": h["swap"], "kmem": k_kmem}
         stat = snap[g].get("memory.stat")
         if stat is not None:
