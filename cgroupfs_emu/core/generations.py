@@ -9,7 +9,7 @@ and lists the choices. Nothing here is code: the handlers read these values.
 from __future__ import annotations
 
 from ..dirorder import DcacheOrder, KernfsOrder, NameHash
-from .profiles import (STAT_KEYS_6_18, CounterKind, Feature, KmemDesign, Profile,
+from .profiles import (STAT_KEYS_6_18, CounterKind, Feature, KmemDesign, Leftovers, Profile,
                        WriteMechanics)
 
 #: 3.10: mem_cgroup_stat_names[] (swap with swap accounting), the events, the LRUs
@@ -64,6 +64,7 @@ LINUX_3_10 = Profile(
     name_max=255,
     dir_order=DcacheOrder(),
     file_creation_order=CREATION_ORDER_3_10,
+    force_empty_leftovers=Leftovers.TO_PARENT,
 )
 
 #: Debian 10; the 4.x generation of RHEL 8 (4.18) and Ubuntu 18.04 (4.15)

@@ -14,7 +14,7 @@ stock           clients' charge stocks
 reclaim         try_to_free_mem_cgroup_pages()
 oom             victim selection, OomVerdict
 charge          the one try_charge; charge / uncharge of every kind
-shared          shared pages: the first toucher owns them (seed 002)
+shared_pages    shared pages: the first toucher owns them (seed 002)
 stacks          a client's tasks and their thread stacks (seed 003)
 slab            per-group slab caches (seed 001)
 task_exit       what a task's end frees, OOM victims

@@ -19,7 +19,7 @@ from ..errors import Busy, NoSpace
 from ..port import Effects
 from ..profiles import DEFAULT_PROFILE, Profile
 from . import charge as _charge
-from . import (events, limits, migration, oom, shared, slab, stacks, stock, task_exit,
+from . import (events, limits, migration, oom, shared_pages, slab, stacks, stock, task_exit,
                vmpressure)
 from .charge import OnOom, charge_account
 from .events import EventListener
@@ -95,10 +95,12 @@ class MemoryController(MemState):
         """mem_cgroup_css_offline(): charges reparented, listeners told and dropped.
 
         Seed 002: every charged page holds a reference on the container, so rmdir is
-        EBUSY while any is charged; seed 000: likewise while kmem is charged."""
+        EBUSY while any is charged; seed 000: likewise while kmem is charged. Up to
+        3.4 the parent must also take the group's pages (limits.pre_destroy())."""
         busy = self.profile.rmdir_busy_while_charged
         if busy and group.counter(Res.MEM if busy == "memory" else Res.KMEM).usage:
             raise Busy(f"the group still holds {busy} charges")
+        limits.pre_destroy(self, group)
         migration.offline(self, group)
         events.remove_all(self, group)
 
@@ -179,16 +181,16 @@ class MemoryController(MemState):
 
     # ------------------------------------------------------------------ shared pages
 
-    #: shared_object(key, nr) -> SharedObject | None (shared.py)
-    shared_object = shared.lookup
+    #: shared_object(key, nr) -> SharedObject | None (shared_pages.py)
+    shared_object = shared_pages.lookup
     #: shared_holder(pid) -> the Owner a new shared object's pages are charged to
-    shared_holder = shared.holder
+    shared_holder = shared_pages.holder
     #: shared_created(key, owner, held_by, group, nr)
-    shared_created = _operation(shared.created)
+    shared_created = _operation(shared_pages.created)
     #: share(obj, owner): a later mapper's reference
-    share = _operation(shared.take)
+    share = _operation(shared_pages.take)
     #: unshare(key, owner, nr) -> pages uncharged (the last reference)
-    unshare = _operation(shared.drop)
+    unshare = _operation(shared_pages.drop)
 
     # ------------------------------------------------------------------ OOM
 

@@ -4,7 +4,7 @@ spec 3.1)."""
 
 from __future__ import annotations
 
-from . import shared
+from . import shared_pages
 from .charge import uncharge_kind
 from .kinds import FILE, KINDS
 from .oom import memcg_of_task
@@ -45,7 +45,7 @@ def release(state: MemState, owner: Owner) -> None:
     owner.ledgers.clear()
     for group in touched:
         state.oom_recover(group)
-    shared.drop_all(state, owner)  # its mappings of shared objects go too
+    shared_pages.drop_all(state, owner)  # its mappings of shared objects go too
 
 
 def oom_killed(state: MemState, victim: Owner) -> None:
