@@ -422,7 +422,7 @@ def test_cgemu_ps_shows_what_each_task_was_charged(mnt, chargers):
     assert r.returncode == 0
     rows = {int(l.split()[0]): l.split() for l in r.stdout.splitlines()[1:]}
     assert r.stdout.splitlines()[0].split() == ["PID", "GROUP", "ANON", "SHMEM", "FILE",
-                                                "COMMAND"]
+                                                "SAMPLED", "COMMAND"]
     assert rows[c.pid][1:5] == ["/g", "64K", "16K", "1.5M"]
     assert rows[idle.pid][1:5] == ["/g", "0", "0", "0"]
 

@@ -129,6 +129,12 @@ def _register_exec(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("-g", "--group", required=True, help="group path below the mount, e.g. jobs/a")
     add_mount_arg(e)
+    e.add_argument("--poll-ms", type=int, metavar="MS",
+                   help="sample the command's memory every MS ms while it is idle "
+                   "(default: the mount's poll_ms; busy tasks are sampled every fast_ms)")
+    e.add_argument("--no-guard", action="store_true",
+                   help="no seccomp fork guard: forks beyond the kmem limit are killed "
+                   "after the fact instead of failing with ENOMEM")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
     # issue 12: `cgemu exec --system`, the view of `cgemu run` without a shell
@@ -278,6 +284,7 @@ def cmd_exec(args) -> int:
             os.close(fd)
     except OSError as e:
         raise CgemuError(f"cannot join group {args.group}: {e.strerror}") from None
+    _hand_over(args)
     sys.stdout.flush()
     sys.stderr.flush()
     # Python ignores SIGPIPE, and an ignored signal stays ignored across exec.
@@ -290,6 +297,83 @@ def cmd_exec(args) -> int:
               f"{'command not found' if missing else e.strerror}", file=sys.stderr)
         return 127 if missing else 126
     return 126  # not reached
+
+
+def _daemon_request(args, line: str, timeout: float = 10.0) -> tuple[str, dict]:
+    """One request that does not make this process a client (``follow``,
+    ``followed``): ("ok", fields) or ("err", {"errno": NAME, "message": ...})."""
+    import socket as _socket
+    from ..protocol import parse_reply
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(find_client_socket(args))
+        sock.sendall(line.encode() + b"\n")
+        buf = b""
+        while True:
+            while b"\n" not in buf:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("the daemon closed the connection")
+                buf += data
+            reply, _, buf = buf.partition(b"\n")
+            if not reply.startswith(b"event "):
+                break
+    finally:
+        sock.close()
+    kind, fields = parse_reply(reply.decode())
+    if kind == "err":
+        return "err", {"errno": fields[0], "message": fields[1]}
+    return kind, fields
+
+
+def _hand_over(args) -> None:
+    """Issue 13, between joining and exec: install the fork guard (a seccomp filter
+    whose listener the daemon takes with pidfd_getfd and answers: a fork beyond the
+    kmem limit fails with ENOMEM inside the command) and give the command its own
+    slow sampling rate (--poll-ms)."""
+    from ..service import fork_guard
+    listener = -1
+    if not args.no_guard and fork_guard.supported():
+        try:
+            listener = fork_guard.install()
+        except OSError as e:
+            print(f"cgemu exec: no fork guard: {e.strerror}", file=sys.stderr)
+    if listener < 0 and not args.poll_ms:
+        return
+    line = f"follow {os.getpid()}"
+    if listener >= 0:
+        line += f" guard={listener}"
+    if args.poll_ms:
+        line += f" poll_ms={args.poll_ms}"
+    try:
+        status, fields = _daemon_request(args, line)
+    except (OSError, ConnectionError, CgemuError) as e:
+        status, fields = "err", {"message": str(e)}
+    if listener >= 0 and (status != "ok" or fields.get("guard") != "1"):
+        print(f"cgemu exec: the daemon did not take the fork guard "
+              f"({fields.get('message', '')}); forks are let through", file=sys.stderr)
+        _serve_guard_detached(listener)
+    if listener >= 0:
+        os.close(listener)
+
+
+def _serve_guard_detached(listener: int) -> None:
+    """Nobody else answers the guarded command's forks: a detached grandchild lets
+    every one proceed until the command's tree is gone (the filter cannot be
+    removed once installed)."""
+    from ..service import fork_guard
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    if os.fork():
+        os._exit(0)
+    try:
+        os.setsid()
+        fork_guard.serve_passthrough(listener)
+    finally:
+        os._exit(0)
 
 
 def _task_memory(directory: str) -> dict[int, tuple[int, int, int]]:
@@ -309,7 +393,18 @@ def _task_memory(directory: str) -> dict[int, tuple[int, int, int]]:
 def cmd_ps(args) -> int:
     """PID, group, charged memory and command of every task in a group."""
     mount = find_mount(args)
-    print(f"{'PID':>7}  {'GROUP':<24} {'ANON':>6} {'SHMEM':>6} {'FILE':>6}  COMMAND")
+    # issue 13: how long ago the daemon last sampled each followed task
+    ages: dict[int, int] = {}
+    try:
+        status, fields = _daemon_request(args, "followed")
+    except (OSError, ConnectionError, CgemuError):
+        status, fields = "err", {}
+    if status == "ok" and fields.get("tasks", "-") != "-":
+        for item in fields["tasks"].split(","):
+            fpid, _, age, _ = item.split(":")
+            ages[int(fpid)] = int(age)
+    print(f"{'PID':>7}  {'GROUP':<24} {'ANON':>6} {'SHMEM':>6} {'FILE':>6} {'SAMPLED':>8}"
+          f"  COMMAND")
     for dirpath, dirnames, _ in os.walk(mount):
         dirnames.sort()
         group = group_path(mount, dirpath)
@@ -328,7 +423,8 @@ def cmd_ps(args) -> int:
             except OSError:
                 continue
             anon, shmem, file = (human(n) for n in memory.get(pid, (0, 0, 0)))
-            print(f"{pid:>7}  {group:<24} {anon:>6} {shmem:>6} {file:>6}  {comm}")
+            sampled = f"{ages[pid]}ms" if pid in ages else "-"
+            print(f"{pid:>7}  {group:<24} {anon:>6} {shmem:>6} {file:>6} {sampled:>8}  {comm}")
     return 0
 
 

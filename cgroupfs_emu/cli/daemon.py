@@ -9,6 +9,7 @@ constructors that need it; no constructor sets anything on another object:
     MemoryController                     the memory subsystem (effects, task facts)
     OomExecutor, ProcessTracker          act on verdicts; follow real processes
     Hierarchy                            the cgroup core: tracker, then memory
+    Follower                             process events, fast sampling, fork guard
     ControlTree, CgroupFS                control files; the FUSE adapter
     Watcher                              the poll loop
     ChargeServer                         the client socket (serves once it is bound)
@@ -41,6 +42,7 @@ from ..fs.session import fuse_fds, install_fast_wait
 from ..host.procfs import Host
 from ..protocol import SOCKET_XATTR, default_socket_path
 from ..service.effects import Clients, HostFacts, ReleaseAgents, ServiceEffects
+from ..service.follower import Follower
 from ..service.fdbudget import raise_nofile_limit
 from ..service.oom import OomExecutor, OomWaitQueue
 from ..service.server import ChargeServer, bind_socket
@@ -88,6 +90,9 @@ class Daemon:
         self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
                                    release_agent=cfg.release_agent, owner_uid=os.getuid(),
                                    names=profile.name_rules())
+        # issue 13: events, adaptive sampling, the stop-first thread, stack charging
+        self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
+                                 events=cfg.events, stacks=cfg.thread_stacks)
         self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
         self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path,
@@ -95,13 +100,14 @@ class Daemon:
         self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
                                cfg.poll_ms)
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
-                                           followers=self.tracker))
+                                           followers=self.tracker, follower=self.follower))
         self.listener = None
 
     def start(self, stack: contextlib.ExitStack) -> None:
         """Socket first, then the mount: both exist before anyone hears "mounted".
         Each pushes its undoing on *stack*."""
         stack.callback(self.watcher.close)
+        stack.callback(self.follower.close)  # unwound first (LIFO): continue what its thread stopped
         raise_nofile_limit()  # the descriptor budget (service/fdbudget.py) counts on it
         try:
             listener = bind_socket(self.socket_path, self.cfg.socket_mode,
@@ -140,6 +146,7 @@ class Daemon:
             await nursery.start(self.agents.serve)
             await nursery.start(self.server.serve, self.listener)
             await nursery.start(self.watcher.run)
+            nursery.start_soon(self.follower.run)
             nursery.start_soon(self._on_signal)
             await pyfuse3.main(min_tasks=1, max_tasks=1)
             nursery.cancel_scope.cancel()

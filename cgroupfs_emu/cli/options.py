@@ -56,6 +56,12 @@ class MountConfig:
     oom_kill: bool = True
     #: how often the daemon looks at real processes (exits, closed eventfds, ...)
     poll_ms: int = 500
+    #: issue 13: how process events arrive (auto: the proc connector when root,
+    #: else pidfds + /proc scans), the fast sampling period of busy tasks, and
+    #: thread-stack charging (None: as the profile says)
+    events: str = "auto"
+    fast_ms: int = 10
+    thread_stacks: bool | None = None
     #: write the daemon's pid here once the mount is live
     pidfile: str | None = None
     #: the -o options as given, for the start log line
@@ -95,6 +101,14 @@ def apply_option(cfg: MountConfig, opt: str) -> None:
         if not value.isdigit() or not 10 <= int(value) <= 60000:
             raise UsageError(f"poll_ms={value!r}: a number of milliseconds, 10..60000")
         cfg.poll_ms = int(value)
+    elif key == "events" and value in ("auto", "connector", "scan"):
+        cfg.events = value
+    elif key == "fast_ms" and eq:
+        if not value.isdigit() or not 1 <= int(value) <= 1000:
+            raise UsageError(f"fast_ms={value!r}: a number of milliseconds, 1..1000")
+        cfg.fast_ms = int(value)
+    elif key == "thread_stacks" and value in ("0", "1"):
+        cfg.thread_stacks = value == "1"
     elif key == "ncpus" and eq:
         if not value.isdigit() or not 1 <= int(value) <= 8192:
             raise UsageError(f"ncpus={value!r}: a number of CPUs, 1..8192")
@@ -184,7 +198,10 @@ options:
   socket_mode=OCTAL    permissions of the client socket (default 0600)
   swap=SIZE            size of the emulated swap device, e.g. 256M (default 0)
   oom_kill=kill|none   none: an OOM refuses the charge instead of sending SIGKILL
-  poll_ms=N            how often real processes are looked at (default 500)
+  poll_ms=N            how often idle real processes are sampled (default 500)
+  fast_ms=N            how often busy real processes are sampled (default 10)
+  events=auto|connector|scan  how forks and exits are learned (default auto)
+  thread_stacks=0|1    charge 16K of kmem per followed task (default: the profile's)
   rw,ro,nosuid,...     VFS flags, handed to the kernel
   defaults,nofail,...  accepted and ignored, as mount(8) adds them
 

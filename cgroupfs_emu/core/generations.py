@@ -9,7 +9,7 @@ and lists the choices. Nothing here is code: the handlers read these values.
 from __future__ import annotations
 
 from ..dirorder import DcacheOrder, KernfsOrder, NameHash
-from .profiles import (STAT_KEYS_6_18, CounterKind, Feature, KmemDesign, Profile,
+from .profiles import (STAT_KEYS_6_18, CounterKind, Feature, KmemDesign, Leftovers, Profile,
                        WriteMechanics)
 
 #: 3.10: mem_cgroup_stat_names[] (swap with swap accounting), the events, the LRUs
@@ -54,6 +54,9 @@ LINUX_3_10 = Profile(
     counter=CounterKind.RES_COUNTER,
     mechanics=WriteMechanics.CGROUPFS,
     kmem=KmemDesign.ACTIVATED_BY_LIMIT,
+    # seed 003 as merged in 3.8: alloc_thread_info_node() with __GFP_KMEMCG, then
+    # account_kernel_stack()/memcg_kmem_charge() for vmapped stacks (4.9+)
+    charges_thread_stacks=True,
     stat_keys=STAT_KEYS_3_10,
     memparse_suffixes=b"kKmMgG",
     root_use_hierarchy=False,
@@ -61,6 +64,7 @@ LINUX_3_10 = Profile(
     name_max=255,
     dir_order=DcacheOrder(),
     file_creation_order=CREATION_ORDER_3_10,
+    force_empty_leftovers=Leftovers.TO_PARENT,
 )
 
 #: Debian 10; the 4.x generation of RHEL 8 (4.18) and Ubuntu 18.04 (4.15)
@@ -70,6 +74,9 @@ LINUX_4_19 = Profile(
     move_charge_mask=3,
     max_swappiness=100,
     kmem=KmemDesign.ENFORCED,
+    # seed 003 as merged in 3.8: alloc_thread_info_node() with __GFP_KMEMCG, then
+    # account_kernel_stack()/memcg_kmem_charge() for vmapped stacks (4.9+)
+    charges_thread_stacks=True,
     stat_keys=STAT_KEYS_4_19,
     root_use_hierarchy=False,
     mkdir_charge_fixed=0, mkdir_charge_per_cpu=0,
@@ -83,6 +90,9 @@ LINUX_5_10 = Profile(
     move_charge_mask=3,
     max_swappiness=200,
     kmem=KmemDesign.ENFORCED,
+    # seed 003 as merged in 3.8: alloc_thread_info_node() with __GFP_KMEMCG, then
+    # account_kernel_stack()/memcg_kmem_charge() for vmapped stacks (4.9+)
+    charges_thread_stacks=True,
     stat_keys=STAT_KEYS_4_19,
     root_use_hierarchy=False,
     mkdir_charge_fixed=1, mkdir_charge_per_cpu=1,

@@ -151,6 +151,25 @@ class KmemDesign(enum.Enum):
     REPORTED = "reported"
 
 
+class Leftovers(enum.Enum):
+    """What memory.force_empty does with the user pages reclaim could not free (the
+    kernels' mem_cgroup_force_empty(), read at the tags; docs/kernel-generations.md
+    section 5)."""
+
+    #: 3.16+: only reclaim; what is left stays charged to the group
+    STAY = "stay"
+    #: 3.5-3.15: mem_cgroup_reparent_charges() moves every page left on the group's
+    #: LRU lists to parent_mem_cgroup(), which a hierarchical parent already counts,
+    #: or else to root_mem_cgroup (mem_cgroup_move_parent(): "If no parent, move
+    #: charges to root cgroup"); it cannot fail
+    TO_PARENT = "parent"
+    #: up to 3.4: the pages go to the cgroup parent, which mem_cgroup_move_parent()
+    #: charges first with __mem_cgroup_try_charge() (hierarchical or not: a
+    #: hierarchical parent needs room for them twice for a moment); ENOMEM sends
+    #: mem_cgroup_force_empty() back to reclaim a second time, which is EBUSY
+    CHARGE_PARENT = "charge-parent"
+
+
 #: memory.stat of 6.18, as the golden transcripts show it
 STAT_KEYS_6_18 = (
     "cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",
@@ -220,6 +239,8 @@ class Profile:
     #: 2.6.26 force_empty: EBUSY with tasks and usage, else every charge is dropped
     #: (also at rmdir)
     force_empty_drops: bool = False
+    #: what force_empty does with the pages reclaim left (:class:`Leftovers`)
+    force_empty_leftovers: Leftovers = Leftovers.STAY
     #: seed 001 memcg_kmem_init(): the kmem counter is chained only below a
     #: hierarchical parent that is not the root (nothing is charged to the root)
     kmem_chain_skips_root: bool = False

@@ -10,7 +10,7 @@ these values, as they read the mainline generations' (generations.py).
 from __future__ import annotations
 
 from ..dirorder import DcacheOrder
-from .profiles import CounterKind, Feature, KmemDesign, Profile, WriteMechanics
+from .profiles import CounterKind, Feature, KmemDesign, Leftovers, Profile, WriteMechanics
 
 #: cgroup v1 core files of 3.x (no cgroup.sane_behavior before 3.10)
 _CGROUP_3X = ("tasks", "cgroup.procs", "notify_on_release", "cgroup.clone_children",
@@ -85,7 +85,7 @@ KMEM_2011 = Profile(
     file_set=frozenset(_CGROUP_3X + _MEMCG_3_2 + (
         "memory.independent_kmem_limit", "memory.kmem.usage_in_bytes",
         "memory.kmem.limit_in_bytes")),
-    rmdir_busy_while_charged="kmem",
+    rmdir_busy_while_charged="kmem", force_empty_leftovers=Leftovers.CHARGE_PARENT,
     **_OLD,
 )
 
@@ -98,7 +98,7 @@ KMEM_SLAB_2012 = Profile(
     file_set=frozenset(_CGROUP_3X + _MEMCG_3_2 + _TCP_3_3 + (
         "memory.kmem.independent_kmem_limit", "memory.kmem.limit_in_bytes",
         "memory.kmem.usage_in_bytes", "memory.kmem.slabinfo")),
-    kmem_chain_skips_root=True,
+    kmem_chain_skips_root=True, force_empty_leftovers=Leftovers.CHARGE_PARENT,
     **_OLD,
 )
 
@@ -113,6 +113,7 @@ KMEM_2012 = Profile(
         "memory.kmem.limit_in_bytes", "memory.kmem.usage_in_bytes",
         "memory.kmem.max_usage_in_bytes", "memory.kmem.failcnt")),
     kmem_outlives_group=True, charges_thread_stacks=True,
+    force_empty_leftovers=Leftovers.TO_PARENT,
     **_OLD,
 )
 

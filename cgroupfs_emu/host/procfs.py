@@ -40,6 +40,7 @@ STAT_PPID = 1
 STAT_FLAGS = 6
 STAT_NUM_THREADS = 17
 STAT_STARTTIME = 19
+STAT_RSS = 21
 STAT_STARTCODE = 23
 STAT_STARTSTACK = 25
 #: states whose memory is gone (zombie, dead)
@@ -100,14 +101,30 @@ class MemSample:
     mm: tuple[int, int]
     start_time: int
     threads: int = 1
+    #: what /proc/PID/stat alone says of the process (see :func:`read_sample`)
+    key: tuple = ()
 
 
-def read_sample(proc: str, pid: int) -> MemSample | None:
+#: read_sample()'s answer when /proc/PID/stat shows nothing changed
+UNCHANGED = object()
+
+
+def read_sample(proc: str, pid: int, unless: tuple | None = None):
     """/proc/PID/status (memory) and /proc/PID/stat (start time, code and stack
-    addresses, thread count); None for a process that is gone or a zombie."""
+    addresses, thread count); None for a process that is gone or a zombie.
+
+    With *unless* (a previous sample's ``key``): when stat shows the same resident
+    size, threads, address space and start time, :data:`UNCHANGED`, without reading
+    status. stat costs about 60 % of status and holds everything but the split of the
+    resident set into anon, file and shmem and VmLck, which can change at an unchanged
+    total only in rare cases (the caller reads status from time to time anyway)."""
     fields = read_stat(proc, pid)
     if fields is None or fields[STAT_STATE] in _DEAD_STATES:
         return None
+    seen = (fields[STAT_RSS], fields[STAT_NUM_THREADS], fields[STAT_STARTCODE],
+            fields[STAT_STARTSTACK], fields[STAT_STARTTIME])
+    if seen == unless:
+        return UNCHANGED
     status = _read(f"{proc}/{pid}/status", _STATUS_READ)
     if status is None:
         return None
@@ -120,7 +137,7 @@ def read_sample(proc: str, pid: int) -> MemSample | None:
         i += len(key)
         pages[kind] = int(status[i:status.index(b" kB", i)]) // _KB_PER_PAGE
     return MemSample(pages, (int(fields[STAT_STARTCODE]), int(fields[STAT_STARTSTACK])),
-                     int(fields[STAT_STARTTIME]), int(fields[STAT_NUM_THREADS]))
+                     int(fields[STAT_STARTTIME]), int(fields[STAT_NUM_THREADS]), seen)
 
 
 def program_file_pages(proc: str, pid: int) -> int:

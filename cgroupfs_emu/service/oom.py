@@ -21,6 +21,8 @@ import trio
 
 from ..core.memcg import MemCgroup, MemoryController, OomVerdict, Owner
 from ..protocol import ProtocolError
+from .oom_report import report as oom_report, task_numbers
+from .proc_events import is_exited
 from .signals import Signaller
 
 log = logging.getLogger("cgroupfs_emu.oom")
@@ -74,18 +76,42 @@ class OomWaitQueue:
 
 
 class OomExecutor:
-    def __init__(self, memory: MemoryController, signals: Signaller, queue: OomWaitQueue):
+    def __init__(self, memory: MemoryController, signals: Signaller, queue: OomWaitQueue,
+                 proc: str = "/proc"):
         self.memory = memory
+        #: where the victim's numbers for the report are read
+        self.proc = proc
         self.signals = signals
         self.queue = queue
 
-    def kill(self, verdict: OomVerdict) -> None:
-        """oom_kill_process(): SIGKILL the victim, count it, free its memory."""
+    def kill(self, verdict: OomVerdict) -> bool:
+        """oom_kill_process(): SIGKILL the victim, count it, free its memory, and log
+        the kernel's report (oom_report.py).
+
+        Only a live task is killed and counted: a victim whose process already
+        exited (its pidfd is readable; the kernel skips exiting tasks,
+        task_will_free_mem()) is released without a kill, and False is returned, so
+        the caller retries the charge and the next choice is a live task."""
         victim = verdict.victim
-        log.warning("memory cgroup out of memory in %s: killing pid %d (%d pages)",
-                    verdict.group.path(), victim.pid, victim.badness())
-        self.signals.send(victim, signal.SIGKILL)
+        pidfd = self.signals.pidfd(victim)
+        if pidfd is not None and is_exited(pidfd):
+            log.info("OOM victim pid %d already exited: released, not counted", victim.pid)
+            self.memory.release(victim)
+            return False
+        # Frozen first, as the kernel's victim is (it sits in its page fault while the
+        # report is written): a running process would go on allocating while its
+        # numbers are read.
+        self.signals.send(victim, signal.SIGSTOP)
+        numbers = task_numbers(self.proc, victim.pid)
+        lines = oom_report(verdict.group, self.memory.memcg_of_task(victim.pid), victim.pid,
+                           numbers)
+        if not self.signals.send(victim, signal.SIGKILL):
+            self.memory.release(victim)
+            return False
+        for line in lines:
+            log.warning("%s", line)
         self.memory.oom_killed(victim)
+        return True
 
     async def charge(self, owner: Owner, kind: str, nr: int,
                      verdict: OomVerdict | None = None, gone=None) -> None:

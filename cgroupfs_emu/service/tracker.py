@@ -36,7 +36,7 @@ from ..core.cgroup import Hierarchy, TaskSet
 from ..core.errors import NoMemory
 from ..core.memcg import KINDS, MemoryController, Owner
 from ..host.fds import open_pidfd
-from ..host.procfs import Host, MemSample, program_file_pages, read_sample
+from ..host.procfs import UNCHANGED, Host, MemSample, program_file_pages, read_sample
 from .oom import OomExecutor
 
 log = logging.getLogger("cgroupfs_emu.tracker")
@@ -65,6 +65,19 @@ class Followed:
     threads: int = 1
     #: pages per kind at the last reading (a forked child's baseline comes from it)
     last: dict = attrs.field(factory=dict)
+    #: issue 13 (follower.py): when last sampled (monotonic), its own slow rate
+    #: (cgemu exec --poll-ms), resident pages and threads at the last sample, thread
+    #: stacks charged, stack reservations made by guarded forks not yet seen
+    sampled_at: float = 0.0
+    poll_ms: int | None = None
+    resident: int = 0
+    nthreads: int = 1
+    stacks: int = 0
+    pending: list = attrs.field(factory=list)
+    #: /proc/PID/stat's key at the last full sample, and how many more looks may
+    #: stop at stat when it is unchanged (FULL_EVERY: then status is read anyway)
+    key: tuple = ()
+    light_left: int = 0
 
     def mapped(self, tracker_proc: str, file_total: int) -> int:
         """Data-file pages mapped: RssFile without the program's own files (smaps is
@@ -73,6 +86,17 @@ class Followed:
             self.program_pages = program_file_pages(tracker_proc, self.tgid)
             self.file_seen = file_total
         return max(0, file_total - self.program_pages)
+
+
+#: a followed process whose /proc/PID/stat is unchanged is read in full (status too)
+#: at least every this many samples: at the slow poll, every 4 s (VmLck, or anon
+#: turned into file pages at an equal total, are seen that late)
+FULL_EVERY = 8
+
+
+def _resident(sample: MemSample) -> int:
+    """RssAnon + RssFile + RssShmem: what /proc/PID/statm calls resident."""
+    return sample.pages["anon"] + sample.pages["shmem"] + sample.pages["file"]
 
 
 class ProcessTracker:
@@ -93,6 +117,9 @@ class ProcessTracker:
         #: pid -> start time of every process seen so far (new ones may be children)
         self.seen: dict[int, int] | None = None
         self.alive: set[int] = set()
+        #: the event-driven half (service/follower.py), which hands itself over
+        #: when it is built on top of this tracker
+        self.driver = None
 
     # ------------------------------------------------------------------ subsystem
 
@@ -113,7 +140,13 @@ class ProcessTracker:
             self.before_move(tset.leader)
 
     def attach(self, tset: TaskSet) -> None:
-        pass
+        """The leader is in its new group now: let the driver guard it there at once
+        (its limits, its stop-first trip point), before the write to ``tasks``
+        returns and the task is told to go on; not at its first fast sample, which a
+        task allocating gigabytes a second would outrun."""
+        entry = self.followed.get(tset.leader) if tset.leader is not None else None
+        if entry is not None and self.driver is not None:
+            self.driver.sampled(entry, sum(entry.last.values()))
 
     # ------------------------------------------------------------------ joining
 
@@ -142,7 +175,13 @@ class ProcessTracker:
             return None
         owner = self.memory.new_owner(tgid, followed=True)
         self.signals.adopt(owner, pidfd)
-        entry = Followed(tgid, owner, sample.start_time, {}, sample.mm)
+        entry = Followed(tgid, owner, sample.start_time, {}, sample.mm, key=sample.key,
+                         light_left=FULL_EVERY)
+        if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
+            # a fresh fork maps what its parent maps: take the parent's program
+            # pages instead of reading smaps (a fork bomb must be cheap to follow)
+            entry.file_seen = sample.pages["file"]
+            entry.program_pages = min(parent.program_pages, entry.file_seen)
         pages = self._pages(entry, sample)
         if parent is None:
             entry.base = pages
@@ -151,8 +190,50 @@ class ProcessTracker:
         else:
             entry.base = {k: min(n, parent.last.get(k, 0)) for k, n in pages.items()}
         entry.last = pages
+        entry.resident = _resident(sample)
+        entry.nthreads = sample.threads
         self.followed[tgid] = entry
-        return entry
+        if self.driver is not None:
+            self.driver.started(entry, parent)
+        return entry if tgid in self.followed else None
+
+    # ------------------------------------------------------------------ for the driver
+
+    def start_child(self, pid: int, parent: Followed | None) -> Followed | None:
+        """A fork event: *pid* was just forked by *parent* (already attached)."""
+        self._seen_now(pid)
+        return self._start(pid, parent)
+
+    def _seen_now(self, pid: int) -> None:
+        """A child adopted from an event is not new to the next /proc scan: were it
+        moved elsewhere meanwhile, the scan must not attach it to its parent's group
+        again."""
+        if self.seen is not None:
+            self.seen[pid] = 0
+
+    def start_joined(self, pid: int) -> Followed | None:
+        return self._start(pid)
+
+    def adopt_if_child(self, tgid: int) -> Followed | None:
+        """A task not yet known whose parent is followed: adopt it now (a fork the
+        /proc scan has not seen yet)."""
+        parent = self.host.ppid(tgid)
+        group = self.hierarchy.task_group.get(parent) if parent else None
+        if group is None or not group.online:
+            return None
+        self.hierarchy.attach_all(self.host.learn_threads(tgid), group)
+        self._seen_now(tgid)
+        return self._start(tgid, self.followed.get(parent))
+
+    def scan_new_processes(self) -> None:
+        """Fork inheritance by a /proc scan, now (the driver's fallback)."""
+        self._inherit()
+
+    def sample(self, entry: Followed) -> None:
+        self._follow(entry)
+
+    def exited_now(self, entry: Followed) -> None:
+        self._exited(entry)
 
     def _pages(self, entry: Followed, sample: MemSample) -> dict[str, int]:
         pages = dict(sample.pages)
@@ -173,6 +254,8 @@ class ProcessTracker:
     def poll(self) -> None:
         #: leaders seen alive (same start time) in this poll: no need to look again
         self.alive: set[int] = set()
+        if self.driver is not None:
+            self.driver.before_charge()  # exits first, then growth
         self._inherit()
         h = self.hierarchy
         for tgid in [t for t in h.task_group if t not in self.followed]:
@@ -222,7 +305,26 @@ class ProcessTracker:
         h.attach_all(self.host.learn(new), group)
 
     def _follow(self, entry: Followed) -> None:
-        sample = read_sample(self.host.proc, entry.tgid)
+        before = sum(entry.last.values())
+        self._follow_once(entry)
+        if self.driver is not None and self.followed.get(entry.tgid) is entry:
+            self.driver.sampled(entry, before)
+
+    def _follow_once(self, entry: Followed) -> None:
+        # A task nothing was refused for (a stopped task must be looked at in full
+        # again when its group recovers) stops at stat when stat shows no change.
+        light = (entry.key if entry.light_left > 0 and entry.refused_at is None
+                 and entry.stopped_in is None else None)
+        sample = read_sample(self.host.proc, entry.tgid, light)
+        if sample is UNCHANGED:
+            entry.light_left -= 1
+            if entry.owner.alive:
+                self.alive.add(entry.tgid)
+                return
+            sample = read_sample(self.host.proc, entry.tgid)
+        entry.light_left = FULL_EVERY
+        if sample is not None:
+            entry.key = sample.key
         if (sample is None or sample.start_time != entry.start_time
                 or not entry.owner.alive):  # exited, or an OOM victim already
             self._exited(entry)
@@ -231,6 +333,8 @@ class ProcessTracker:
         self._adopt_threads(entry, sample.threads)
         pages = self._pages(entry, sample)
         entry.last = pages
+        entry.resident = _resident(sample)
+        entry.nthreads = sample.threads
         if sample.mm != entry.mm:  # exec: a new address space, all of it touched anew
             entry.mm = sample.mm
             entry.base = dict.fromkeys(pages, 0)
@@ -255,12 +359,12 @@ class ProcessTracker:
         if verdict is None:
             self._resume(entry)
         elif verdict.victim is not None:
-            self.executor.kill(verdict)
+            killed = self.executor.kill(verdict)
             if verdict.victim is entry.owner:
-                self._exited(entry)
+                self._exited(entry, killed=killed)
                 return
             self._resume(entry)
-            self._follow(entry)  # the retry, now that the victim's memory is gone
+            self._follow_once(entry)  # the retry, now that the victim's memory is gone
         elif entry.stopped_in is None:
             # oom_kill_disable: the task sleeps in its page fault until the group
             # recovers; a real task is stopped instead
@@ -274,7 +378,19 @@ class ProcessTracker:
             self.executor.resume(entry.owner, entry.stopped_in, signal_it)
             entry.stopped_in = None
 
-    def _exited(self, entry: Followed) -> None:
+    def _exited(self, entry: Followed, killed: bool = False) -> None:
+        if self.followed.get(entry.tgid) is not entry:
+            return
+        if entry.refused_at is not None and not killed and entry.owner.alive:
+            # growth seen before the exit but never charged: charge what fits (up to
+            # the limit, so max_usage shows it) and count the failure, then release
+            try:
+                self.memory.follow(entry.owner, self.memory.memcg_of_task(entry.tgid),
+                                   {k: entry.refused_at[k] for k in _FOLLOWED}, 0)
+            except NoMemory:
+                pass
+        if self.driver is not None:
+            self.driver.forgotten(entry)
         self._resume(entry, signal_it=False)
         self.memory.release(entry.owner)
         self.signals.forget(entry.owner)

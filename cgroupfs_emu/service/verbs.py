@@ -40,6 +40,8 @@ class Context:
     clients: Clients
     #: the process tracker (stop_following), or None
     followers: object = None
+    #: the event-driven follower (issue 13: follow, followed), or None
+    follower: object = None
     #: the descriptor budget (service/fdbudget.py): pidfds for clients count too
     budget: FdBudget = attrs.field(factory=FdBudget)
 
@@ -279,6 +281,38 @@ def do_status(ctx: Context, s: Session, req: Request) -> bytes:
     return protocol.ok_line(**fields)
 
 
+def do_follow(ctx: Context, s: Session, req: Request) -> bytes:
+    """``follow PID [guard=FD] [poll_ms=MS]`` (issue 13, from ``cgemu exec``): PID's
+    own slow sampling rate, and its seccomp listener for the fork guard."""
+    if ctx.follower is None:
+        raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")
+    pid = protocol.count_arg(req.args[0], "pid")
+    guard = (protocol.count_arg(req.options["guard"], "guard")
+             if "guard" in req.options else None)
+    poll_ms = None
+    if "poll_ms" in req.options:
+        poll_ms = protocol.count_arg(req.options["poll_ms"], "poll_ms")
+        if not 1 <= poll_ms <= 60000:
+            raise ProtocolError(errno.EINVAL, "poll_ms must be 1..60000")
+    try:
+        fields = ctx.follower.follow_request(s.pid, s.uid, pid, guard, poll_ms)
+    except OSError as e:
+        raise ProtocolError(e.errno or errno.EIO, str(e)) from None
+    return protocol.ok_line(**fields)
+
+
+def do_followed(ctx: Context, s: Session, req: Request) -> bytes:
+    """``followed``: every followed process, its charge and its last sample's age."""
+    if ctx.follower is None:
+        raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")
+    rows = ctx.follower.table()
+    return protocol.ok_line(count=len(rows), tasks=",".join(
+        f"{r['pid']}:{r['bytes']}:{r['age_ms']}:{r['hot']}" for r in rows) or "-")
+
+
+#: verbs that concern followed processes: they neither need nor make a client
+NO_HELLO = frozenset({"hello", "follow", "followed"})
+
 VERBS: dict[str, Callable[[Context, Session, Request], bytes | Pending]] = {
     "hello": do_hello,
     "charge": do_charge,
@@ -287,6 +321,8 @@ VERBS: dict[str, Callable[[Context, Session, Request], bytes | Pending]] = {
     "slab_free": do_slab_free,
     "stock": do_stock,
     "status": do_status,
+    "follow": do_follow,
+    "followed": do_followed,
     "fork": do_fork,
     "exit": do_exit,
 }
@@ -310,7 +346,7 @@ def dispatch(ctx: Context, s: Session, line: bytes) -> bytes | Pending:
             req = protocol.parse_request(line)
             if len(s.parsed) < PARSED_CACHE:
                 s.parsed[line] = req
-        if not s.hello and req.verb != "hello":
+        if not s.hello and req.verb not in NO_HELLO:
             raise ProtocolError(errno.EPROTO, "say 'hello 1' first")
         return VERBS[req.verb](ctx, s, req)
     except (ProtocolError, CgroupError) as e:

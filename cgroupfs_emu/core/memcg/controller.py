@@ -95,10 +95,12 @@ class MemoryController(MemState):
         """mem_cgroup_css_offline(): charges reparented, listeners told and dropped.
 
         Seed 002: every charged page holds a reference on the container, so rmdir is
-        EBUSY while any is charged; seed 000: likewise while kmem is charged."""
+        EBUSY while any is charged; seed 000: likewise while kmem is charged. Up to
+        3.4 the parent must also take the group's pages (limits.pre_destroy())."""
         busy = self.profile.rmdir_busy_while_charged
         if busy and group.counter(Res.MEM if busy == "memory" else Res.KMEM).usage:
             raise Busy(f"the group still holds {busy} charges")
+        limits.pre_destroy(self, group)
         migration.offline(self, group)
         events.remove_all(self, group)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ...units import PAGE_SIZE
 from ..errors import Busy, Invalid
-from ..profiles import CounterKind, Feature
+from ..profiles import CounterKind, Feature, Leftovers
 from .group import MemCgroup
 from .kinds import Res
-from .migration import drop_charges
+from .migration import drop_charges, reparent_lru
 from .reclaim import reclaim, reclaim_all
 from .state import MemState
 from .stock import drain_all_stock
@@ -66,9 +66,9 @@ def limit_bytes(group: MemCgroup, res) -> int:
 def force_empty(state: MemState, group: MemCgroup) -> None:
     """Port of mem_cgroup_force_empty_write(): root is EINVAL; otherwise reclaim as
     much as possible and succeed even if pages remain. Up to 3.15
-    (mem_cgroup_force_empty()): EBUSY while the group has tasks or children. Not
-    emulated: 3.x then moved what reclaim left to the parent
-    (mem_cgroup_reparent_charges()); here it stays in the group until rmdir."""
+    (mem_cgroup_force_empty()): EBUSY while the group has tasks or children, and
+    what reclaim left then moves to the parent or the root (reparent_lru(), the
+    profile's force_empty_leftovers); from 3.16 it stays in the group."""
     if state.profile.force_empty_drops:
         # 2.6.26 mem_cgroup_force_empty(): EBUSY while tasks use a group that still
         # has charges; otherwise every charge is dropped (the pages stay, unaccounted)
@@ -83,6 +83,24 @@ def force_empty(state: MemState, group: MemCgroup) -> None:
         raise Busy("force_empty needs a group without tasks and children")
     drain_all_stock(state, group)
     reclaim_all(state, group)
+    reparent_lru(state, group)
+
+
+def pre_destroy(state: MemState, group: MemCgroup) -> None:
+    """rmdir up to 3.4: mem_cgroup_pre_destroy() runs mem_cgroup_force_empty(memcg,
+    false): the pages on the group's LRU lists move to the parent, which is charged
+    for them (reparent_lru(), Leftovers.CHARGE_PARENT); when it cannot take them the
+    group is reclaimed once and the move tried again; a second refusal fails the
+    rmdir with EBUSY and the group stays. From 3.5 rmdir's reparenting cannot fail
+    (migration.offline())."""
+    if state.profile.force_empty_leftovers is not Leftovers.CHARGE_PARENT:
+        return
+    drain_all_stock(state, group)
+    try:
+        reparent_lru(state, group)
+    except Busy:
+        reclaim_all(state, group)
+        reparent_lru(state, group)
 
 
 def shrink_usage_to(state: MemState, group: MemCgroup, nr_pages: int) -> None:

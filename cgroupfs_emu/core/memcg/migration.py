@@ -7,6 +7,8 @@ followed task's usage brought up to date.
   kind table's ``move_bit``.
 * :func:`offline` -- mem_cgroup_css_offline(): kernel memory becomes unaccounted,
   everything else is reparented.
+* :func:`reparent_lru` -- 3.x force_empty's last step, mem_cgroup_reparent_charges():
+  the user pages reclaim left move to the parent (or the root).
 * :func:`follow` -- a followed task's pages per kind, as read from /proc, charged or
   uncharged by the difference.
 """
@@ -15,15 +17,20 @@ from __future__ import annotations
 
 import attrs
 
+from ..errors import Busy, NoMemory
+from ..profiles import Leftovers
 from . import stats
 from .charge import OnOom, charge, try_charge, uncharge, uncharge_kind
 from .group import MemCgroup
-from .kinds import ANON, FILE, FOLLOWED, KIND_KMEM, KINDS, SHMEM, Account, Res
+from .kinds import ANON, FILE, FOLLOWED, KIND_KMEM, KINDS, SHMEM, SWAP, Account, Res
 from .owners import LOCKED, Ledger, Owner, set_locked, uncharge_counters
 from .slab import drop_caches
 from .state import MemState
 
 _REPARENTED = tuple(acc for k in KINDS.values() if k.reparented for acc in k.accounts)
+#: the pages mem_cgroup_force_empty_list() finds on a group's LRU lists: not the
+#: swapped-out ones (their swap records keep the group) and not kernel memory
+_ON_LRU = tuple(acc for acc in _REPARENTED if acc is not SWAP)
 _UNACCOUNTED = tuple(k for k in KINDS.values() if not k.reparented)
 
 
@@ -142,6 +149,73 @@ def offline(state: MemState, group: MemCgroup) -> None:
         parent.counter(res).charge(n)
 
 
+def reparent_lru(state: MemState, group: MemCgroup) -> None:
+    """Port of mem_cgroup_reparent_charges() as 3.x mem_cgroup_force_empty() ends:
+    every user page still on the group's LRU lists after reclaim (resident anon,
+    shmem, mapped and page cache, locked pages included) moves, with its statistics,
+    to the group the profile's :class:`~..profiles.Leftovers` variant names. Swapped
+    pages and kernel memory stay (the kernel loops on usage minus kmem usage).
+
+    * TO_PARENT (3.5-3.15): a hierarchical parent already counts the pages, so only
+      the group's own counters give them back (__mem_cgroup_cancel_local_charge());
+      past a non-hierarchical parent they go to the root, which has no limit
+      (mem_cgroup_move_parent(): parent_mem_cgroup() is NULL, so root_mem_cgroup);
+    * CHARGE_PARENT (<= 3.4): mem_cgroup_move_parent() first charges the parent
+      (__mem_cgroup_try_charge(): it may reclaim, never OOM-kill), hierarchical or
+      not, then uncharges the group's whole chain (mem_cgroup_move_account(...,
+      uncharge=true)); a hierarchical parent so needs room for the pages twice for a
+      moment. If it cannot take them the write is EBUSY (the kernel's second pass to
+      try_to_free). Differs from the kernel: all or nothing, where the kernel may
+      have moved some pages before the ENOMEM.
+    """
+    variant = state.profile.force_empty_leftovers
+    if variant is Leftovers.STAY or group.is_root:
+        return
+    chained = group.memory.parent is not None
+    precharged = variant is Leftovers.CHARGE_PARENT
+    target = group.parent if chained or precharged else state.root
+    moves = [(owner, led, acc, led[acc.name]) for owner, led in group.ledgers.items()
+             for acc in _ON_LRU if led[acc.name]]
+    orphans = group.orphan_file
+    if not moves and not orphans:
+        return
+    # what each counter gives up (memsw first, as every account lists it)
+    need: dict[Res, int] = {}
+    for acc, n in [(acc, n) for _, _, acc, n in moves] + [(FILE, orphans)]:
+        for res in acc.tried:
+            need[res] = need.get(res, 0) + n
+    if precharged:
+        try:
+            try_charge(state, [(target.counter(res), n) for res, n in need.items() if n],
+                       on_oom=OnOom.FAIL)
+        except NoMemory:
+            raise Busy("the parent cannot take the pages force_empty left") from None
+    for owner, led, acc, n in moves:
+        if led[LOCKED]:
+            locked = led[LOCKED]
+            set_locked(group, led, 0)
+            pled = owner.ledger(target)
+            set_locked(target, pled, pled[LOCKED] + locked)
+        led[acc.name] -= n
+        owner.ledger(target)[acc.name] += n
+        stats.move(group.stats, target.stats, acc, n)
+    if orphans:
+        stats.move(group.stats, target.stats, FILE, orphans)
+        target.orphan_file += orphans
+        group.orphan_file = 0
+    for owner, led in list(group.ledgers.items()):
+        if not led.total() and not led[LOCKED]:
+            del group.ledgers[owner]
+            del owner.ledgers[group]
+    # the group's chain gives the pages back; the target takes them (unless it was
+    # precharged), so a hierarchical parent ends where it was
+    for res, n in need.items():
+        group.counter(res).uncharge(n)
+        if not precharged:
+            target.counter(res).charge(n)
+    state.oom_recover(group)
+
+
 def drop_charges(state: MemState, group: MemCgroup) -> None:
     """2.6.26 mem_cgroup_force_empty(): every charge of the group is dropped; the pages
     stay in memory, accounted nowhere."""
@@ -175,13 +249,30 @@ def follow(state: MemState, owner: Owner, group: MemCgroup, usage: dict[str, int
     for kind in FOLLOWED:
         have, want = owner.charged[kind.name], max(0, usage.get(kind.name, 0))
         if want > have:
-            verdict = charge(state, owner, group, kind.name, want - have)
+            try:
+                verdict = charge(state, owner, group, kind.name, want - have)
+            except NoMemory:
+                _charge_to_limit(state, owner, group, kind, want - have)
+                raise
             if verdict is not None:
+                _charge_to_limit(state, owner, group, kind, want - have)
                 return verdict
             owner.charged[kind.name] = want
     # counted off the anon list: at most the anon and shmem pages charged
     _follow_locked(owner, group, min(locked, owner.charged[ANON.name] + owner.charged[SHMEM.name]))
     return None
+
+
+def _charge_to_limit(state: MemState, owner: Owner, group: MemCgroup, kind, nr: int) -> None:
+    """A real task faults its pages one at a time: when growth of *nr* pages does not
+    fit, the pages up to the limit were charged before the one that failed
+    (try_charge_memcg() per fault), so usage and max_usage reach the limit and
+    failcnt counts the failed charge (already counted by the refusal)."""
+    acc = kind.account(group)
+    room = min(c.max - c.usage for res in acc.tried for c in group.counter(res).ancestors())
+    room = min(room, nr - 1)
+    if room > 0 and charge(state, owner, group, kind.name, room) is None:
+        owner.charged[kind.name] += room
 
 
 def _follow_locked(owner: Owner, group: MemCgroup, locked: int) -> None:

@@ -1,0 +1,164 @@
+"""Making fork/clone fail inside a process, as the kernel does when a new task's
+stack cannot be charged (seed 003: thread stacks are kernel memory, so a fork bomb
+stops at the kmem limit).
+
+``cgemu exec`` installs, in the child it starts, a seccomp filter that turns
+``clone``, ``clone3``, ``fork`` and ``vfork`` into *user notifications*
+(``SECCOMP_RET_USER_NOTIF``, Linux 5.0+; the listener descriptor comes from
+``SECCOMP_FILTER_FLAG_NEW_LISTENER``). The listener is handed to the daemon, which
+answers every notification: when THREAD_SIZE of kmem can be charged in the caller's
+group it reserves the charge and lets the call proceed
+(``SECCOMP_USER_NOTIF_FLAG_CONTINUE``); otherwise the call fails with ENOMEM, the
+errno ``copy_process()`` returns when ``dup_task_struct()`` cannot get a stack. The
+filter is inherited by every descendant, so the whole tree is guarded.
+
+The filter is built by hand (classic BPF, no libseccomp needed) for x86_64 and
+aarch64; elsewhere nothing is installed and forks are only checked after the fact.
+A task of another architecture ABI (x32, compat) is let through.
+
+Not like the kernel: once the daemon is gone, nobody answers and a guarded process's
+fork fails with ENOSYS (the kernel's answer when a notifying filter has no listener).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import logging
+import os
+import platform
+import struct
+
+log = logging.getLogger("cgroupfs_emu.fork_guard")
+
+# <linux/seccomp.h>, <linux/filter.h>, <linux/audit.h>
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_USER_NOTIF = 0x7FC00000
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+PR_SET_NO_NEW_PRIVS = 38
+BPF_LD_W_ABS = 0x20
+BPF_JEQ_K = 0x15
+BPF_RET_K = 0x06
+
+#: arch -> (AUDIT_ARCH_*, seccomp syscall number, {name: number} of task-creating calls)
+ARCHES = {
+    "x86_64": (0xC000003E, 317, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435}),
+    "aarch64": (0xC00000B7, 277, {"clone": 220, "clone3": 435}),
+}
+
+_NOTIF = struct.Struct("=QIIiIQ6Q")        # struct seccomp_notif (80 bytes)
+_RESP = struct.Struct("=QqiI")             # struct seccomp_notif_resp (24 bytes)
+
+
+def _iowr(nr: int, size: int) -> int:
+    return (3 << 30) | (size << 16) | (ord("!") << 8) | nr
+
+
+SECCOMP_IOCTL_NOTIF_RECV = _iowr(0, _NOTIF.size)
+SECCOMP_IOCTL_NOTIF_SEND = _iowr(1, _RESP.size)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def supported() -> bool:
+    return platform.machine() in ARCHES
+
+
+def program(machine: str | None = None) -> list[tuple[int, int, int, int]]:
+    """The filter: (code, jt, jf, k) instructions. Other ABIs and every other system
+    call are allowed; the task-creating calls notify."""
+    audit_arch, _, calls = ARCHES[machine or platform.machine()]
+    nrs = sorted(calls.values())
+    n = len(nrs)
+    prog = [(BPF_LD_W_ABS, 0, 0, 4),                      # A = seccomp_data.arch
+            (BPF_JEQ_K, 0, n + 1, audit_arch),            # other ABI -> allow
+            (BPF_LD_W_ABS, 0, 0, 0)]                      # A = seccomp_data.nr
+    for i, nr in enumerate(nrs):
+        prog.append((BPF_JEQ_K, n - i, 0, nr))            # -> notify
+    prog.append((BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
+    prog.append((BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF))
+    return prog
+
+
+def install() -> int:
+    """Install the filter in the calling process; returns the listener descriptor.
+    Raises OSError where seccomp user notification is unavailable."""
+    if not supported():
+        raise OSError(errno.ENOSYS, f"no fork guard for {platform.machine()}")
+    _, sys_seccomp, _ = ARCHES[platform.machine()]
+    insns = program()
+    arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
+    fprog = _SockFprog(len(insns), arr)
+    if os.geteuid() != 0:
+        # without CAP_SYS_ADMIN a filter needs no_new_privs (seccomp(2))
+        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+    fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER,
+                       SECCOMP_FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog))
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"seccomp: {os.strerror(e)}")
+    return fd
+
+
+def is_listener(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:seccomp notify"
+    except OSError:
+        return False
+
+
+def receive(fd: int) -> tuple[int, int, int] | None:
+    """One pending notification: (id, tid of the caller, syscall number), or None
+    when the caller went away before it could be read."""
+    buf = bytearray(_NOTIF.size)
+    try:
+        fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, buf)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.EINTR, errno.EAGAIN):
+            return None
+        raise
+    nid, pid, _, nr = _NOTIF.unpack_from(buf)[:4]
+    return nid, pid, nr
+
+
+def respond(fd: int, nid: int, error: int = 0) -> None:
+    """Let the call run (*error* 0) or fail it with *error*. A caller that died
+    meanwhile (ENOENT) needs no answer."""
+    if error:
+        resp = _RESP.pack(nid, 0, -error, 0)
+    else:
+        resp = _RESP.pack(nid, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+    try:
+        fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, bytearray(resp))
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+
+
+def serve_passthrough(fd: int) -> None:
+    """Answer every notification with "proceed" until the listener has no more
+    guarded tasks (used by ``cgemu exec`` when the daemon refused the listener)."""
+    import select
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    while True:
+        for _, ev in p.poll():
+            if ev & (select.POLLHUP | select.POLLERR):
+                return
+            got = receive(fd)
+            if got is not None:
+                respond(fd, got[0])
