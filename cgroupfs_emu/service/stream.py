@@ -87,11 +87,10 @@ class SocketStream:
         second read, and only then the wait. A client doing round trips from another
         CPU sends its next request a few microseconds after our reply; the pass
         (other tasks run meanwhile) usually finds it there, where a wait costs an
-        epoll_ctl, a blocking epoll_wait and a wakeup from idle. With bench_socket's
-        client on one CPU and the daemon on the other this cut the daemon's CPU
-        time per request by a tenth and sped its round trips up by about as much
-        again (README, Benchmarks); with both on one CPU the first read finds the
-        request and nothing changes. A client that stays silent costs one pass."""
+        epoll_ctl, a blocking epoll_wait and a wakeup from idle. Where bench_socket's
+        client and the daemon run on two CPUs this cut both the daemon's CPU time per
+        request and the round trip (README, Benchmarks); on one CPU the first read
+        finds the request and nothing changes. A silent client costs one pass."""
         if self._pending:
             data, self._pending = self._pending, b""
             return data
