@@ -28,6 +28,19 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
 
 
 @contextlib.contextmanager
+def compiled_helper(name: str, optimize: str = "-O2"):
+    """tests/helpers/NAME.c built into a temporary directory, removed afterwards."""
+    d = tempfile.mkdtemp(prefix=f"cgemu-{name}-")
+    exe = os.path.join(d, name)
+    src = os.path.join(os.path.dirname(__file__), "helpers", f"{name}.c")
+    subprocess.run(["cc", optimize, "-Wall", "-o", exe, src], check=True)
+    try:
+        yield exe
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def started(argv: list[str], **popen_args):
     """A process this test starts; whatever happens it is gone at the end (killed by
     its pid if still running) and its pipes are closed."""

@@ -10,16 +10,14 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
 import pytest
 
-from conftest import group, needs_fuse, num, read, started, wait_until, write
+from conftest import compiled_helper, group, needs_fuse, num, read, started, wait_until, write
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -28,14 +26,8 @@ M = 1 << 20
 
 @pytest.fixture(scope="module")
 def eat_exe():
-    d = tempfile.mkdtemp(prefix="cgemu-eat-")
-    exe = os.path.join(d, "eat")
-    src = os.path.join(os.path.dirname(__file__), "helpers", "eat.c")
-    subprocess.run(["cc", "-O2", "-Wall", "-o", exe, src], check=True)
-    try:
+    with compiled_helper("eat", "-O2") as exe:
         yield exe
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def cgemu(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -315,13 +307,11 @@ def test_fork_bomb_joined_through_tasks_loses_its_excess_children(mount_with, tm
     assert int(fields["forked"]) == 200  # forks succeed: the kernel side cannot refuse
     assert int(fields["alive"]) <= fit
     assert int(fields["alive"]) >= fit - 2  # only the excess was killed
-    # and killed at once: the host never held many more live tasks than fit
-    print(m.log()[-6000:])
     # and killed at once (the daemon refuses within a fraction of a millisecond of
-    # the fork event): the host never held many more live tasks than fit. A killed
-    # child still counts here until it has finished exiting, for which it needs a CPU
-    # while the bomb holds one: 10-50 such were seen on a loaded 2-CPU machine.
-    assert int(fields["peak"]) <= fit + 64, fields
+    # the fork event, and holds the bomb while more than a few refused children are
+    # still exiting): the host never held many more live tasks than fit. Seen on a
+    # loaded 2-CPU machine: 3-17 over in 50 runs in a row, rarely ~55.
+    assert int(fields["peak"]) <= fit + 64, (fields, m.log()[-2000:])
     assert num(f"{g}/memory.kmem.failcnt") >= 200 - fit
     assert wait_until(lambda: num(f"{g}/memory.kmem.usage_in_bytes") == 0)
 

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import (P, Helper, errno_of, group, needs_fuse, num, read, started, stat_of,
-                      wait_until, write)
+from conftest import (P, Helper, compiled_helper, errno_of, group, needs_fuse, num, read,
+                      started, stat_of, wait_until, write)
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -25,14 +23,8 @@ SEEN = 3.0
 
 @pytest.fixture(scope="module")
 def memhog_exe():
-    d = tempfile.mkdtemp(prefix="cgemu-memhog-")
-    exe = os.path.join(d, "memhog")
-    src = os.path.join(os.path.dirname(__file__), "helpers", "memhog.c")
-    subprocess.run(["cc", "-O1", "-Wall", "-o", exe, src], check=True)
-    try:
+    with compiled_helper("memhog", "-O1") as exe:
         yield exe
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class MemHog(Helper):

@@ -26,6 +26,7 @@ import errno
 import logging
 import os
 import signal
+import threading
 import time
 
 import trio
@@ -46,6 +47,13 @@ STACK_PAGES = 16384 // PAGE_SIZE
 PENDING_TTL = 2.0
 #: children adopted from one batch of connector events before it is read again
 ADOPT_BATCH = 4
+#: the daemon's nice value while it follows processes (when it may lower it)
+DAEMON_NICE = -5
+#: refused children of one process that may be dying at once before the process is
+#: held (SIGSTOP) until they are gone
+DYING_MAX = 8
+#: how often (seconds) refused children are looked for while some are exiting
+DYING_POLL = 0.001
 #: without the connector, busy tasks' children are looked for this often (seconds)
 SCAN_PERIOD = 0.02
 SCAN_SHARE = 0.02
@@ -85,6 +93,10 @@ class Follower:
         self._next_scan = 0.0
         #: entries holding stack reservations of guarded forks
         self._reserving: set = set()
+        #: refused children still exiting (pidfds), per forking followed process, and
+        #: the processes held until theirs are gone (see _hold_forker)
+        self._dying: dict = {}
+        self._held: set = set()
         #: None: not known yet whether /proc/PID/task/TID/children exists
         self._children_files: bool | None = None
         #: forks refused so far (killed after the fact, or failed inside a guarded tree)
@@ -187,6 +199,7 @@ class Follower:
             # decide about it any more, so it goes on. A task kept stopped on purpose
             # (oom_kill_disable: stopped_in) is the OOM executor's to continue.
             self.signals.send(entry.owner, signal.SIGCONT)
+        self._release_forker(entry)
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
             self.exits.remove(pidfd)
@@ -270,18 +283,25 @@ class Follower:
                 covered[ptgid] = left - 1
                 continue
             group = self._memcg(ptgid)
-            try:
-                verdict = self.memory.charge(parent.owner, group, "kmem", STACK_PAGES,
-                                             may_wait=False)
-            except NoMemory:
-                verdict = True
-            if verdict is not None:
-                self._kill_refused(pid, group)
+            if not self._reserve_stack(parent, group):
+                self._kill_refused(pid, group, parent)
                 refused.add(pid)
-                continue
-            parent.pending.append(time.monotonic())
-            self._reserving.add(parent)
         return refused
+
+    def _reserve_stack(self, entry, group) -> bool:
+        """Charge a new task's stack in *entry*'s name, held until the new task is
+        adopted (started() hands it over) or PENDING_TTL passes; False at the kmem
+        limit (the refusal counts in failcnt, as the kernel's failed charge does)."""
+        try:
+            verdict = self.memory.charge(entry.owner, group, "kmem", STACK_PAGES,
+                                         may_wait=False)
+        except NoMemory:
+            return False
+        if verdict is not None:
+            return False
+        entry.pending.append(time.monotonic())
+        self._reserving.add(entry)
+        return True
 
     def _forked(self, pid: int, tgid: int, ptgid: int) -> None:
         h = self.hierarchy
@@ -312,7 +332,7 @@ class Follower:
             return
         if (self.stacks and parent is not None and not parent.pending
                 and not self._stack_fits(parent, self.memory.of(group))):
-            self._kill_refused(pid, group)  # cheap: never followed at all
+            self._kill_refused(pid, group, parent)  # cheap: never followed at all
             return
         info = self.host.task(pid)
         if info is None:
@@ -334,7 +354,7 @@ class Follower:
         self.memory.uncharge(parent.owner, group, "kmem", STACK_PAGES)
         return True
 
-    def _kill_refused(self, pid: int, group) -> None:
+    def _kill_refused(self, pid: int, group, parent=None) -> None:
         self.refused_forks += 1
         if not self.signals.may_signal(pid):
             return
@@ -345,11 +365,47 @@ class Follower:
         try:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
-            pass
-        finally:
             os.close(pidfd)
+            return
         log.warning("fork of pid %d refused in %s: kmem limit reached; killed",
                     pid, group.path())
+        if parent is None:
+            os.close(pidfd)
+        else:
+            self._hold_forker(parent, pidfd)
+
+    def _hold_forker(self, parent, pidfd: int) -> None:
+        """A refused child costs its parent a fork and the host an exit, where the
+        kernel's refused fork costs nothing: a fork bomb forks faster than its killed
+        children finish exiting, and the host would hold ever more of them. So once
+        DYING_MAX refused children of one process are still exiting, the process is
+        held (SIGSTOP) until they are gone (_release_dead_children, every
+        millisecond): its next fork waits, as if the failed one took that long."""
+        dying = self._dying.setdefault(parent, [])
+        dying.append(pidfd)
+        if (len(dying) > DYING_MAX and parent not in self._held
+                and parent.stopped_in is None
+                and self.signals.send(parent.owner, signal.SIGSTOP)):
+            self._held.add(parent)
+        self.wake.set()
+
+    def _release_dead_children(self) -> None:
+        for parent, dying in list(self._dying.items()):
+            for fd in [fd for fd in dying if is_exited(fd)]:
+                dying.remove(fd)
+                os.close(fd)
+            if not dying:
+                self._release_forker(parent)
+
+    def _release_forker(self, parent) -> None:
+        """Stop holding *parent* (its refused children are gone, or it is no longer
+        followed); one kept stopped on purpose (oom_kill_disable) stays stopped."""
+        for fd in self._dying.pop(parent, ()):
+            os.close(fd)
+        if parent in self._held:
+            self._held.discard(parent)
+            if parent.stopped_in is None:
+                self.signals.send(parent.owner, signal.SIGCONT)
 
     def _exit_event(self, pid: int, tgid: int) -> None:
         entry = self.tracker.followed.get(tgid)
@@ -422,17 +478,9 @@ class Follower:
             if entry is None:
                 return 0
         self._reconcile_stacks(entry)
-        group = self._memcg(tgid)
-        try:
-            verdict = self.memory.charge(entry.owner, group, "kmem", STACK_PAGES,
-                                         may_wait=False)
-        except NoMemory:
-            verdict = True
-        if verdict is not None:
+        if not self._reserve_stack(entry, self._memcg(tgid)):
             self.refused_forks += 1
             return errno.ENOMEM
-        entry.pending.append(time.monotonic())
-        self._reserving.add(entry)
         return 0
 
     # ------------------------------------------------------------------ limits
@@ -561,6 +609,14 @@ class Follower:
 
     async def run(self) -> None:
         self.token = trio.lowlevel.current_trio_token()
+        # The daemon stands in for the kernel, whose bookkeeping the tasks it accounts
+        # cannot starve: a fork bomb or an allocator holding the CPUs must not delay
+        # the refusal of their next fork or page. Where allowed (root), the daemon's
+        # thread runs a little above the default.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DAEMON_NICE)
+        except OSError:
+            pass
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for fd in list(self._guards):
@@ -640,15 +696,21 @@ class Follower:
             try:
                 self.apply_events()
                 self._settle_trips()
+                if self._dying:
+                    self._release_dead_children()
                 now = time.monotonic()
                 if not self.use_connector and self.tracker.followed:
                     self._scan_forks(now)
-                for tgid in self.schedule.due(now):
+                for n, tgid in enumerate(self.schedule.due(now), 1):
                     entry = self.tracker.followed.get(tgid)
                     if entry is None:
                         self.schedule.forget(tgid)
                     else:
                         self.tracker.sample(entry)
+                    if n % ADOPT_BATCH == 0 and self.connector is not None:
+                        # many hot tasks (a fork bomb's children): events between
+                        # their samples, so that a refused fork never waits for all
+                        self.apply_events()
                 if self.faults is not None:
                     for tgid in self.schedule.take_cooled():
                         self._watch_faults_of(tgid)
@@ -657,6 +719,8 @@ class Follower:
                 if not self.use_connector and self.tracker.followed:
                     scan = max(0.0, self._next_scan - now)
                     wait = scan if wait is None else min(wait, scan)
+                if self._dying:  # refused children still exiting: look again soon
+                    wait = DYING_POLL if wait is None else min(wait, DYING_POLL)
             except Exception:
                 log.exception("fast sampling failed")
                 wait = 0.1
@@ -690,6 +754,8 @@ class Follower:
 
     def close(self) -> None:
         self.hot.close()
+        for parent in list(self._dying):
+            self._release_forker(parent)
         for pid in list(self.tripped):
             entry = self.tracker.followed.get(pid)
             if entry is not None and entry.stopped_in is None:

@@ -92,6 +92,8 @@ class Followed:
 #: at least every this many samples: at the slow poll, every 4 s (VmLck, or anon
 #: turned into file pages at an equal total, are seen that late)
 FULL_EVERY = 8
+#: a poll hands over to the event-driven half (exits, forks) every this many samples
+EVENTS_EVERY = 16
 
 
 def _resident(sample: MemSample) -> int:
@@ -262,12 +264,16 @@ class ProcessTracker:
             if self.host.tgid_of(tgid) == tgid:
                 self._start(tgid)
         clients = {o.pid for o in self.memory.owners if not o.followed}
-        for entry in list(self.followed.values()):
+        for n, entry in enumerate(list(self.followed.values()), 1):
             if entry.tgid in clients:
                 # it connected to the socket: from now on it says what it uses
                 self._exited(entry)
-            else:
+            elif self.followed.get(entry.tgid) is entry:
                 self._follow(entry)
+            if n % EVENTS_EVERY == 0 and self.driver is not None:
+                # a poll of thousands of tasks takes a while: the exits and forks
+                # that happen meanwhile (a fork bomb's) are not left waiting for it
+                self.driver.before_charge()
 
     def _inherit(self) -> None:
         """Fork inheritance: processes new since the last poll whose parent is in a
