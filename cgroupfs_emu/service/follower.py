@@ -96,6 +96,8 @@ class Follower:
         #: refused children still exiting (pidfds), per forking followed process, and
         #: the processes held until theirs are gone (see _hold_forker)
         self._dying: dict = {}
+        #: connector events were lost: scan /proc once the others are applied
+        self._rescan_pending = False
         self._held: set = set()
         #: None: not known yet whether /proc/PID/task/TID/children exists
         self._children_files: bool | None = None
@@ -160,7 +162,15 @@ class Follower:
         if self._memcg(entry.tgid).is_root:
             return
         if entry.nthreads > entry.stacks:
-            self._charge_stacks(entry, entry.nthreads - entry.stacks)
+            # charge what fits, one stack at a time (a thread whose stack cannot be
+            # charged is not refused here: it exists already); a refusal is tried
+            # again only when the thread count changes, so failcnt counts it once
+            if entry.nthreads == entry.stacks_refused_at:
+                return
+            while entry.nthreads > entry.stacks:
+                if not self._charge_stacks(entry, 1):
+                    entry.stacks_refused_at = entry.nthreads
+                    break
         else:
             self._uncharge_stacks(entry, entry.stacks - entry.nthreads)
 
@@ -177,7 +187,11 @@ class Follower:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
         self._reconcile_stacks(entry)
         # -o oom_kill=none promises a task is never signalled: no stop-first there
+        # never a task the daemon may not signal (pid 1, itself, its ancestors), nor
+        # one whose growth is refused already (no victim: it would be stopped and
+        # continued every millisecond)
         if (room < _NO_LIMIT and entry.stopped_in is None and self.memory.oom_kill
+                and entry.refused_at is None and self.signals.may_signal(entry.tgid)
                 and self.schedule.is_hot(entry.tgid, now)):
             pidfd = self.signals.pidfd(entry.owner)
             if pidfd is not None:
@@ -185,7 +199,8 @@ class Follower:
                                   self._memcg(pid) is group)
                 self.hot.arm(entry.tgid, pidfd, entry.resident + max(0, room) // sharing)
         elif entry.tgid in self.hot.watched:
-            self.hot.disarm(entry.tgid)
+            if self.hot.disarm(entry.tgid):
+                self.tripped.add(entry.tgid)  # stopped by the thread: settle it
 
     def forgotten(self, entry) -> None:
         if self.faults is not None:
@@ -216,6 +231,10 @@ class Follower:
     def apply_events(self) -> None:
         if self.connector is not None:
             self._apply_connector_events()
+            if self._rescan_pending:
+                self._rescan_pending = False
+                log.warning("process events were lost; scanning /proc for new tasks")
+                self.tracker.scan_new_processes()
         for pid in self.exits.exited():
             entry = self.tracker.followed.get(pid)
             if entry is not None:
@@ -224,12 +243,16 @@ class Follower:
 
     def _read_connector(self) -> list:
         try:
-            events, _ = self.connector.read_raw()
+            events, lost = self.connector.read_raw()
         except OSError:
             log.exception("proc connector failed; falling back to /proc scans")
             self._connector_off()
             self.use_connector = False
             return []
+        if lost:
+            # the socket overflowed: forks were missed, so look for them in /proc
+            # now (after the events that did arrive) rather than at the next poll
+            self._rescan_pending = True
         return events
 
     def _apply_connector_events(self) -> None:
@@ -246,6 +269,10 @@ class Follower:
         while events:
             what, pid, tgid, ptgid = events.popleft()
             if what == PROC_EVENT_FORK:
+                # a new thread's event names its process's parent (real_parent is
+                # shared by the thread group): the thread belongs to its own process
+                if pid != tgid:
+                    ptgid = tgid
                 if ptgid in task_group and pid not in refused:
                     self._forked(pid, tgid, ptgid)
                     adopted += 1
@@ -304,6 +331,8 @@ class Follower:
         return True
 
     def _forked(self, pid: int, tgid: int, ptgid: int) -> None:
+        """*pid* was created by *ptgid* (for a new thread: *ptgid* is its own
+        process, *tgid*)."""
         h = self.hierarchy
         group = h.task_group.get(ptgid)
         if group is None or not group.online:
@@ -517,9 +546,16 @@ class Follower:
             entry = self.tracker.followed.get(pid)
             if entry is None:
                 continue
-            self.tracker.sample(entry)
-            if pid in self.tracker.followed and entry.stopped_in is None:
-                self.signals.send(entry.owner, signal.SIGCONT)
+            try:
+                self.tracker.sample(entry)
+            finally:  # whatever the sample did, a task stopped by the thread goes on
+                if pid in self.tracker.followed and entry.stopped_in is None:
+                    self._continue_tripped(entry)
+
+    def _continue_tripped(self, entry) -> None:
+        """Undo the stop-first thread's SIGSTOP. Only ever armed on tasks the daemon
+        may signal (sampled()), so this is the daemon undoing its own stop."""
+        self.signals.send(entry.owner, signal.SIGCONT)
 
     # ------------------------------------------------------------------ requests
 

@@ -74,6 +74,9 @@ class Followed:
     nthreads: int = 1
     stacks: int = 0
     pending: list = attrs.field(factory=list)
+    #: thread count at which a stack charge was last refused (not retried until it
+    #: changes)
+    stacks_refused_at: int = -1
     #: /proc/PID/stat's key at the last full sample, and how many more looks may
     #: stop at stat when it is unchanged (FULL_EVERY: then status is read anyway)
     key: tuple = ()
@@ -177,8 +180,10 @@ class ProcessTracker:
             return None
         owner = self.memory.new_owner(tgid, followed=True)
         self.signals.adopt(owner, pidfd)
+        # light_left 0: the first look reads everything and charges what the task
+        # used between its adoption sample and then
         entry = Followed(tgid, owner, sample.start_time, {}, sample.mm, key=sample.key,
-                         light_left=FULL_EVERY)
+                         light_left=0)
         if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
             # a fresh fork maps what its parent maps: take the parent's program
             # pages instead of reading smaps (a fork bomb must be cheap to follow)
@@ -246,7 +251,7 @@ class ProcessTracker:
         """*pid* connected to the socket: what it was charged from /proc goes."""
         entry = self.followed.get(pid)
         if entry is not None:
-            self._exited(entry)
+            self._exited(entry, settle=False)
 
     def _is_client(self, pid: int) -> bool:
         return any(o.pid == pid and not o.followed for o in self.memory.owners)
@@ -267,7 +272,7 @@ class ProcessTracker:
         for n, entry in enumerate(list(self.followed.values()), 1):
             if entry.tgid in clients:
                 # it connected to the socket: from now on it says what it uses
-                self._exited(entry)
+                self._exited(entry, settle=False)
             elif self.followed.get(entry.tgid) is entry:
                 self._follow(entry)
             if n % EVENTS_EVERY == 0 and self.driver is not None:
@@ -384,17 +389,22 @@ class ProcessTracker:
             self.executor.resume(entry.owner, entry.stopped_in, signal_it)
             entry.stopped_in = None
 
-    def _exited(self, entry: Followed, killed: bool = False) -> None:
+    def _exited(self, entry: Followed, killed: bool = False, settle: bool = True) -> None:
         if self.followed.get(entry.tgid) is not entry:
             return
-        if entry.refused_at is not None and not killed and entry.owner.alive:
-            # growth seen before the exit but never charged: charge what fits (up to
-            # the limit, so max_usage shows it) and count the failure, then release
-            try:
-                self.memory.follow(entry.owner, self.memory.memcg_of_task(entry.tgid),
-                                   {k: entry.refused_at[k] for k in _FOLLOWED}, 0)
-            except NoMemory:
-                pass
+        if settle and not killed and entry.owner.alive:
+            # growth seen before the exit but never charged (refused, or seen at the
+            # adoption sample only): charge what fits (up to the limit, so max_usage
+            # shows it) and count the failure, then release
+            usage = entry.refused_at or {k: max(0, entry.last.get(k, 0) - entry.base.get(k, 0))
+                                         for k in _FOLLOWED}
+            charged = entry.owner.charged
+            if any(usage[k] > charged.get(k, 0) for k in _FOLLOWED):
+                try:
+                    self.memory.follow(entry.owner, self.memory.memcg_of_task(entry.tgid),
+                                       {k: usage[k] for k in _FOLLOWED}, 0)
+                except NoMemory:
+                    pass
         if self.driver is not None:
             self.driver.forgotten(entry)
         self._resume(entry, signal_it=False)
