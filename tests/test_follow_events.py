@@ -345,3 +345,41 @@ def test_cgemu_ps_shows_charge_and_sample_age_and_poll_ms_applies(mnt, tmp_path)
         assert sum(a < 100 for a in ages) >= 7, ages
         stop.touch()
         assert p.wait(timeout=10) == 0
+
+
+@EVENTS
+def test_threads_of_a_child_that_moved_join_the_childs_group(mount_with, events):
+    """A thread's fork event names its process's parent (real_parent is shared by a
+    thread group): the new threads of a child that moved itself to another group
+    are in the child's group, not its parent's."""
+    mnt = mount_with(f"events={events}")
+    a, b = group(mnt, "a"), group(mnt, "b")
+    prog = textwrap.dedent(f"""\
+        import os, sys, threading, time
+        sys.stdin.readline()
+        pid = os.fork()
+        if pid == 0:
+            with open({b + '/tasks'!r}, "w") as f:
+                f.write(str(os.getpid()))
+            ts = [threading.Thread(target=time.sleep, args=(3,)) for _ in range(3)]
+            for t in ts:
+                t.start()
+            print(os.getpid(), *[t.native_id for t in ts], flush=True)
+            for t in ts:
+                t.join()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """)
+    with started([sys.executable, "-c", prog], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, text=True) as p:
+        write(f"{a}/tasks", str(p.pid))
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        child, *threads = (int(x) for x in p.stdout.readline().split())
+
+        def placed():
+            in_b = {int(x) for x in read(f"{b}/tasks").split()}
+            return {child, *threads} <= in_b
+        assert wait_until(placed, timeout=2), (read(f"{a}/tasks"), read(f"{b}/tasks"))
+        assert not set(threads) & {int(x) for x in read(f"{a}/tasks").split()}
+        p.wait(timeout=10)
