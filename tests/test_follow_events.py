@@ -383,3 +383,17 @@ def test_threads_of_a_child_that_moved_join_the_childs_group(mount_with, events)
         assert wait_until(placed, timeout=2), (read(f"{a}/tasks"), read(f"{b}/tasks"))
         assert not set(threads) & {int(x) for x in read(f"{a}/tasks").split()}
         p.wait(timeout=10)
+
+
+def test_cgemu_exec_forks_go_through_when_the_daemon_does_not_take_the_guard(mnt):
+    """The daemon cannot be asked (here: a socket that is not there), so nobody
+    would answer the guard's notifications: the stand-in forked before the guard
+    existed lets every fork of the command proceed, and holds none of its pipes."""
+    group(mnt, "ng")
+    env = dict(os.environ, CGROUPFS_EMU_MOUNT=mnt.path,
+               CGROUPFS_EMU_SOCKET=os.path.join(mnt.dir, "no-such.sock"))
+    r = cgemu("exec", "-g", "ng", "--", "sh", "-c",
+              "for i in 1 2 3; do (echo child $i) & done; wait; echo done", env=env)
+    assert r.returncode == 0, r
+    assert sorted(r.stdout.split("\n")) == ["", "child 1", "child 2", "child 3", "done"]
+    assert "did not take the fork guard" in r.stderr

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import sys
 
 from ..client import ChargeRefused, Client
@@ -276,6 +277,11 @@ def cmd_exec(args) -> int:
         print(f"cgemu exec: {command[0]}: command not found", file=sys.stderr)
         return 127
     procs = os.path.join(group_dir(find_mount(args), args.group), "cgroup.procs")
+    from ..service import fork_guard
+    # Forked before the join (it never belongs to the group) and before the guard
+    # exists (once it does, every fork of this process waits for an answer).
+    standby = (_standby_passthrough() if not args.no_guard and fork_guard.supported()
+               else None)
     try:
         fd = os.open(procs, os.O_WRONLY)
         try:
@@ -283,8 +289,10 @@ def cmd_exec(args) -> int:
         finally:
             os.close(fd)
     except OSError as e:
+        if standby is not None:
+            standby.close()
         raise CgemuError(f"cannot join group {args.group}: {e.strerror}") from None
-    _hand_over(args)
+    _hand_over(args, standby)
     sys.stdout.flush()
     sys.stderr.flush()
     # Python ignores SIGPIPE, and an ignored signal stays ignored across exec.
@@ -327,51 +335,72 @@ def _daemon_request(args, line: str, timeout: float = 10.0) -> tuple[str, dict]:
     return kind, fields
 
 
-def _hand_over(args) -> None:
+def _hand_over(args, standby) -> None:
     """Issue 13, between joining and exec: install the fork guard (a seccomp filter
     whose listener the daemon takes with pidfd_getfd and answers: a fork beyond the
     kmem limit fails with ENOMEM inside the command) and give the command its own
-    slow sampling rate (--poll-ms)."""
+    slow sampling rate (--poll-ms). *standby*: see _standby_passthrough."""
     from ..service import fork_guard
     listener = -1
-    if not args.no_guard and fork_guard.supported():
+    if standby is not None:
         try:
             listener = fork_guard.install()
         except OSError as e:
             print(f"cgemu exec: no fork guard: {e.strerror}", file=sys.stderr)
-    if listener < 0 and not args.poll_ms:
-        return
-    line = f"follow {os.getpid()}"
-    if listener >= 0:
-        line += f" guard={listener}"
-    if args.poll_ms:
-        line += f" poll_ms={args.poll_ms}"
     try:
-        status, fields = _daemon_request(args, line)
-    except (OSError, ConnectionError, CgemuError) as e:
-        status, fields = "err", {"message": str(e)}
-    if listener >= 0 and (status != "ok" or fields.get("guard") != "1"):
-        print(f"cgemu exec: the daemon did not take the fork guard "
-              f"({fields.get('message', '')}); forks are let through", file=sys.stderr)
-        _serve_guard_detached(listener)
-    if listener >= 0:
-        os.close(listener)
+        if listener < 0 and not args.poll_ms:
+            return
+        line = f"follow {os.getpid()}"
+        if listener >= 0:
+            line += f" guard={listener}"
+        if args.poll_ms:
+            line += f" poll_ms={args.poll_ms}"
+        try:
+            status, fields = _daemon_request(args, line)
+        except (OSError, ConnectionError, CgemuError) as e:
+            status, fields = "err", {"message": str(e)}
+        if listener >= 0 and (status != "ok" or fields.get("guard") != "1"):
+            print(f"cgemu exec: the daemon did not take the fork guard "
+                  f"({fields.get('message', '')}); forks are let through", file=sys.stderr)
+            if standby is not None:
+                socket.send_fds(standby, [b"L"], [listener])
+    finally:
+        if standby is not None:
+            standby.close()  # a stand-in given nothing exits
+        if listener >= 0:
+            os.close(listener)
 
 
-def _serve_guard_detached(listener: int) -> None:
-    """Nobody else answers the guarded command's forks: a detached grandchild lets
-    every one proceed until the command's tree is gone (the filter cannot be
-    removed once installed)."""
+def _standby_passthrough():
+    """A detached process that waits for the guard's listener on a socket and, if it
+    is given one, lets every guarded fork proceed until the command's tree is gone
+    (the filter cannot be removed once installed); given nothing, it exits. Returns
+    this end of the socket (None if it could not be started)."""
     from ..service import fork_guard
+    try:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError:
+        return None
     pid = os.fork()
     if pid:
+        theirs.close()
         os.waitpid(pid, 0)
-        return
-    if os.fork():
-        os._exit(0)
+        return mine
     try:
+        mine.close()
+        if os.fork():
+            os._exit(0)
         os.setsid()
-        fork_guard.serve_passthrough(listener)
+        # hold nothing of the command's (its pipes would never see EOF)
+        null = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(null, std)
+        keep = theirs.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+        if fds:
+            fork_guard.serve_passthrough(fds[0])
     finally:
         os._exit(0)
 
