@@ -397,3 +397,32 @@ def test_cgemu_exec_forks_go_through_when_the_daemon_does_not_take_the_guard(mnt
     assert r.returncode == 0, r
     assert sorted(r.stdout.split("\n")) == ["", "child 1", "child 2", "child 3", "done"]
     assert "did not take the fork guard" in r.stderr
+
+
+@EVENTS
+def test_children_born_before_their_parent_joined_stay_where_they_are(mount_with, events):
+    """Joining moves one process; the kernel moves none of its existing children.
+    The fork scan (and the connector) adopt only children born after the join."""
+    mnt = mount_with(f"events={events}")
+    g = group(mnt, "j")
+    prog = ("import subprocess, sys, time\n"
+            "old = subprocess.Popen(['sleep', '30'])\n"
+            "print(old.pid, flush=True); sys.stdin.readline()\n"
+            "new = subprocess.Popen(['sleep', '30'])\n"
+            "print(new.pid, flush=True); sys.stdin.readline()\n"
+            "old.kill(); new.kill(); old.wait(); new.wait()\n")
+    with started([sys.executable, "-c", prog], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, text=True) as p:
+        old = int(p.stdout.readline())
+        write(f"{g}/tasks", str(p.pid))
+        time.sleep(0.3)  # the parent is hot: its children are looked for meanwhile
+        p.stdin.write("\n")
+        p.stdin.flush()
+        new = int(p.stdout.readline())
+        assert wait_until(lambda: str(new) in read(f"{g}/tasks").split(), timeout=2)
+        time.sleep(0.3)
+        listed = {int(x) for x in read(f"{g}/tasks").split()}
+        assert old not in listed and {p.pid, new} <= listed, listed
+        p.stdin.write("\n")
+        p.stdin.close()
+        p.wait(timeout=10)

@@ -29,6 +29,8 @@ baseline drops to zero, since everything in the new image is touched after joini
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 import attrs
 
@@ -38,6 +40,7 @@ from ..core.memcg import KINDS, MemoryController, Owner
 from ..host.fds import open_pidfd
 from ..host.procfs import UNCHANGED, Host, MemSample, program_file_pages, read_sample
 from .oom import OomExecutor
+from .proc_events import children
 
 log = logging.getLogger("cgroupfs_emu.tracker")
 
@@ -77,6 +80,16 @@ class Followed:
     #: thread count at which a stack charge was last refused (not retried until it
     #: changes)
     stacks_refused_at: int = -1
+    #: boot-time clock ticks when following began, and the children it had then
+    #: (they stay where they are: joining moves no children)
+    since: int = 0
+    old_children: frozenset = frozenset()
+
+    def born_before(self, pid: int, info) -> bool:
+        """Was child *pid* there before this process was followed? Exact where the
+        kernel lists children (/proc/PID/task/TID/children); else by start time,
+        to the clock tick."""
+        return pid in self.old_children or info.start_time < self.since
     #: /proc/PID/stat's key at the last full sample, and how many more looks may
     #: stop at stat when it is unchanged (FULL_EVERY: then status is read anyway)
     key: tuple = ()
@@ -97,6 +110,14 @@ class Followed:
 FULL_EVERY = 8
 #: a poll hands over to the event-driven half (exits, forks) every this many samples
 EVENTS_EVERY = 16
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _boot_ticks() -> int:
+    """Now, in the unit of /proc/PID/stat's start time (clock ticks since boot)."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK)
 
 
 def _resident(sample: MemSample) -> int:
@@ -183,7 +204,9 @@ class ProcessTracker:
         # light_left 0: the first look reads everything and charges what the task
         # used between its adoption sample and then
         entry = Followed(tgid, owner, sample.start_time, {}, sample.mm, key=sample.key,
-                         light_left=0)
+                         light_left=0, since=_boot_ticks(),
+                         old_children=(frozenset(children(self.host.proc, tgid) or ())
+                                       if parent is None else frozenset()))
         if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
             # a fresh fork maps what its parent maps: take the parent's program
             # pages instead of reading smaps (a fork bomb must be cheap to follow)
@@ -226,8 +249,12 @@ class ProcessTracker:
         /proc scan has not seen yet)."""
         parent = self.host.ppid(tgid)
         group = self.hierarchy.task_group.get(parent) if parent else None
-        if group is None or not group.online:
+        if group is None or not group.online or not self.signals.may_signal(tgid):
             return None
+        parent_entry = self.followed.get(parent)
+        info = self.host.task(tgid)
+        if info is None or (parent_entry is not None and parent_entry.born_before(tgid, info)):
+            return None  # older than its parent's joining: the kernel moves no children
         self.hierarchy.attach_all(self.host.learn_threads(tgid), group)
         self._seen_now(tgid)
         return self._start(tgid, self.followed.get(parent))
@@ -296,6 +323,9 @@ class ProcessTracker:
                 continue
             parent = self.host.ppid(pid)
             group = h.task_group.get(parent) if parent else None
+            parent_entry = self.followed.get(parent)
+            if parent_entry is not None and parent_entry.born_before(pid, info):
+                continue  # born before its parent joined: the kernel moves no children
             if group is not None and group.online:
                 h.attach_all(self.host.learn_threads(pid), group)
                 self._start(pid, self.followed.get(parent))
