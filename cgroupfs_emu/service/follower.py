@@ -391,6 +391,9 @@ class Follower:
             pidfd = os.pidfd_open(pid)
         except OSError:
             return  # gone already
+        if parent is not None and self.host.ppid(pid) != parent.tgid:
+            os.close(pidfd)  # the child is gone and its pid taken by another process
+            return
         try:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
@@ -789,7 +792,8 @@ class Follower:
         self._next_scan = time.monotonic() + max(SCAN_PERIOD, spent / SCAN_SHARE)
 
     def close(self) -> None:
-        self.hot.close()
+        for pid in self.hot.close():  # stopped by the thread, never settled
+            self.tripped.add(pid)
         for parent in list(self._dying):
             self._release_forker(parent)
         for pid in list(self.tripped):

@@ -11,15 +11,16 @@ Two sources, chosen at start:
   scheduler wake-up of the daemon, typically well under a millisecond on an idle
   machine. Every event on the host arrives (the socket cannot filter by group), so
   each is parsed and dropped unless it concerns a followed task. When the socket
-  buffer overflows (``ENOBUFS``) events were lost: the follower rescans /proc once.
+  buffer overflows (``ENOBUFS``) events were lost: the follower scans /proc for new
+  tasks once the events that did arrive are applied.
 * **Without root**: exits come from the pidfd the daemon already holds for every
   followed process (a pidfd turns readable when its process exits: all of them sit in
   one epoll set the daemon waits on); forks from a scan of the children of followed
   processes (``/proc/PID/task/TID/children`` where the kernel has
-  CONFIG_PROC_CHILDREN, else the parent field of every /proc/PID/stat). The scan runs
-  at the fast rate for busy tasks and at ``poll_ms`` for idle ones, so a child that
-  forks and exits between two scans is missed; execs are seen at the next memory
-  sample (a new address space).
+  CONFIG_PROC_CHILDREN, else the parent field of every /proc/PID/stat). The scan of
+  every followed process runs every 20 ms, stretched to keep it under 2 % of a core
+  (follower.py SCAN_PERIOD, SCAN_SHARE), so a child that forks and exits between two
+  scans is missed; execs are seen at the next memory sample (a new address space).
 
 Exits through pidfds are used in both modes: they are exact for the thread group (a
 pidfd is readable once the whole process is gone), where the connector reports every

@@ -224,9 +224,10 @@ class HotWatch:
                     log.debug("trip of %d not delivered", w.pid, exc_info=True)
             time.sleep(self.period)
 
-    def close(self) -> None:
+    def close(self) -> list[int]:
+        """Stop the thread; the pids it had stopped whose trip was not settled (the
+        caller continues them)."""
         self.stopping = True
         self.wake.set()
         self.thread.join(timeout=2)
-        for pid in list(self.watched):
-            self.disarm(pid)
+        return [pid for pid in list(self.watched) if self.disarm(pid)]
