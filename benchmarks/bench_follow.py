@@ -41,6 +41,17 @@ def share_of_core(pid: int, seconds: float) -> float:
     return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
 
 
+def stop_all(started: list) -> None:
+    """Kill and reap the processes this benchmark started (by pid), then let the
+    daemon see them go."""
+    for p in started:
+        p.kill()
+    for p in started:
+        p.wait()
+    started.clear()
+    time.sleep(1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=1000)
@@ -74,12 +85,7 @@ def main() -> int:
                 joined = len(f.read().split())
             time.sleep(max(2 * args.poll_ms / 1000, 1.5))  # adopted, and cooled down
             busy = share_of_core(daemon.pid, args.seconds)
-            for p in sleepers:
-                p.kill()  # our own children
-            for p in sleepers:
-                p.wait()
-            sleepers.clear()
-            time.sleep(1)
+            stop_all(sleepers)
             for n in [int(x) for x in args.busy.split(",") if x]:
                 g = os.path.join(mnt, f"busy{n}")
                 os.mkdir(g)
@@ -95,12 +101,7 @@ def main() -> int:
                     os.close(fd)
                 time.sleep(1)
                 busy_results.append((n, share_of_core(daemon.pid, args.seconds)))
-                for p in sleepers:
-                    p.kill()  # our own children
-                for p in sleepers:
-                    p.wait()
-                sleepers.clear()
-                time.sleep(1)
+                stop_all(sleepers)
         finally:
             for p in sleepers:
                 p.kill()  # our own children

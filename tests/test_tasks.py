@@ -215,16 +215,19 @@ def test_oom_kill_disable_stops_and_resumes_the_task(mnt, hogs):
     write(f"{g}/tasks", str(hog.pid))
     hog.do("a 30")
     assert usage_is(g, 30)
-    hog.do("a 40")
+    # The kernel's task would sleep in its page fault until the group recovers, so
+    # it may be stopped before it could answer: the answer is read once it goes on.
+    hog.send("a 40")
     assert wait_until(lambda: hog.state() == "T", timeout=SEEN)
     assert "under_oom 1" in read(f"{g}/memory.oom_control")
     assert num(f"{g}/memory.usage_in_bytes") <= 50 * P
     write(f"{g}/memory.limit_in_bytes", str(100 * P))
     assert wait_until(lambda: hog.state() != "T", timeout=SEEN)
+    assert hog.line() == "ok"
     assert usage_is(g, 70)
     assert "under_oom 0" in read(f"{g}/memory.oom_control")
     # stopped again, then woken by memory freed elsewhere in the group
-    hog.do("a 40")
+    hog.send("a 40")
     assert wait_until(lambda: hog.state() == "T", timeout=SEEN)
     write(f"{g}/memory.oom_control", "0")  # now the killer may act: it is the victim
     assert hog.proc.wait(timeout=5) == -signal.SIGKILL

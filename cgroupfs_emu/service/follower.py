@@ -319,12 +319,7 @@ class Follower:
         """Charge a new task's stack in *entry*'s name, held until the new task is
         adopted (started() hands it over) or PENDING_TTL passes; False at the kmem
         limit (the refusal counts in failcnt, as the kernel's failed charge does)."""
-        try:
-            verdict = self.memory.charge(entry.owner, group, "kmem", STACK_PAGES,
-                                         may_wait=False)
-        except NoMemory:
-            return False
-        if verdict is not None:
+        if not self._charge_one_stack(entry.owner, group):
             return False
         entry.pending.append(time.monotonic())
         self._reserving.add(entry)
@@ -373,15 +368,19 @@ class Follower:
     def _stack_fits(self, parent, group) -> bool:
         """Would a new task's stack fit in *group*? (A real try_charge, so a refusal
         counts in failcnt; undone at once when it fits: the child charges it.)"""
-        try:
-            verdict = self.memory.charge(parent.owner, group, "kmem", STACK_PAGES,
-                                         may_wait=False)
-        except NoMemory:
-            return False
-        if verdict is not None:
+        if not self._charge_one_stack(parent.owner, group):
             return False
         self.memory.uncharge(parent.owner, group, "kmem", STACK_PAGES)
         return True
+
+    def _charge_one_stack(self, owner, group) -> bool:
+        """One THREAD_SIZE of kmem, a real try_charge that never waits or kills (a
+        stack allocation fails instead: copy_process() returns ENOMEM)."""
+        try:
+            verdict = self.memory.charge(owner, group, "kmem", STACK_PAGES, may_wait=False)
+        except NoMemory:
+            return False
+        return verdict is None
 
     def _kill_refused(self, pid: int, group, parent=None) -> None:
         self.refused_forks += 1
