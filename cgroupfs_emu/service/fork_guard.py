@@ -159,6 +159,11 @@ def serve_passthrough(fd: int) -> None:
         for _, ev in p.poll():
             if ev & (select.POLLHUP | select.POLLERR):
                 return
-            got = receive(fd)
-            if got is not None:
-                respond(fd, got[0])
+            # nothing may end this loop but the tree's end: once the listener is
+            # gone every guarded fork fails (ENOSYS)
+            try:
+                got = receive(fd)
+                if got is not None:
+                    respond(fd, got[0])
+            except OSError:
+                continue
