@@ -15,31 +15,41 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @contextlib.contextmanager
-def mounted_daemon(options: str):
-    """Yield (mount point, work directory, daemon Popen); *options* may use {work}."""
+def _served(argv_for, log_path_for):
+    """Start the FUSE server argv_for(work, mnt) on a fresh mount point in a fresh
+    work directory; yield (work, mnt, Popen) once mounted. Unmounted, waited for and
+    cleaned up at the end, whatever happens."""
     work = tempfile.mkdtemp(prefix="cgemu-bench-")
     mnt = os.path.join(work, "mnt")
     os.mkdir(mnt)
-    log = open(os.path.join(work, "daemon.log"), "wb")
-    daemon = subprocess.Popen([sys.executable, "-m", "cgroupfs_emu", "-f", "-o",
-                               options.format(work=work), "memory", mnt],
-                              stdout=log, stderr=log, cwd=os.path.dirname(HERE))
+    log = open(log_path_for(work), "wb")
+    proc = subprocess.Popen(argv_for(work, mnt), stdout=log, stderr=log,
+                            cwd=os.path.dirname(HERE))
     try:
         deadline = time.monotonic() + 15
         while not os.path.ismount(mnt):
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                raise SystemExit("daemon did not start")
-            time.sleep(0.05)
-        yield mnt, work, daemon
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{argv_for(work, mnt)[0]} did not mount")
+            time.sleep(0.02)
+        yield work, mnt, proc
     finally:
         subprocess.run(["fusermount3", "-u", mnt], check=False)
         try:
-            daemon.wait(timeout=15)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            daemon.kill()  # our own child
-            daemon.wait()
+            proc.kill()  # our own child
+            proc.wait()
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mounted_daemon(options: str):
+    """Yield (mount point, work directory, daemon Popen); *options* may use {work}."""
+    argv = lambda work, mnt: [sys.executable, "-m", "cgroupfs_emu", "-f", "-o",  # noqa: E731
+                              options.format(work=work), "memory", mnt]
+    with _served(argv, lambda work: os.path.join(work, "daemon.log")) as (work, mnt, proc):
+        yield mnt, work, proc
 
 
 # ---------------------------------------------------------------------- C baselines
@@ -73,27 +83,9 @@ def emu_command(options: str = "kernel=linux-6", debug: bool = False) -> list[st
 def serving(argv: list[str], log_path: str | None = None):
     """Run a FUSE server whose last argument is a fresh mount point; yield (mount
     point, Popen). Unmounted and waited for at the end, whatever happens."""
-    work = tempfile.mkdtemp(prefix="cgemu-bench-")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
-    log = open(log_path or os.devnull, "wb")
-    proc = subprocess.Popen([*argv, mnt], stdout=log, stderr=log, cwd=os.path.dirname(HERE))
-    try:
-        deadline = time.monotonic() + 15
-        while not os.path.ismount(mnt):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"{argv[-1]} did not mount")
-            time.sleep(0.02)
+    with _served(lambda work, mnt: [*argv, mnt],
+                 lambda work: log_path or os.devnull) as (_, mnt, proc):
         yield mnt, proc
-    finally:
-        subprocess.run(["fusermount3", "-u", mnt], check=False)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # our own child
-            proc.wait()
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def quiet_size(path: str, settle: float = 0.1) -> int:

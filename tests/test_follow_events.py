@@ -260,6 +260,14 @@ def _kmem_group(m, name: str) -> str:
     return g
 
 
+def _bomb_setup(mount_with, options: str, tmp_path):
+    """A mount with *options*, a group with a 1M kmem limit, the bomb's script."""
+    m = mount_with(options)
+    script = tmp_path / "bomb.py"
+    script.write_text(BOMB)
+    return m, _kmem_group(m, "bomb"), script
+
+
 #: the profiles whose kmem design charges thread stacks (seed 003), and the default
 #: profile with the charging switched on by hand
 STACK_PROFILES = pytest.mark.parametrize("options", [
@@ -270,10 +278,7 @@ STACK_PROFILES = pytest.mark.parametrize("options", [
 @STACK_PROFILES
 def test_fork_bomb_in_cgemu_exec_fails_with_enomem_at_the_kmem_limit(mount_with, tmp_path,
                                                                     options):
-    m = mount_with(options)
-    g = _kmem_group(m, "bomb")
-    script = tmp_path / "bomb.py"
-    script.write_text(BOMB)
+    m, g, script = _bomb_setup(mount_with, options, tmp_path)
     r = cgemu("exec", "-m", m.path, "-g", "bomb", "--", sys.executable, str(script),
               f"{g}/memory.kmem.usage_in_bytes")
     assert r.returncode == 0, r
@@ -291,10 +296,7 @@ def test_fork_bomb_in_cgemu_exec_fails_with_enomem_at_the_kmem_limit(mount_with,
 @STACK_PROFILES
 def test_fork_bomb_joined_through_tasks_loses_its_excess_children(mount_with, tmp_path,
                                                                  options):
-    m = mount_with(options)
-    g = _kmem_group(m, "bomb")
-    script = tmp_path / "bomb.py"
-    script.write_text(BOMB)
+    m, g, script = _bomb_setup(mount_with, options, tmp_path)
     with started([sys.executable, str(script), f"{g}/memory.kmem.usage_in_bytes", "wait"],
                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
         write(f"{g}/tasks", str(p.pid))
