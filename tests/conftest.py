@@ -27,6 +27,20 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
     return predicate()
 
 
+def asleep(proc, comm: str) -> bool:
+    """Has *proc* (our own child) exec'd *comm* and gone to sleep? Join a process to a
+    group only then when a test counts pages: what it touches while starting up after
+    joining (the exec, the loader's work) is charged to the group, as on a kernel."""
+    try:
+        with open(f"/proc/{proc.pid}/comm") as f:
+            name = f.read().strip()
+        with open(f"/proc/{proc.pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return name == comm and state == "S"
+
+
 @contextlib.contextmanager
 def compiled_helper(name: str, optimize: str = "-O2"):
     """tests/helpers/NAME.c built into a temporary directory, removed afterwards."""

@@ -13,10 +13,11 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
-from conftest import (P, Mount, errno_of, group, needs_fuse, num, read, started, stat_of,
+from conftest import (P, Mount, asleep, errno_of, group, needs_fuse, num, read, started, stat_of,
                       wait_until, write)
 
 pytestmark = [pytest.mark.mount, needs_fuse]
@@ -362,6 +363,8 @@ def test_malformed_input_gets_error_replies_and_the_daemon_survives(mnt, charger
 def test_only_root_charges_for_another_pid(mnt, chargers):
     g = group(mnt, "g")
     with started(["sleep", "30"]) as sleeper:
+        assert wait_until(lambda: asleep(sleeper, "sleep"))  # nothing of its own to charge
+        time.sleep(0.2)
         write(f"{g}/tasks", str(sleeper.pid))
         c = chargers(mnt.path)
         reply = c.do(f"raw charge anon 8192 pid={sleeper.pid}")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (P, Helper, compiled_helper, errno_of, group, needs_fuse, num, read,
+from conftest import (P, Helper, asleep, compiled_helper, errno_of, group, needs_fuse, num, read,
                       started, stat_of, wait_until, write)
 
 pytestmark = [pytest.mark.mount, needs_fuse]
@@ -252,10 +252,7 @@ def test_writing_every_host_pid_kills_nobody(mnt, hogs):
     with started(["sleep", "60"]) as sleeper:
         # join only once sleep is asleep: what a process touches while starting up
         # after joining (an exec, the loader's work) is charged to the group
-        def asleep() -> bool:
-            stat = read(f"/proc/{sleeper.pid}/stat").rsplit(")", 1)[1].split()
-            return read(f"/proc/{sleeper.pid}/comm").strip() == "sleep" and stat[0] == "S"
-        assert wait_until(asleep)
+        assert wait_until(lambda: asleep(sleeper, "sleep"))
         time.sleep(0.2)
         for pid in (hog.pid, sleeper.pid):
             write(f"{g}/cgroup.procs", str(pid))
