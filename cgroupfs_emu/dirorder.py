@@ -211,6 +211,8 @@ class Cursor:
     after: dict[int, tuple] = attrs.Factory(dict)
     #: dcache only: the running count that goes with each handed-out offset
     count: dict[int, int] = attrs.Factory(dict)
+    #: entries made for this handle so far ("." and ".." aside): what a listing cost
+    made: int = 0
 
 
 def _from(runs: Sequence[Run], begins: Sequence[int]) -> Iterator[tuple[tuple, object]]:
@@ -314,6 +316,7 @@ def _kernfs_page(runs, start, cursor):
             rank = rank + 1 if nxt[0][0] == cur[0][0] else 0
             off = nxt[0][0] | (rank << 32)
         cursor.after[off] = cur[0]
+        cursor.made += 1
         yield cur[0][1], cur[1], off
         cur = nxt
 
@@ -335,6 +338,7 @@ def _dcache_page(runs, start, cursor):
         pos += 1
         cursor.after[pos] = key
         cursor.count[pos] = pos
+        cursor.made += 1
         yield key[1], value, pos
 
 

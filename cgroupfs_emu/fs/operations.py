@@ -268,24 +268,37 @@ class CgroupFS(pyfuse3.Operations):
         getdents64 reports as d_off; the handle's cursor resumes right after the entry
         the caller last received, whatever was created or removed meanwhile."""
         dnode, cursor = self._handles[fh]
+        made = cursor.made
+        replied = self._fill(dnode, cursor, start_id, token)
+        if log.isEnabledFor(logging.DEBUG):
+            # what tests/test_listing_cost.py holds on a real mount
+            log.debug("readdir from %#x: %d entries made, %d replied", start_id,
+                      cursor.made - made, replied)
+
+    def _fill(self, dnode: Node, cursor: dirorder.Cursor, start: int, token) -> int:
+        """Reply entries until the kernel's buffer is full; return how many groups and
+        files went in."""
         nodes = self.nodes
         reply = pyfuse3.readdir_reply
+        replied = 0
         for name, value, off in dirorder.iter_page(nodes.order, nodes.listing(dnode),
-                                                    start_id, cursor):
+                                                    start, cursor):
             if value is None:
                 node = dnode
                 if name == b".." and dnode.group.parent is not None:
                     node = nodes.dir_node(dnode.group.parent)
                 # "." and ".." never count as lookups (fuse_direntplus_link())
                 if not reply(token, name, self._attrs(node), off):
-                    return
+                    break
                 continue
             # a child group's directory node, or the row of a control file
             if value.__class__ is not Node:
                 value = nodes.file_node(dnode, os.fsdecode(name), value)
             if not reply(token, name, self._attrs(value), off):
-                return
+                break
             value.lookups += 1
+            replied += 1
+        return replied
 
     @_boundary
     def releasedir(self, fh):
