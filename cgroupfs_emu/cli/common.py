@@ -32,7 +32,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} -h')\n")
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         field = field.replace(code, char)
@@ -48,7 +48,7 @@ def cgroupfs_mounts() -> list[str]:
                 fields = line.split()
                 sep = fields.index("-")
                 if fields[sep + 1] == FSTYPE:
-                    found.append(_unescape(fields[4]))
+                    found.append(unescape(fields[4]))
     except OSError:
         pass
     return found
