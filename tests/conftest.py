@@ -122,7 +122,7 @@ class Mount:
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-u", "-z", self.path], check=False)
         self._stderr.close()
-        log = self.log()
+        log = self.final_log = self.log()
         shutil.rmtree(self.dir, ignore_errors=True)
         if check:
             assert rc == 0, f"daemon exited {rc}: {log}"
