@@ -32,15 +32,14 @@ import argparse
 import ctypes
 import errno
 import os
-import shutil
 import signal
-import struct
 import sys
 import time
 from collections.abc import Callable
 
 from ..client import find_socket
 from ..preload import VIEW_ENV, library_path
+from . import view
 
 DEFAULT_AT = "/sys/fs/cgroup"
 
@@ -248,32 +247,7 @@ def _join(memory: str, group: str) -> None:
 
 # ---------------------------------------------------------------- the command
 
-def preloadable(path: str) -> bool:
-    """Whether the dynamic loader will preload into the program at *path*: an ELF file
-    with a PT_INTERP whose set-user/group-ID bits do not change our ids. Scripts and
-    unreadable files count as preloadable: their interpreter decides. Mirrors served()
-    in cgview.c."""
-    try:
-        st = os.stat(path)
-        # the loader's secure mode (AT_SECURE) ignores LD_PRELOAD when the exec changes ids
-        if (st.st_mode & 0o4000 and st.st_uid != os.getuid()) or \
-                (st.st_mode & 0o2000 and st.st_gid != os.getgid()):
-            return False
-        with open(path, "rb") as f:
-            head = f.read(64)
-            if head[:4] != b"\x7fELF" or head[4] != 2:
-                return True
-            phoff, = struct.unpack_from("<Q", head, 32)
-            phentsize, phnum = struct.unpack_from("<HH", head, 54)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-    except OSError:
-        return True
-    return any(struct.unpack_from("<I", table, i * phentsize)[0] == 3  # PT_INTERP
-               for i in range(len(table) // phentsize))
-
-
-def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]:
+def _environment(memory: str, mount: str) -> dict[str, str]:
     env = dict(os.environ)
     env[VIEW_ENV] = memory
     # the emulator's own mount, which the view still shows as fuse.cgroupfs_emu (its
@@ -283,10 +257,6 @@ def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]
         env.setdefault("CGROUPFS_EMU_SOCKET", find_socket(mount))
     except OSError:
         pass
-    if library:
-        others = [p for p in env.get("LD_PRELOAD", "").replace(" ", ":").split(":")
-                  if p and os.path.basename(p) != os.path.basename(library)]
-        env["LD_PRELOAD"] = ":".join([library] + others)
     return env
 
 
@@ -310,11 +280,6 @@ def run(mount: str | None, group: str, at: str, command: list[str],
             library = library_path()
         except FileNotFoundError as e:
             raise SetupError(str(e)) from None
-        program = shutil.which(command[0]) if "/" not in command[0] else command[0]
-        if program and not preloadable(program):
-            print(f"{prog}: note: {program} is statically linked or set-ID; it reads the "
-                  "kernel's /proc files, not the emulated ones", file=sys.stderr)
-            library = None
         outer = os.readlink("/proc/self/ns/mnt")
         _enter_namespace()
         if os.readlink("/proc/self/ns/mnt") == outer:
@@ -323,8 +288,7 @@ def run(mount: str | None, group: str, at: str, command: list[str],
     except SetupError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
-    return _supervise(command, _environment(memory, library, mount), memory, group, prog,
-                      outer)
+    return _supervise(command, _environment(memory, mount), memory, group, prog, outer, library)
 
 
 # ----------------------------------------------------------- nothing outlives CMD
@@ -335,8 +299,14 @@ FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, sign
 TERMINAL = (signal.SIGINT, signal.SIGQUIT)
 
 
-def _start(command: list[str], env: dict[str, str], memory: str, group: str, prog: str) -> int:
-    """Fork CMD: the child joins its group and execs; returns the child's pid."""
+def _start(command: list[str], env: dict[str, str], memory: str, group: str, prog: str,
+           library: str, handoff: view.Handoff | None) -> int:
+    """Fork CMD: the child joins its group, takes the view's seccomp filter (sending its
+    listener through *handoff*) or, failing that, the preload library, and execs;
+    returns the child's pid."""
+    # Everything that opens a file is done before the filter exists.
+    note = view.static_note(prog, command)
+    preloaded = view.with_preload(env, library)
     pid = os.fork()
     if pid:
         return pid
@@ -345,6 +315,17 @@ def _start(command: list[str], env: dict[str, str], memory: str, group: str, pro
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, *TERMINAL, *FORWARDED):
             signal.signal(sig, signal.SIG_DFL)
         _join(memory, group)
+        reason = handoff.child() if handoff else None
+        if reason and handoff.busy and VIEW_ENV in os.environ:
+            # in another cgemu run: its supervisor serves this tree already
+            os.write(2, f"{prog}: inside another view; its supervisor answers\n".encode())
+        elif reason or not handoff:  # (no handoff: cgemu said why already)
+            if reason:
+                os.write(2, (view.fallback_line(prog, reason) + "\n").encode())
+            if note:
+                os.write(2, (note + "\n").encode())
+            else:
+                env = preloaded
         os.execvpe(command[0], command, env)
     except SetupError as e:
         os.write(2, f"{prog}: {e}\n".encode())
@@ -358,7 +339,7 @@ def _start(command: list[str], env: dict[str, str], memory: str, group: str, pro
 
 
 def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
-               prog: str, outer: str) -> int:
+               prog: str, outer: str, library: str) -> int:
     """Run CMD as our child and, once it exits, kill whatever it left in the namespace.
 
     A process left behind would keep the namespace, and with it the bind mount of the
@@ -370,7 +351,13 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
     through (128+N when it dies of signal N)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    pid = _start(command, env, memory, group, prog)
+    reason = view.unavailable()
+    if reason:
+        print(view.fallback_line(prog, reason), file=sys.stderr)
+    handoff = None if reason else view.Handoff()
+    pid = _start(command, env, memory, group, prog, library, handoff)
+    listener = handoff.parent() if handoff else None
+    supervisor = view.Supervisor(library, listener, memory, prog) if listener is not None else None
     done = False
 
     def forward(signum, frame):
@@ -391,6 +378,8 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
         done = True
         _kill_leftovers(outer)
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         for s, h in old.items():
             signal.signal(s, h)
     if os.WIFSIGNALED(status):
