@@ -12,18 +12,20 @@ when it exits, kills whatever it left in the namespace, so the namespace and its
 mounts end with the command. The host's namespace is never touched: the new
 namespace's mounts are made private before anything is mounted.
 
-What the kernel itself prints in /proc still describes the host, so dynamically linked
-commands get the preload library (cgroupfs_emu/preload/cgview.c) through LD_PRELOAD;
-it answers /proc/self/{mounts,mountinfo,cgroup} and /proc/cgroups as a v1 host would.
-The environment protocol is two variables: ``CGROUPFS_EMU_VIEW`` (the view's memory
-mount, where the library looks a task's group up in the ``tasks`` files) and
-``LD_PRELOAD``; ``CGROUPFS_EMU_MOUNT`` and ``CGROUPFS_EMU_SOCKET`` are set as well so
-that cgemu inside the view finds the emulator.
+What the kernel itself prints in /proc still describes the host, so the command is
+shown the view (cli/view.py): a seccomp filter whose notifications cgemu answers for
+every program, static or not (open of /proc/self/{mounts,mountinfo,cgroup} and
+/proc/cgroups as a v1 host would print them, statfs of the emulator as a cgroup v1
+mount), else, with one line saying why, the preload library through LD_PRELOAD for
+dynamically linked programs (cgroupfs_emu/preload/cgview.c: one renderer serves both).
+``CGROUPFS_EMU_VIEW`` is the view's memory mount (a program can tell it is in the view
+by it); ``CGROUPFS_EMU_MOUNT`` and ``CGROUPFS_EMU_SOCKET`` are set as well so that cgemu
+inside the view finds the emulator.
 
-Not emulated: statically linked or set-ID commands see the kernel's /proc files (the
-loader does not preload into them); a non-root user inside the view stays themselves
-(only their own uid and gid are mapped), and where the kernel refuses unprivileged user
-namespaces the command is not run at all.
+Not emulated: without the seccomp view, statically linked or set-ID commands see the
+kernel's /proc files; a non-root user inside the view stays themselves (only their own
+uid and gid are mapped), and where the kernel refuses unprivileged user namespaces the
+command is not run at all.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ DEFAULT_AT = "/sys/fs/cgroup"
 RUN_HELP = """\
 Run CMD in a private view of the system where the emulator is the cgroup v1 memory
 hierarchy: /sys/fs/cgroup is a tmpfs with the emulator at /sys/fs/cgroup/memory, the
-host's cgroup mounts are hidden, and (for dynamically linked programs) /proc/mounts,
-/proc/self/mountinfo, /proc/self/cgroup and /proc/cgroups say so. CMD joins GROUP
+host's cgroup mounts are hidden, and /proc/mounts, /proc/self/mountinfo,
+/proc/self/cgroup, /proc/cgroups and statfs(2) say so, for static programs (Go) too. CMD joins GROUP
 (default: the root) before it starts. The host's mounts never change; the view ends
 with CMD. Exit status: CMD's; 1 when the view cannot be set up; 127 CMD not found.
 
@@ -80,6 +82,13 @@ def add_system_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", action="store_true",
                    help="run CMD in the view of `cgemu run` (emulator at /sys/fs/cgroup/memory)")
     p.add_argument("--at", default=DEFAULT_AT, metavar="DIR", help="with --system: as for run")
+    add_preload_only(p)
+
+
+def add_preload_only(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preload-only", action="store_true",
+                   help="no seccomp view: only dynamically linked programs see the emulated "
+                        "/proc files (for programs that install their own seccomp listener)")
 
 
 def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
@@ -88,6 +97,7 @@ def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
                    help="group to join, below the mount (default: the root)")
     p.add_argument("--at", default=DEFAULT_AT, metavar="DIR",
                    help=f"where the v1 hierarchy appears (default: {DEFAULT_AT})")
+    add_preload_only(p)
     if command:
         p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                        help="the command to run")
@@ -261,7 +271,7 @@ def _environment(memory: str, mount: str) -> dict[str, str]:
 
 
 def run(mount: str | None, group: str, at: str, command: list[str],
-        find_mount: Callable[[], str], prog: str = "cgemu run") -> int:
+        find_mount: Callable[[], str], prog: str = "cgemu run", preload_only: bool = False) -> int:
     """Build the view, run *command* in it and return its exit status."""
     if not command:
         print(f"{prog}: no command given", file=sys.stderr)
@@ -288,7 +298,8 @@ def run(mount: str | None, group: str, at: str, command: list[str],
     except SetupError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
-    return _supervise(command, _environment(memory, mount), memory, group, prog, outer, library)
+    return _supervise(command, _environment(memory, mount), memory, group, prog, outer, library,
+                      preload_only)
 
 
 # ----------------------------------------------------------- nothing outlives CMD
@@ -339,7 +350,7 @@ def _start(command: list[str], env: dict[str, str], memory: str, group: str, pro
 
 
 def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
-               prog: str, outer: str, library: str) -> int:
+               prog: str, outer: str, library: str, preload_only: bool) -> int:
     """Run CMD as our child and, once it exits, kill whatever it left in the namespace.
 
     A process left behind would keep the namespace, and with it the bind mount of the
@@ -351,10 +362,10 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
     through (128+N when it dies of signal N)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    reason = view.unavailable()
+    reason = None if preload_only else view.unavailable()
     if reason:
         print(view.fallback_line(prog, reason), file=sys.stderr)
-    handoff = None if reason else view.Handoff()
+    handoff = None if reason or preload_only else view.Handoff()
     pid = _start(command, env, memory, group, prog, library, handoff)
     listener = handoff.parent() if handoff else None
     supervisor = view.Supervisor(library, listener, memory, prog) if listener is not None else None
@@ -425,9 +436,10 @@ def _kill_leftovers(outer: str, rounds: int = 100) -> None:
 
 def cmd_run(args, find_mount: Callable[[], str]) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    return run(args.mount, args.group, args.at, command, find_mount)
+    return run(args.mount, args.group, args.at, command, find_mount,
+               preload_only=args.preload_only)
 
 
 def cmd_shell(args, find_mount: Callable[[], str]) -> int:
     return run(args.mount, args.group, args.at, [os.environ.get("SHELL") or "/bin/sh"],
-               find_mount, prog="cgemu shell")
+               find_mount, prog="cgemu shell", preload_only=args.preload_only)

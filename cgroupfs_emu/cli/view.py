@@ -159,7 +159,9 @@ class Supervisor:
         os.close(self.listener)
 
     def stop(self) -> None:
+        """Once the command's tree is gone the loop ends by itself; on kernels before
+        6.6 a waiting RECV is not woken then, and the thread is left to the exit."""
         os.write(self.stop_w, b"x")
-        self.thread.join(5)
+        self.thread.join(1)
         os.close(self.stop_r)
         os.close(self.stop_w)

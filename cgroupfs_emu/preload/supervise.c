@@ -241,8 +241,9 @@ static void dispatch(int listener, const struct seccomp_notif *req)
     }
 }
 
-/* Serve listener until no task uses its filter (POLLHUP) or stop_fd is readable.
- * view is the emulator's mount point in the view. Returns 0, or -errno. */
+/* Serve listener until no task uses its filter any more, or stop_fd is readable once
+ * the listener has nothing to say. view is the emulator's mount point in the view.
+ * Returns 0, or -errno. */
 int cgemu_view_supervise(int listener, const char *view, int stop_fd)
 {
     struct stat st;
@@ -257,12 +258,12 @@ int cgemu_view_supervise(int listener, const char *view, int stop_fd)
     answer.f_type = CGROUP_SUPER_MAGIC;
     answer.f_bsize = answer.f_frsize = sysconf(_SC_PAGESIZE);
     answer.f_namelen = NAME_MAX;
-    answer.f_fsid.__val[0] = (int)(st.st_dev ^ 0x27e0eb);
+    answer.f_fsid.__val[0] = (int)(st.st_dev ^ CGROUP_SUPER_MAGIC);
     answer.f_fsid.__val[1] = (int)((uint64_t)st.st_dev >> 32);
     answer.f_flags = real.f_flags;
 
-    uint64_t sync = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
-    ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, &sync);
+    /* the flag is the ioctl's argument itself (seccomp_notify_set_flags()) */
+    ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
     struct seccomp_notif_sizes sizes = {0};
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0)
         return -errno;
@@ -273,27 +274,25 @@ int cgemu_view_supervise(int listener, const char *view, int stop_fd)
         return -ENOMEM;
     int rc = 0;
     for (;;) {
-        struct pollfd p[2] = {{listener, POLLIN, 0}, {stop_fd, POLLIN, 0}};
-        if (poll(p, stop_fd >= 0 ? 2 : 1, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+        /* RECV itself waits (one call less per round trip than poll first); it
+         * returns ENOENT once the filter has no task left (recv_wait_event()) */
+        memset(req, 0, size);
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) == 0) {
+            dispatch(listener, req);
+            continue;
+        }
+        if (errno != EINTR && errno != ENOENT && errno != EAGAIN) {
             rc = -errno;
             break;
         }
-        if (p[1].revents)
+        struct pollfd p[2] = {{listener, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+        if (poll(p, stop_fd >= 0 ? 2 : 1, errno == ENOENT ? 0 : -1) < 0 && errno != EINTR) {
+            rc = -errno;
             break;
-        if (p[0].revents & POLLIN) {
-            memset(req, 0, size);
-            if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {
-                if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
-                    continue;
-                rc = -errno;
-                break;
-            }
-            dispatch(listener, req);
-        } else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-            break; /* every task of the view is gone */
         }
+        if (p[1].revents || (!(p[0].revents & POLLIN) &&
+                             (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))))
+            break; /* told to stop, or every task of the view is gone */
     }
     free(req);
     return rc;
