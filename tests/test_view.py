@@ -268,3 +268,22 @@ def test_node_reports_the_groups_limit(mnt):
               "console.log(process.constrainedMemory())", timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == read(mnt.p("n/memory.limit_in_bytes")).strip()
+
+
+def test_a_kernel_without_addfd_send_is_named(monkeypatch):
+    """Before 5.14 the view cannot hand a descriptor back as the result of open."""
+    from cgroupfs_emu.cli import view
+    monkeypatch.setattr(view.platform, "release", lambda: "5.10.0-28-amd64")
+    assert view.unavailable() == ("kernel 5.10.0-28-amd64 has no SECCOMP_ADDFD_FLAG_SEND "
+                                  "(5.14+)")
+    monkeypatch.setattr(view.platform, "release", lambda: "5.14.0")
+    assert view.unavailable() is None
+
+
+def test_view_argv_runs_a_command_in_the_view(mnt, probe):
+    from cgroupfs_emu.cli.view import view_argv
+    group(mnt, "box")
+    r = subprocess.run(view_argv([probe], mount=mnt.path, group="box"), capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert facts(r.stdout)["STATFS_MEMORY"][0].split()[1] == "0x27e0eb"

@@ -50,6 +50,19 @@ def unavailable() -> str | None:
     return None
 
 
+def view_argv(argv: list[str], mount: str | None = None, group: str = "/",
+              at: str | None = None) -> list[str]:
+    """The command line that runs *argv* in the view: ``cgemu run [-m MOUNT] -g GROUP
+    [--at DIR] -- ARGV`` (the stable entry point) through this interpreter, for
+    subprocess (the pytest plugin, scripts)."""
+    line = [sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "run", "-g", group]
+    if mount:
+        line += ["-m", mount]
+    if at:
+        line += ["--at", at]
+    return [*line, "--", *argv]
+
+
 def fallback_line(prog: str, reason: str) -> str:
     return (f"{prog}: no seccomp view ({reason}): only dynamically linked programs see the "
             "emulated /proc files (through the preload library), and statfs says fuse")
