@@ -174,6 +174,10 @@ def test_a_user_gets_the_same_view_of_a_static_program(nobody_mount, nobody_tree
     assert r.returncode == 0, r.stderr + r.stdout
     check_view(facts(r.stdout), "/u", read(m.p("u/memory.limit_in_bytes")).strip())
     assert host_mounts(m) == before
+    # the filter went in with CAP_SYS_ADMIN in the user namespace: no no_new_privs
+    r = as_nobody(nobody_tree, ["-m", "cgroupfs_emu.cli.cgemu", "run", "-m", m.path, "-g", "u",
+                                "--", "grep", "NoNewPrivs", "/proc/self/status"])
+    assert r.stdout.split() == ["NoNewPrivs:", "0"], r.stderr
 
 
 def test_stat_f_says_cgroupfs_and_tmpfs(mnt):
