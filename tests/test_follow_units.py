@@ -28,29 +28,26 @@ from conftest import started, wait_until
 ROOT = os.geteuid() == 0
 
 
-def _datagram(what: int, *fields: int) -> bytes:
-    body = struct.pack("=IIQ", what, 0, 0) + struct.pack(f"={len(fields)}I", *fields)
+def _datagram(what: int, *fields: int, ts: int = 0) -> bytes:
+    body = struct.pack("=IIQ", what, 0, ts) + struct.pack(f"={len(fields)}I", *fields)
     cn = struct.pack("=IIIIHH", 1, 1, 0, 0, len(body), 0) + body
     return struct.pack("=IHHII", 16 + len(cn), 3, 0, 0, 0) + cn
 
 
 def test_parse_fork_exec_exit():
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_FORK, 10, 10, 11, 11)) == [
-        proc_events.ProcEvent("fork", 11, 11, 10, 10)]
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_FORK, 10, 10, 12, 10))[0].tgid == 10
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_EXEC, 7, 7)) == [
-        proc_events.ProcEvent("exec", 7, 7)]
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_EXIT, 8, 7, 0, 17, 1, 1)) == [
-        proc_events.ProcEvent("exit", 8, 7)]
-    assert proc_events.parse(_datagram(0x40000000, 1, 2)) == []  # an event we ignore
-    assert proc_events.parse(b"short") == []
+    FORK, EXEC, EXIT = (proc_events.PROC_EVENT_FORK, proc_events.PROC_EVENT_EXEC,
+                        proc_events.PROC_EVENT_EXIT)
     out = []
-    for d in (_datagram(proc_events.PROC_EVENT_FORK, 10, 10, 12, 10),
-              _datagram(proc_events.PROC_EVENT_EXIT, 8, 7, 0, 17, 1, 1),
-              _datagram(0x40000000, 1, 2, 3, 4)):
+    for d in (_datagram(FORK, 10, 10, 11, 11, ts=5),
+              _datagram(FORK, 10, 10, 12, 10, ts=6),  # a thread: tgid is its process
+              _datagram(EXEC, 7, 7, 0, 0, ts=7),
+              _datagram(EXIT, 8, 7, 0, 17, 1, 1, ts=8),
+              _datagram(0x40000000, 1, 2, 3, 4),  # an event we ignore
+              b"short"):
         proc_events.parse_raw(d, out)
-    assert out == [(proc_events.PROC_EVENT_FORK, 12, 10, 10),
-                   (proc_events.PROC_EVENT_EXIT, 8, 7, 0)]
+    # (what, pid, tgid, parent tgid, the kernel's timestamp)
+    assert out == [(FORK, 11, 11, 10, 5), (FORK, 12, 10, 10, 6), (EXEC, 7, 7, 0, 7),
+                   (EXIT, 8, 7, 0, 8)]
 
 
 @pytest.mark.skipif(not ROOT, reason="the proc connector needs root (CI runs as root)")
@@ -64,10 +61,12 @@ def test_connector_reports_fork_and_exit_of_a_child():
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not {"fork", "exit"} <= seen:
             select.select([conn], [], [], 0.2)
-            for ev in conn.read():
-                if ev.what == "fork" and ev.ptgid == p.pid:
+            events, _ = conn.read_raw()  # the daemon's own reader
+            for what, _, tgid, ptgid, ts in events:
+                if what == proc_events.PROC_EVENT_FORK and ptgid == p.pid:
                     seen.add("fork")
-                if ev.what == "exit" and ev.tgid == p.pid:
+                    assert abs(ts - time.monotonic_ns()) < 10 * 10**9  # one clock
+                if what == proc_events.PROC_EVENT_EXIT and tgid == p.pid:
                     seen.add("exit")
         assert seen == {"fork", "exit"}
     finally:

@@ -35,8 +35,8 @@ from ..core.errors import CgroupError, NoMemory
 from ..units import PAGE_SIZE
 from . import fork_guard
 from .fault_watch import FaultWatch
-from .proc_events import (PROC_EVENT_EXIT, PROC_EVENT_FORK, ExitWatch, ProcConnector,
-                          children, is_exited)
+from .births import BirthScan
+from .proc_events import PROC_EVENT_EXIT, PROC_EVENT_FORK, ExitWatch, ProcConnector, is_exited
 from .sampler import NEAR_PAGES, HotWatch, Schedule
 
 log = logging.getLogger("cgroupfs_emu.follower")
@@ -99,8 +99,9 @@ class Follower:
         #: connector events were lost: scan /proc once the others are applied
         self._rescan_pending = False
         self._held: set = set()
-        #: None: not known yet whether /proc/PID/task/TID/children exists
-        self._children_files: bool | None = None
+        #: forks found by looking at /proc (without the connector, or after it lost
+        #: events)
+        self.births = BirthScan(self.host.proc)
         #: forks refused so far (killed after the fact, or failed inside a guarded tree)
         self.refused_forks = 0
         tracker.driver = self  # the one hand-over: the tracker calls back into this
@@ -141,6 +142,10 @@ class Follower:
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
             self.exits.add(entry.tgid, pidfd)
+        if parent is None:
+            self.births.joined(entry.tgid, self.tracker.followed, self.hierarchy.task_group.get)
+        else:
+            self.births.born(entry.tgid)
         if parent is not None and entry.poll_ms is None:
             entry.poll_ms = parent.poll_ms
         if parent is not None and parent.pending:
@@ -206,6 +211,7 @@ class Follower:
         if self.faults is not None:
             self.faults.remove(entry.tgid, trio.lowlevel.notify_closing)
         self.schedule.forget(entry.tgid)
+        self.births.forget(entry.tgid)
         stopped_by_watch = self.hot.disarm(entry.tgid) or entry.tgid in self.tripped
         self.tripped.discard(entry.tgid)
         if stopped_by_watch and entry.stopped_in is None:
@@ -234,7 +240,7 @@ class Follower:
             if self._rescan_pending:
                 self._rescan_pending = False
                 log.warning("process events were lost; scanning /proc for new tasks")
-                self.tracker.scan_new_processes()
+                self._look_for_forks()
         for pid in self.exits.exited():
             entry = self.tracker.followed.get(pid)
             if entry is not None:
@@ -267,14 +273,14 @@ class Follower:
         refused = set(self._refuse_forks_first(events)) if self.stacks else set()
         adopted = 0
         while events:
-            what, pid, tgid, ptgid = events.popleft()
+            what, pid, tgid, ptgid, born_ns = events.popleft()
             if what == PROC_EVENT_FORK:
                 # a new thread's event names its process's parent (real_parent is
                 # shared by the thread group): the thread belongs to its own process
                 if pid != tgid:
                     ptgid = tgid
                 if ptgid in task_group and pid not in refused:
-                    self._forked(pid, tgid, ptgid)
+                    self._forked(pid, tgid, ptgid, born_ns)
                     adopted += 1
                     if adopted % ADOPT_BATCH == 0 and self.connector is not None:
                         fresh = self._read_connector()
@@ -299,12 +305,12 @@ class Follower:
         refused: set[int] = set()
         followed = self.tracker.followed
         covered: dict[int, int] = {}  # reservations already made (guarded forks)
-        for what, pid, tgid, ptgid in events:
+        for what, pid, tgid, ptgid, born_ns in events:
             if what != PROC_EVENT_FORK or pid != tgid or pid in followed:
                 continue
             parent = followed.get(ptgid)
-            if parent is None:
-                continue
+            if parent is None or parent.born_before(pid, None, born_ns):
+                continue  # forked before its parent joined: not the group's
             left = covered.setdefault(ptgid, len(parent.pending))
             if left:
                 covered[ptgid] = left - 1
@@ -325,9 +331,9 @@ class Follower:
         self._reserving.add(entry)
         return True
 
-    def _forked(self, pid: int, tgid: int, ptgid: int) -> None:
-        """*pid* was created by *ptgid* (for a new thread: *ptgid* is its own
-        process, *tgid*)."""
+    def _forked(self, pid: int, tgid: int, ptgid: int, born_ns: int) -> None:
+        """A fork event: *pid* was created by *ptgid* at *born_ns* (for a new thread:
+        *ptgid* is its own process, *tgid*)."""
         h = self.hierarchy
         group = h.task_group.get(ptgid)
         if group is None or not group.online:
@@ -354,16 +360,14 @@ class Follower:
             return
         if pid in self.tracker.followed:
             return
+        group = self.tracker.birth_group(pid, ptgid, born_ns)
+        if group is None:
+            return  # e.g. forked before its parent joined: it stays where it is
         if (self.stacks and parent is not None and not parent.pending
                 and not self._stack_fits(parent, self.memory.of(group))):
             self._kill_refused(pid, group, parent)  # cheap: never followed at all
             return
-        info = self.host.task(pid)
-        if info is None:
-            return
-        self.host.remember(info)
-        h.attach(pid, group)
-        self.tracker.start_child(pid, parent)
+        self.tracker.forked(pid, ptgid, born_ns)
 
     def _stack_fits(self, parent, group) -> bool:
         """Would a new task's stack fit in *group*? (A real try_charge, so a refusal
@@ -504,10 +508,12 @@ class Follower:
         if tgid is None:
             return 0
         entry = self.tracker.followed.get(tgid)
+        if entry is None and not self.use_connector:
+            # a fork the last look at /proc has not found yet
+            self._scan_forks(time.monotonic(), force=True)
+            entry = self.tracker.followed.get(tgid)
         if entry is None:
-            entry = self.tracker.adopt_if_child(tgid)
-            if entry is None:
-                return 0
+            return 0
         self._reconcile_stacks(entry)
         if not self._reserve_stack(entry, self._memcg(tgid)):
             self.refused_forks += 1
@@ -767,26 +773,24 @@ class Follower:
                 with trio.move_on_after(wait if wait is not None else 3600):
                     await self.wake.wait()
 
-    def _scan_forks(self, now: float) -> None:
-        """Without the connector, forks are found by scanning: the children files of
-        followed tasks where the kernel has them (CONFIG_PROC_CHILDREN), else /proc.
-        Every SCAN_PERIOD, stretched so that scanning takes at most SCAN_SHARE of a
-        core (a /proc of a few thousand processes takes about a millisecond)."""
-        if now < self._next_scan:
+    def _look_for_forks(self) -> None:
+        """Every process new below a followed one whose birth in its group is sure
+        (births.py) enters it through the tracker's one door."""
+        tracker = self.tracker
+        for pid, ptgid in self.births.look(tracker.followed, self.hierarchy.task_group.get,
+                                           tracker.moves_out):
+            tracker.forked(pid, ptgid)
+
+    def _scan_forks(self, now: float, force: bool = False) -> None:
+        """Without the connector, forks are found by looking (births.py): the
+        children files of followed tasks where the kernel has them
+        (CONFIG_PROC_CHILDREN), else /proc. Every SCAN_PERIOD, stretched so that
+        scanning takes at most SCAN_SHARE of a core (a /proc of a few thousand
+        processes takes about a millisecond)."""
+        if now < self._next_scan and not force:
             return
         t0 = time.perf_counter()
-        if self._children_files is not False:
-            for tgid in list(self.tracker.followed):
-                kids = children(self.host.proc, tgid)
-                if kids is None:
-                    self._children_files = False
-                    break
-                self._children_files = True
-                for kid in kids:
-                    if kid not in self.tracker.followed:
-                        self.tracker.adopt_if_child(kid)
-        if self._children_files is False:
-            self.tracker.scan_new_processes()
+        self._look_for_forks()
         spent = time.perf_counter() - t0
         self._next_scan = time.monotonic() + max(SCAN_PERIOD, spent / SCAN_SHARE)
 

@@ -38,8 +38,6 @@ import select
 import socket
 import struct
 
-import attrs
-
 log = logging.getLogger("cgroupfs_emu.proc_events")
 
 NETLINK_CONNECTOR = 11
@@ -63,58 +61,25 @@ _HEAD = _NLMSGHDR.size + _CN_MSG.size
 _BODY = _HEAD + _EVENT_HEAD.size
 
 
-@attrs.frozen
-class ProcEvent:
-    """One event. fork: *pid*/*tgid* are the child's, *ppid*/*ptgid* the parent's.
-    exec and exit: *pid*/*tgid* the task's."""
-
-    what: str
-    pid: int
-    tgid: int
-    ppid: int = 0
-    ptgid: int = 0
-
-
-#: a marker event: the kernel dropped events (socket buffer overflow)
-OVERRUN = ProcEvent("overrun", 0, 0)
-
-
-def parse(data: bytes) -> list[ProcEvent]:
-    """The events in one datagram from the connector (normally exactly one)."""
-    out = []
-    off = 0
-    while off + _BODY <= len(data):
-        length = _NLMSGHDR.unpack_from(data, off)[0]
-        if length < _HEAD or off + length > len(data):
-            break
-        what = _EVENT_HEAD.unpack_from(data, off + _HEAD)[0]
-        body = off + _BODY
-        if what == PROC_EVENT_FORK and off + length >= body + 16:
-            ppid, ptgid, pid, tgid = _FOUR.unpack_from(data, body)
-            out.append(ProcEvent("fork", pid, tgid, ppid, ptgid))
-        elif what in (PROC_EVENT_EXEC, PROC_EVENT_EXIT) and off + length >= body + 8:
-            pid, tgid = struct.unpack_from("=II", data, body)
-            out.append(ProcEvent("exec" if what == PROC_EVENT_EXEC else "exit", pid, tgid))
-        off += (length + 3) & ~3  # NLMSG_ALIGN
-    return out
-
-
 def parse_raw(data: bytes, out: list) -> None:
-    """parse() without objects, for the daemon's hot path: appends (what, pid, tgid,
-    parent tgid) tuples; what is PROC_EVENT_FORK, _EXEC or _EXIT."""
+    """The events in one datagram from the connector (normally exactly one), for the
+    daemon's hot path as plain tuples: appends (what, pid, tgid,
+    parent tgid, timestamp) tuples; what is PROC_EVENT_FORK, _EXEC or _EXIT, and the
+    timestamp is the kernel's ktime_get_ns() when the event happened (CLOCK_MONOTONIC,
+    the clock of time.monotonic_ns())."""
     off = 0
     n = len(data)
     while off + _BODY + 16 <= n:
         length = _NLMSGHDR.unpack_from(data, off)[0]
         if length < _HEAD or off + length > n:
             break
-        what = _EVENT_HEAD.unpack_from(data, off + _HEAD)[0]
+        what, _, ts = _EVENT_HEAD.unpack_from(data, off + _HEAD)
         if what == PROC_EVENT_FORK:
             _, ptgid, pid, tgid = _FOUR.unpack_from(data, off + _BODY)
-            out.append((what, pid, tgid, ptgid))
+            out.append((what, pid, tgid, ptgid, ts))
         elif what == PROC_EVENT_EXIT or what == PROC_EVENT_EXEC:
             pid, tgid = _TWO.unpack_from(data, off + _BODY)
-            out.append((what, pid, tgid, 0))
+            out.append((what, pid, tgid, 0, ts))
         off += (length + 3) & ~3
 
 
@@ -159,7 +124,8 @@ class ProcConnector:
         return self.sock.fileno()
 
     def read_raw(self, limit: int = 4096) -> tuple[list, bool]:
-        """Every event queued now as parse_raw() tuples, and whether some were lost."""
+        """Every event queued now (without blocking) as parse_raw() tuples, and whether
+        some were lost (the socket buffer overflowed)."""
         out: list = []
         lost = False
         recv = self.sock.recv
@@ -175,22 +141,6 @@ class ProcConnector:
                 raise
             parse_raw(data, out)
         return out, lost
-
-    def read(self, limit: int = 4096) -> list[ProcEvent]:
-        """Every event queued now (without blocking), OVERRUN first if some were lost."""
-        out: list[ProcEvent] = []
-        for _ in range(limit):
-            try:
-                data = self.sock.recv(4096)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno == errno.ENOBUFS:
-                    out.append(OVERRUN)
-                    continue
-                raise
-            out.extend(parse(data))
-        return out
 
     def close(self) -> None:
         try:

@@ -80,16 +80,25 @@ class Followed:
     #: thread count at which a stack charge was last refused (not retried until it
     #: changes)
     stacks_refused_at: int = -1
-    #: boot-time clock ticks when following began, and the children it had then
-    #: (they stay where they are: joining moves no children)
+    #: when it joined a group by a write, in boot-time clock ticks and in
+    #: CLOCK_MONOTONIC ns (the proc connector's clock), and the children it had then
+    #: (they stay where they are: joining moves no children); all 0 and empty for a
+    #: process forked in its group
     since: int = 0
+    joined_ns: int = 0
     old_children: frozenset = frozenset()
+    #: its last move between groups (CLOCK_MONOTONIC ns) and the group it left: a
+    #: fork event from before the move, read after it, is the old group's
+    moved_ns: int = 0
+    left: object = None
 
-    def born_before(self, pid: int, info) -> bool:
-        """Was child *pid* there before this process was followed? Exact where the
-        kernel lists children (/proc/PID/task/TID/children); else by start time,
-        to the clock tick."""
-        return pid in self.old_children or info.start_time < self.since
+    def born_before(self, pid: int, info, born_ns: int | None = None) -> bool:
+        """Was child *pid* forked before this process joined its group? Exact for a
+        fork event (its kernel timestamp) and where the kernel lists children
+        (/proc/PID/task/TID/children); else by start time, to the clock tick."""
+        if born_ns is not None:
+            return born_ns < self.joined_ns
+        return pid in self.old_children or (info is not None and info.start_time < self.since)
     #: /proc/PID/stat's key at the last full sample, and how many more looks may
     #: stop at stat when it is unchanged (FULL_EVERY: then status is read anyway)
     key: tuple = ()
@@ -140,8 +149,9 @@ class ProcessTracker:
         #: the hierarchy, once bound (Subsystem.bind)
         self.hierarchy: Hierarchy | None = None
         self.followed: dict[int, Followed] = {}
-        #: pid -> start time of every process seen so far (new ones may be children)
-        self.seen: dict[int, int] | None = None
+        #: tasks moved out of a group so far (births.py: a moved task's orphans
+        #: were not forked in the group its collector is in)
+        self.moves_out = 0
         self.alive: set[int] = set()
         #: the event-driven half (service/follower.py), which hands itself over
         #: when it is built on top of this tracker
@@ -163,6 +173,8 @@ class ProcessTracker:
 
     def can_attach(self, tset: TaskSet) -> None:
         if tset.leader is not None:
+            if tset.src is not None and not tset.src.is_root:
+                self.moves_out += 1
             self.before_move(tset.leader)
 
     def attach(self, tset: TaskSet) -> None:
@@ -182,6 +194,7 @@ class ProcessTracker:
         entry = self.followed.get(tgid)
         if entry is not None:
             self._follow(entry)
+            entry.moved_ns, entry.left = time.monotonic_ns(), self.hierarchy.group_of(tgid)
         else:
             self._start(tgid)
 
@@ -204,9 +217,10 @@ class ProcessTracker:
         # light_left 0: the first look reads everything and charges what the task
         # used between its adoption sample and then
         entry = Followed(tgid, owner, sample.start_time, {}, sample.mm, key=sample.key,
-                         light_left=0, since=_boot_ticks(),
-                         old_children=(frozenset(children(self.host.proc, tgid) or ())
-                                       if parent is None else frozenset()))
+                         light_left=0)
+        if parent is None:  # joined by a write (or found in a group): not born there
+            entry.since, entry.joined_ns = _boot_ticks(), time.monotonic_ns()
+            entry.old_children = frozenset(children(self.host.proc, tgid) or ())
         if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
             # a fresh fork maps what its parent maps: take the parent's program
             # pages instead of reading smaps (a fork bomb must be cheap to follow)
@@ -227,41 +241,53 @@ class ProcessTracker:
             self.driver.started(entry, parent)
         return entry if tgid in self.followed else None
 
+    # ------------------------------------------------------------------ forks
+
+    def birth_group(self, pid: int, ptgid: int, born_ns: int | None = None,
+                    info=None):
+        """The group process *pid* was forked in, if it is one to follow: the group
+        of *ptgid*, the process that forked it (a fork event says so; a /proc look
+        has made sure, service/births.py), unless *pid* was forked before *ptgid*
+        joined that group. A task's group is the one it was forked in
+        (cgroup_fork()); joining moves no children and re-parenting moves nothing.
+        None for a protected pid (the daemon, its ancestors, pid 1): the daemon
+        never accounts them."""
+        group = self.hierarchy.task_group.get(ptgid)
+        parent = self.followed.get(ptgid)
+        if parent is not None and born_ns is not None and born_ns < parent.moved_ns:
+            group = parent.left  # forked before its parent moved on
+        if (group is None or group.is_root or not group.online
+                or not self.signals.may_signal(pid)):
+            return None
+        if parent is not None and (parent.joined_ns or parent.since):
+            if born_ns is None and info is None and pid not in parent.old_children:
+                info = self.host.task(pid)
+                if info is None:
+                    return None
+            if parent.born_before(pid, info, born_ns):
+                return None
+        return group
+
+    def forked(self, pid: int, ptgid: int, born_ns: int | None = None) -> Followed | None:
+        """The one door through which a fork enters a group: process *pid*, forked
+        by *ptgid* (at *born_ns*, from a fork event), joins the group it was forked
+        in (birth_group) and is followed from now on."""
+        if pid in self.followed:
+            return self.followed[pid]
+        info = self.host.task(pid)
+        if info is None or info.tgid != pid:
+            return None
+        group = self.birth_group(pid, ptgid, born_ns, info)
+        if group is None:
+            return None
+        self.host.remember(info)
+        self.hierarchy.attach_all(self.host.learn_threads(pid), group)
+        return self._start(pid, self.followed.get(ptgid))
+
     # ------------------------------------------------------------------ for the driver
-
-    def start_child(self, pid: int, parent: Followed | None) -> Followed | None:
-        """A fork event: *pid* was just forked by *parent* (already attached)."""
-        self._seen_now(pid)
-        return self._start(pid, parent)
-
-    def _seen_now(self, pid: int) -> None:
-        """A child adopted from an event is not new to the next /proc scan: were it
-        moved elsewhere meanwhile, the scan must not attach it to its parent's group
-        again."""
-        if self.seen is not None:
-            self.seen[pid] = 0
 
     def start_joined(self, pid: int) -> Followed | None:
         return self._start(pid)
-
-    def adopt_if_child(self, tgid: int) -> Followed | None:
-        """A task not yet known whose parent is followed: adopt it now (a fork the
-        /proc scan has not seen yet)."""
-        parent = self.host.ppid(tgid)
-        group = self.hierarchy.task_group.get(parent) if parent else None
-        if group is None or not group.online or not self.signals.may_signal(tgid):
-            return None
-        parent_entry = self.followed.get(parent)
-        info = self.host.task(tgid)
-        if info is None or (parent_entry is not None and parent_entry.born_before(tgid, info)):
-            return None  # older than its parent's joining: the kernel moves no children
-        self.hierarchy.attach_all(self.host.learn_threads(tgid), group)
-        self._seen_now(tgid)
-        return self._start(tgid, self.followed.get(parent))
-
-    def scan_new_processes(self) -> None:
-        """Fork inheritance by a /proc scan, now (the driver's fallback)."""
-        self._inherit()
 
     def sample(self, entry: Followed) -> None:
         self._follow(entry)
@@ -290,7 +316,6 @@ class ProcessTracker:
         self.alive: set[int] = set()
         if self.driver is not None:
             self.driver.before_charge()  # exits first, then growth
-        self._inherit()
         h = self.hierarchy
         for tgid in [t for t in h.task_group if t not in self.followed]:
             if self.host.tgid_of(tgid) == tgid:
@@ -306,30 +331,6 @@ class ProcessTracker:
                 # a poll of thousands of tasks takes a while: the exits and forks
                 # that happen meanwhile (a fork bomb's) are not left waiting for it
                 self.driver.before_charge()
-
-    def _inherit(self) -> None:
-        """Fork inheritance: processes new since the last poll whose parent is in a
-        group join it; so do new threads of processes in a group."""
-        h = self.hierarchy
-        current = dict.fromkeys(self.host.pids(), 0)
-        if self.seen is None:  # first poll: everything that exists is old
-            self.seen = current
-            return
-        for pid in current:
-            if pid in self.seen:
-                continue
-            info = self.host.task(pid)
-            if info is None:
-                continue
-            parent = self.host.ppid(pid)
-            group = h.task_group.get(parent) if parent else None
-            parent_entry = self.followed.get(parent)
-            if parent_entry is not None and parent_entry.born_before(pid, info):
-                continue  # born before its parent joined: the kernel moves no children
-            if group is not None and group.online:
-                h.attach_all(self.host.learn_threads(pid), group)
-                self._start(pid, self.followed.get(parent))
-        self.seen = current
 
     def _adopt_threads(self, entry: Followed, count: int) -> None:
         """New threads of a process in a group join the group (checked only when the
