@@ -19,7 +19,8 @@ import pytest
 from cgroupfs_emu.cli.options import UsageError, parse_args
 from cgroupfs_emu.core import SEEDS, RecordingEffects, memory_hierarchy
 from cgroupfs_emu.service import fork_guard, proc_events
-from cgroupfs_emu.service.follower import _take_fd
+from cgroupfs_emu.service.signals import Signaller
+from cgroupfs_emu.host.fds import take_fd
 from cgroupfs_emu.service.oom_report import report, task_numbers
 from cgroupfs_emu.service.sampler import HOT_LINGER, HotWatch, Schedule
 
@@ -74,7 +75,7 @@ def test_connector_reports_fork_and_exit_of_a_child():
 
 
 def test_exit_watch_reports_an_exited_process():
-    watch = proc_events.ExitWatch()
+    watch = proc_events.ExitWatch.open()
     try:
         with started(["sleep", "0.1"]) as p:
             fd = os.pidfd_open(p.pid)
@@ -131,7 +132,7 @@ for _ in range(2):
 def test_guard_fails_a_fork_with_the_answer_given_then_lets_one_through():
     with started([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
                  stdout=subprocess.PIPE, text=True) as p:
-        fd = _take_fd(p.pid, int(p.stdout.readline()))
+        fd = take_fd(p.pid, int(p.stdout.readline()))
         try:
             assert fork_guard.is_listener(fd)
             p.stdin.write("go\n")
@@ -172,7 +173,8 @@ def test_schedule_heats_cools_and_stretches_to_its_budget():
 
 def test_hot_watch_stops_a_task_at_its_trip_point():
     trips = []
-    watch = HotWatch(trips.append, period=0.001)
+    watch = HotWatch(trips.append, Signaller.stop_from_thread, period=0.001)
+    watch.start()
     try:
         with started(["sleep", "30"]) as p:
             fd = os.pidfd_open(p.pid)
@@ -199,6 +201,7 @@ def test_hot_watch_stops_a_task_at_its_trip_point():
 def test_fault_watch_fires_when_an_idle_task_faults_pages_in():
     from cgroupfs_emu.service.fault_watch import FaultWatch
     watch = FaultWatch()
+    watch.start()
     if not watch.available:
         watch.close()
         pytest.skip("perf events unavailable here")

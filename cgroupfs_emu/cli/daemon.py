@@ -100,7 +100,7 @@ class Daemon:
         self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
                                cfg.poll_ms)
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
-                                           followers=self.tracker, follower=self.follower))
+                                           tracker=self.tracker, follower=self.follower))
         self.listener = None
 
     def start(self, stack: contextlib.ExitStack) -> None:
@@ -108,7 +108,10 @@ class Daemon:
         Each pushes its undoing on *stack*."""
         stack.callback(self.watcher.close)
         stack.callback(self.follower.close)  # unwound first (LIFO): continue what its thread stopped
-        raise_nofile_limit()  # the descriptor budget (service/fdbudget.py) counts on it
+        # the descriptor budget (service/fdbudget.py) counts on it, and every followed
+        # process holds a pidfd and a perf counter
+        raise_nofile_limit()
+        self.follower.start()
         try:
             listener = bind_socket(self.socket_path, self.cfg.socket_mode,
                                    default_dir=self.cfg.socket is None)
@@ -146,7 +149,7 @@ class Daemon:
             await nursery.start(self.agents.serve)
             await nursery.start(self.server.serve, self.listener)
             await nursery.start(self.watcher.run)
-            nursery.start_soon(self.follower.run)
+            await nursery.start(self.follower.serve)
             nursery.start_soon(self._on_signal)
             await pyfuse3.main(min_tasks=1, max_tasks=1)
             nursery.cancel_scope.cancel()

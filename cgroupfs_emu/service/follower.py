@@ -1,28 +1,31 @@
-"""The event-driven half of following real processes (issue 13).
+"""The scheduler of following real processes: the one place that decides *when*.
 
 The ProcessTracker (tracker.py) knows how to start following a task, read and charge
-its memory and forget it. This module decides *when*:
+its memory and forget it. Facts about real processes come from event sources, each
+its own module with a ``serve(task_status)`` that this scheduler's nursery runs:
 
-* events (proc_events.py): forks adopt the child into its parent's group at once,
-  execs make a task hot, exits release a task's charges at once. Before any growth is
-  charged, every exit already reported is applied first, so an OOM never picks a task
-  that is gone and a kill is never counted for one;
-* sampling (sampler.py): hot tasks every ``fast_ms``, tasks with their own rate
-  (``cgemu exec --poll-ms``) at that rate, everything else at the slow poll; the
-  stop-first thread guards hot tasks near a limit;
-* thread stacks (seed 003, in profiles with ``charges_thread_stacks``): every followed
-  task and thread holds THREAD_SIZE of kmem while it lives. A new task that cannot be
-  charged is refused: inside a guarded ``cgemu exec`` tree its fork/clone fails with
-  ENOMEM before it happens (fork_guard.py); a task forked by a process that joined
-  through ``tasks`` is killed at once (the kernel never lets it exist; we can only
-  learn of it after the fact), and the refusal is counted in ``kmem.failcnt``.
+* the proc connector (proc_events.ProcConnector, root): forks adopt the child into
+  the group it was forked in at once, execs make a task hot, exits release a task's
+  charges at once;
+* exit pidfds (proc_events.ExitWatch): every followed process's exit, in both modes;
+* page-fault counters (fault_watch.FaultWatch): an idle task that starts to fault
+  pages in is sampled at once;
+* the seccomp fork guard (guard_server.GuardServer): a guarded task's clone waits for
+  forks.Forks.decide_clone;
+* the stop-first thread (sampler.HotWatch): a hot task near a limit is stopped at its
+  trip point and sampled here.
+
+Without the connector, forks are found by looking at /proc (births.py). Before any
+growth is charged, every exit already reported is applied first, so an OOM never
+picks a task that is gone and a kill is never counted for one. Sampling
+(sampler.Schedule): hot tasks every ``fast_ms``, tasks with their own rate (``cgemu
+exec --poll-ms``) at that rate, everything else at the slow poll (watcher.py).
+Thread stacks and refused forks: forks.py.
 """
 
 from __future__ import annotations
 
 import collections
-import ctypes
-import errno
 import logging
 import os
 import signal
@@ -31,30 +34,23 @@ import time
 
 import trio
 
-from ..core.errors import CgroupError, NoMemory
-from ..units import PAGE_SIZE
-from . import fork_guard
-from .fault_watch import FaultWatch
+from ..core.memcg import limits
 from .births import BirthScan
-from .proc_events import PROC_EVENT_EXIT, PROC_EVENT_FORK, ExitWatch, ProcConnector, is_exited
+from .fault_watch import FaultWatch
+from .forkhold import DYING_POLL
+from .forks import Forks
+from .guard_server import GuardServer
+from .proc_events import PROC_EVENT_EXIT, PROC_EVENT_FORK, ExitWatch, ProcConnector
 from .sampler import NEAR_PAGES, HotWatch, Schedule
 
 log = logging.getLogger("cgroupfs_emu.follower")
 
-#: THREAD_SIZE on x86_64 and arm64 (16 KiB), in pages
-STACK_PAGES = 16384 // PAGE_SIZE
-#: a reservation made for a guarded fork that no fork event claimed is dropped
-PENDING_TTL = 2.0
 #: children adopted from one batch of connector events before it is read again
 ADOPT_BATCH = 4
 #: the daemon's nice value while it follows processes (when it may lower it)
 DAEMON_NICE = -5
-#: refused children of one process that may be dying at once before the process is
-#: held (SIGSTOP) until they are gone
-DYING_MAX = 8
-#: how often (seconds) refused children are looked for while some are exiting
-DYING_POLL = 0.001
-#: without the connector, busy tasks' children are looked for this often (seconds)
+#: without the connector, busy tasks' children are looked for this often (seconds),
+#: stretched so that looking takes at most SCAN_SHARE of a core
 SCAN_PERIOD = 0.02
 SCAN_SHARE = 0.02
 #: a room larger than this is "no limit"
@@ -68,43 +64,43 @@ class Follower:
         self.tracker = tracker
         self.memory = tracker.memory
         self.host = tracker.host
-        _raise_nofile()
         self.signals = signals
+        self.events = events
         #: the connector is open only while some task is followed: every event of the
         #: host costs the daemon a wake-up, so an idle mount pays nothing
         self.connector: ProcConnector | None = None
         self.use_connector = False
-        if events in ("auto", "connector"):
+        self.exits: ExitWatch | None = None
+        self.faults = FaultWatch() if faults else None
+        self.schedule = Schedule(fast_ms, budget)
+        self.forks = Forks(tracker, signals, self.memory.profile.charges_thread_stacks
+                           if stacks is None else stacks)
+        self.guards = GuardServer(self.decide_clone)
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.hot = HotWatch(self._tripped_in_thread, signals.stop_from_thread,
+                            period=hot_period, proc=self.host.proc)
+        self.tripped: set[int] = set()
+        self.wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._next_scan = 0.0
+        #: connector events were lost: scan /proc once the others are applied
+        self._rescan_pending = False
+        #: forks found by looking at /proc (without the connector, or after it lost
+        #: events)
+        self.births = BirthScan(self.host.proc)
+
+    def start(self) -> None:
+        """Before the mount exists: choose the event sources and take over the
+        tracker's hooks, so that the first write to ``tasks`` is followed."""
+        if self.events in ("auto", "connector"):
             probe = ProcConnector.open()
             if probe is not None:
                 probe.close()
                 self.use_connector = True
-        self.exits = ExitWatch()
-        self.faults = FaultWatch() if faults else None
-        self.schedule = Schedule(fast_ms, budget)
-        self.stacks = (self.memory.profile.charges_thread_stacks if stacks is None
-                       else stacks)
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.hot = HotWatch(self._tripped_in_thread, period=hot_period, proc=self.host.proc)
-        self.tripped: set[int] = set()
-        self.wake = trio.Event()
-        self._nursery: trio.Nursery | None = None
-        self._guards: list[int] = []
-        self._next_scan = 0.0
-        #: entries holding stack reservations of guarded forks
-        self._reserving: set = set()
-        #: refused children still exiting (pidfds), per forking followed process, and
-        #: the processes held until theirs are gone (see _hold_forker)
-        self._dying: dict = {}
-        #: connector events were lost: scan /proc once the others are applied
-        self._rescan_pending = False
-        self._held: set = set()
-        #: forks found by looking at /proc (without the connector, or after it lost
-        #: events)
-        self.births = BirthScan(self.host.proc)
-        #: forks refused so far (killed after the fact, or failed inside a guarded tree)
-        self.refused_forks = 0
-        tracker.driver = self  # the one hand-over: the tracker calls back into this
+        self.exits = ExitWatch.open()
+        if self.faults is not None:
+            self.faults.start()
+        self.tracker.driver = self  # the one hand-over: the tracker calls back into this
         log.info("following processes with %s", "the proc connector" if self.use_connector
                  else "pidfds and /proc scans")
 
@@ -124,14 +120,11 @@ class Follower:
             if self.connector is None:
                 self.use_connector = False
             elif self._nursery is not None:
-                self._spawn(self._nursery, self._watch_connector, self.connector)
+                self._spawn(self.connector.serve, self.apply_events)
 
     def _connector_off(self) -> None:
         if self.connector is not None:
-            trio_fd = self.connector.fileno()
-            if self._nursery is not None:
-                trio.lowlevel.notify_closing(trio_fd)
-            self.connector.close()
+            self.connector.close(waited_on=self._nursery is not None)
             self.connector = None
 
     def started(self, entry, parent=None) -> None:
@@ -148,36 +141,9 @@ class Follower:
             self.births.born(entry.tgid)
         if parent is not None and entry.poll_ms is None:
             entry.poll_ms = parent.poll_ms
-        if parent is not None and parent.pending:
-            # the guarded fork reserved this child's stack in the parent's name
-            parent.pending.pop(0)
-            self._uncharge_stacks(parent, 1, reserved=True)
         self.schedule.heat(entry.tgid, entry.sampled_at, self._own_period(entry))
-        # A task joining through tasks/cgroup.procs is not in its new group yet (this
-        # runs just before the attach): its stacks are charged at its first sample.
-        if self.stacks and parent is not None:
-            if not self._charge_stacks(entry, max(1, entry.nthreads)):
-                self._refuse_child(entry)
+        self.forks.started(entry, parent)
         self.wake.set()
-
-    def _reconcile_stacks(self, entry) -> None:
-        """One THREAD_SIZE per live thread, charged in the task's group."""
-        if not self.stacks or entry.nthreads == entry.stacks:
-            return
-        if self._memcg(entry.tgid).is_root:
-            return
-        if entry.nthreads > entry.stacks:
-            # charge what fits, one stack at a time (a thread whose stack cannot be
-            # charged is not refused here: it exists already); a refusal is tried
-            # again only when the thread count changes, so failcnt counts it once
-            if entry.nthreads == entry.stacks_refused_at:
-                return
-            while entry.nthreads > entry.stacks:
-                if not self._charge_stacks(entry, 1):
-                    entry.stacks_refused_at = entry.nthreads
-                    break
-        else:
-            self._uncharge_stacks(entry, entry.stacks - entry.nthreads)
 
     def sampled(self, entry, before: int) -> None:
         """After every sample: heat a task that grew or is near a limit, set its trip
@@ -186,11 +152,11 @@ class Follower:
         if sum(entry.last.values()) > before:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
         group = self._memcg(entry.tgid)
-        room, limit = self._room(group)
+        room, limit = limits.room(group)
         near = room < _NO_LIMIT and room < max(NEAR_PAGES, limit // 4)
         if near:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
-        self._reconcile_stacks(entry)
+        self.forks.reconcile(entry)
         # -o oom_kill=none promises a task is never signalled: no stop-first there
         # never a task the daemon may not signal (pid 1, itself, its ancestors), nor
         # one whose growth is refused already (no victim: it would be stopped and
@@ -203,13 +169,13 @@ class Follower:
                 sharing = 1 + sum(1 for pid in self.hot.watched if pid != entry.tgid and
                                   self._memcg(pid) is group)
                 self.hot.arm(entry.tgid, pidfd, entry.resident + max(0, room) // sharing)
-        elif entry.tgid in self.hot.watched:
+        elif self.hot.is_armed(entry.tgid):
             if self.hot.disarm(entry.tgid):
                 self.tripped.add(entry.tgid)  # stopped by the thread: settle it
 
     def forgotten(self, entry) -> None:
         if self.faults is not None:
-            self.faults.remove(entry.tgid, trio.lowlevel.notify_closing)
+            self.faults.remove(entry.tgid)
         self.schedule.forget(entry.tgid)
         self.births.forget(entry.tgid)
         stopped_by_watch = self.hot.disarm(entry.tgid) or entry.tgid in self.tripped
@@ -220,11 +186,10 @@ class Follower:
             # decide about it any more, so it goes on. A task kept stopped on purpose
             # (oom_kill_disable: stopped_in) is the OOM executor's to continue.
             self.signals.send(entry.owner, signal.SIGCONT)
-        self._release_forker(entry)
+        self.forks.forgotten(entry)
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
             self.exits.remove(pidfd)
-        entry.pending.clear()
         if len(self.tracker.followed) <= 1:  # this was the last one
             self._connector_off()
 
@@ -245,7 +210,7 @@ class Follower:
             entry = self.tracker.followed.get(pid)
             if entry is not None:
                 self.tracker.exited_now(entry)
-        self._expire_pending()
+        self.forks.expire_pending()
 
     def _read_connector(self) -> list:
         try:
@@ -270,7 +235,7 @@ class Follower:
         task_group = self.hierarchy.task_group
         followed = self.tracker.followed
         events = collections.deque(self._read_connector())
-        refused = set(self._refuse_forks_first(events)) if self.stacks else set()
+        refused = self.forks.refuse_first(events)
         adopted = 0
         while events:
             what, pid, tgid, ptgid, born_ns = events.popleft()
@@ -280,229 +245,24 @@ class Follower:
                 if pid != tgid:
                     ptgid = tgid
                 if ptgid in task_group and pid not in refused:
-                    self._forked(pid, tgid, ptgid, born_ns)
+                    self.forks.forked(pid, tgid, ptgid, born_ns)
                     adopted += 1
                     if adopted % ADOPT_BATCH == 0 and self.connector is not None:
                         fresh = self._read_connector()
-                        if self.stacks:
-                            refused.update(self._refuse_forks_first(fresh))
+                        refused.update(self.forks.refuse_first(fresh))
                         events.extend(fresh)
             elif tgid in followed:
                 if what == PROC_EVENT_EXIT:
-                    self._exit_event(pid, tgid)
+                    self.forks.exited(pid, tgid)
                 else:  # exec: a new image, likely to allocate
                     self.schedule.heat(tgid, time.monotonic(),
                                        self._own_period(followed[tgid]))
                     self.wake.set()
 
-    def _refuse_forks_first(self, events) -> set[int]:
-        """Decide the stack of every new process in a batch before adopting any of
-        them. Adopting a child reads /proc and takes a while; a fork bomb's events
-        come in batches, and a child that must not exist has to die at once, not
-        after the adoption of the ones before it. Each child that fits gets its
-        stack reserved in its parent's name (as a guarded fork's is, decide_clone);
-        its adoption turns the reservation into its own charge."""
-        refused: set[int] = set()
-        followed = self.tracker.followed
-        covered: dict[int, int] = {}  # reservations already made (guarded forks)
-        for what, pid, tgid, ptgid, born_ns in events:
-            if what != PROC_EVENT_FORK or pid != tgid or pid in followed:
-                continue
-            parent = followed.get(ptgid)
-            if parent is None or parent.born_before(pid, None, born_ns):
-                continue  # forked before its parent joined: not the group's
-            left = covered.setdefault(ptgid, len(parent.pending))
-            if left:
-                covered[ptgid] = left - 1
-                continue
-            group = self._memcg(ptgid)
-            if not self._reserve_stack(parent, group):
-                self._kill_refused(pid, group, parent)
-                refused.add(pid)
-        return refused
-
-    def _reserve_stack(self, entry, group) -> bool:
-        """Charge a new task's stack in *entry*'s name, held until the new task is
-        adopted (started() hands it over) or PENDING_TTL passes; False at the kmem
-        limit (the refusal counts in failcnt, as the kernel's failed charge does)."""
-        if not self._charge_one_stack(entry.owner, group):
-            return False
-        entry.pending.append(time.monotonic())
-        self._reserving.add(entry)
-        return True
-
-    def _forked(self, pid: int, tgid: int, ptgid: int, born_ns: int) -> None:
-        """A fork event: *pid* was created by *ptgid* at *born_ns* (for a new thread:
-        *ptgid* is its own process, *tgid*)."""
-        h = self.hierarchy
-        group = h.task_group.get(ptgid)
-        if group is None or not group.online:
-            return
-        parent = self.tracker.followed.get(ptgid)
-        if pid != tgid:  # a new thread of a followed process
-            if h.task_group.get(pid) is not group:
-                info = self.host.task(pid)
-                if info is None:
-                    return
-                self.host.remember(info)
-                h.attach(pid, group)
-            entry = self.tracker.followed.get(tgid)
-            if entry is not None and self.stacks:
-                if entry.pending:
-                    entry.pending.pop(0)
-                    entry.stacks += 1
-                elif not self._charge_stacks(entry, 1):
-                    self.refused_forks += 1
-                    log.warning("thread %d of pid %d: stack cannot be charged in %s",
-                                pid, tgid, group.path())
-            if entry is not None:
-                entry.nthreads += 1
-            return
-        if pid in self.tracker.followed:
-            return
-        group = self.tracker.birth_group(pid, ptgid, born_ns)
-        if group is None:
-            return  # e.g. forked before its parent joined: it stays where it is
-        if (self.stacks and parent is not None and not parent.pending
-                and not self._stack_fits(parent, self.memory.of(group))):
-            self._kill_refused(pid, group, parent)  # cheap: never followed at all
-            return
-        self.tracker.forked(pid, ptgid, born_ns)
-
-    def _stack_fits(self, parent, group) -> bool:
-        """Would a new task's stack fit in *group*? (A real try_charge, so a refusal
-        counts in failcnt; undone at once when it fits: the child charges it.)"""
-        if not self._charge_one_stack(parent.owner, group):
-            return False
-        self.memory.uncharge(parent.owner, group, "kmem", STACK_PAGES)
-        return True
-
-    def _charge_one_stack(self, owner, group) -> bool:
-        """One THREAD_SIZE of kmem, a real try_charge that never waits or kills (a
-        stack allocation fails instead: copy_process() returns ENOMEM)."""
-        try:
-            verdict = self.memory.charge(owner, group, "kmem", STACK_PAGES, may_wait=False)
-        except NoMemory:
-            return False
-        return verdict is None
-
-    def _kill_refused(self, pid: int, group, parent=None) -> None:
-        self.refused_forks += 1
-        if not self.signals.may_signal(pid):
-            return
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            return  # gone already
-        if parent is not None and self.host.ppid(pid) != parent.tgid:
-            os.close(pidfd)  # the child is gone and its pid taken by another process
-            return
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        except OSError:
-            os.close(pidfd)
-            return
-        log.warning("fork of pid %d refused in %s: kmem limit reached; killed",
-                    pid, group.path())
-        if parent is None:
-            os.close(pidfd)
-        else:
-            self._hold_forker(parent, pidfd)
-
-    def _hold_forker(self, parent, pidfd: int) -> None:
-        """A refused child costs its parent a fork and the host an exit, where the
-        kernel's refused fork costs nothing: a fork bomb forks faster than its killed
-        children finish exiting, and the host would hold ever more of them. So once
-        DYING_MAX refused children of one process are still exiting, the process is
-        held (SIGSTOP) until they are gone (_release_dead_children, every
-        millisecond): its next fork waits, as if the failed one took that long."""
-        dying = self._dying.setdefault(parent, [])
-        dying.append(pidfd)
-        if (len(dying) > DYING_MAX and parent not in self._held
-                and parent.stopped_in is None
-                and self.signals.send(parent.owner, signal.SIGSTOP)):
-            self._held.add(parent)
-        self.wake.set()
-
-    def _release_dead_children(self) -> None:
-        for parent, dying in list(self._dying.items()):
-            for fd in [fd for fd in dying if is_exited(fd)]:
-                dying.remove(fd)
-                os.close(fd)
-            if not dying:
-                self._release_forker(parent)
-
-    def _release_forker(self, parent) -> None:
-        """Stop holding *parent* (its refused children are gone, or it is no longer
-        followed); one kept stopped on purpose (oom_kill_disable) stays stopped."""
-        for fd in self._dying.pop(parent, ()):
-            os.close(fd)
-        if parent in self._held:
-            self._held.discard(parent)
-            if parent.stopped_in is None:
-                self.signals.send(parent.owner, signal.SIGCONT)
-
-    def _exit_event(self, pid: int, tgid: int) -> None:
-        entry = self.tracker.followed.get(tgid)
-        if entry is None:
-            return
-        if pid != tgid:
-            entry.nthreads = max(1, entry.nthreads - 1)
-            if self.stacks and entry.stacks > entry.nthreads:
-                self._uncharge_stacks(entry, entry.stacks - entry.nthreads)
-            return
-        pidfd = self.signals.pidfd(entry.owner)
-        if pidfd is None or is_exited(pidfd):
-            self.tracker.exited_now(entry)
-
-    # ------------------------------------------------------------------ stacks
-
-    def _charge_stacks(self, entry, n: int) -> bool:
-        group = self._memcg(entry.tgid)
-        try:
-            verdict = self.memory.charge(entry.owner, group, "kmem", n * STACK_PAGES,
-                                         may_wait=False)
-        except NoMemory:
-            return False
-        if verdict is not None:
-            return False  # a stack charge never waits or kills here: the fork fails
-        entry.stacks += n
-        return True
-
-    def _uncharge_stacks(self, entry, n: int, reserved: bool = False) -> None:
-        group = self._memcg(entry.tgid)
-        try:
-            self.memory.uncharge(entry.owner, group, "kmem", n * STACK_PAGES)
-        except CgroupError:
-            pass
-        if not reserved:
-            entry.stacks -= n
-
-    def _refuse_child(self, entry) -> None:
-        """A task forked outside a guarded tree whose stack cannot be charged: it must
-        not exist, so it is killed at once (and never followed)."""
-        self.refused_forks += 1
-        group = self._memcg(entry.tgid)
-        log.warning("fork of pid %d refused in %s: kmem limit reached; killed",
-                    entry.tgid, group.path())
-        self.signals.send(entry.owner, signal.SIGKILL)
-        self.tracker.exited_now(entry)
-
-    def _expire_pending(self) -> None:
-        if not self._reserving:
-            return
-        now = time.monotonic()
-        for entry in list(self._reserving):
-            while entry.pending and now - entry.pending[0] > PENDING_TTL:
-                entry.pending.pop(0)
-                self._uncharge_stacks(entry, 1, reserved=True)
-            if not entry.pending or self.tracker.followed.get(entry.tgid) is not entry:
-                self._reserving.discard(entry)
-
     def decide_clone(self, tid: int) -> int:
         """A guarded task is about to create a task: 0 to let it, or the errno."""
         self.apply_events()
-        if not self.stacks:
+        if not self.forks.stacks:
             return 0
         tgid = self.host.tgid_of(tid)
         if tgid is None:
@@ -512,27 +272,22 @@ class Follower:
             # a fork the last look at /proc has not found yet
             self._scan_forks(time.monotonic(), force=True)
             entry = self.tracker.followed.get(tgid)
-        if entry is None:
-            return 0
-        self._reconcile_stacks(entry)
-        if not self._reserve_stack(entry, self._memcg(tgid)):
-            self.refused_forks += 1
-            return errno.ENOMEM
-        return 0
+        return 0 if entry is None else self.forks.decide_clone(entry)
 
-    # ------------------------------------------------------------------ limits
-
-    @staticmethod
-    def _room(group) -> tuple[int, int]:
-        """(pages left under the tightest memory/memsw limit at or above *group*, that
-        limit)."""
-        room, limit = 1 << 62, 1 << 62
-        for counter in (group.memory, group.memsw):
-            for c in counter.ancestors():
-                left = c.max - c.usage
-                if left < room:
-                    room, limit = left, c.max
-        return room, limit
+    def follow(self, pid: int, poll_ms: int | None):
+        """``follow``: *pid*, in a group, followed from now on (at its own slow rate
+        *poll_ms*); its entry, or None."""
+        self.apply_events()
+        entry = self.tracker.followed.get(pid)
+        if entry is None and self.hierarchy.task_group.get(pid) is not None:
+            entry = self.tracker.start_joined(pid)
+        if entry is not None:
+            self.forks.reconcile(entry)
+        if entry is not None and poll_ms:
+            entry.poll_ms = poll_ms
+            self.schedule.own_rate(pid, poll_ms / 1000, time.monotonic())
+            self.wake.set()
+        return entry
 
     def _own_period(self, entry) -> float | None:
         return entry.poll_ms / 1000 if entry.poll_ms else None
@@ -558,100 +313,33 @@ class Follower:
                 self.tracker.sample(entry)
             finally:  # whatever the sample did, a task stopped by the thread goes on
                 if pid in self.tracker.followed and entry.stopped_in is None:
-                    self._continue_tripped(entry)
-
-    def _continue_tripped(self, entry) -> None:
-        """Undo the stop-first thread's SIGSTOP. Only ever armed on tasks the daemon
-        may signal (sampled()), so this is the daemon undoing its own stop."""
-        self.signals.send(entry.owner, signal.SIGCONT)
-
-    # ------------------------------------------------------------------ requests
-
-    def follow_request(self, peer_pid: int, peer_uid: int, pid: int, guard_fd: int | None,
-                       poll_ms: int | None) -> dict:
-        """``follow PID [guard=FD] [poll_ms=MS]`` from ``cgemu exec``: give PID (already
-        in a group) its own slow rate, and take the seccomp listener FD of the peer."""
-        info = self.host.task(pid)
-        if info is None:
-            raise OSError(errno.ESRCH, f"no process {pid}")
-        if peer_uid != 0 and peer_uid != info.uid:
-            raise OSError(errno.EPERM, f"pid {pid} belongs to another user")
-        self.apply_events()
-        entry = self.tracker.followed.get(pid)
-        if entry is None and self.hierarchy.task_group.get(pid) is not None:
-            entry = self.tracker.start_joined(pid)
-        if entry is not None:
-            self._reconcile_stacks(entry)
-        if entry is not None and poll_ms:
-            entry.poll_ms = poll_ms
-            self.schedule.own_rate(pid, poll_ms / 1000, time.monotonic())
-            self.wake.set()
-        guarded = False
-        if guard_fd is not None:
-            fd = _take_fd(pid, guard_fd)  # from the guarded child itself
-            if not fork_guard.is_listener(fd):
-                os.close(fd)
-                raise OSError(errno.EBADF, f"descriptor {guard_fd} is not a seccomp listener")
-            self._guards.append(fd)
-            if self._nursery is not None:
-                self._spawn(self._nursery, self._serve_guard, fd)
-            guarded = True
-        return {"pid": pid, "followed": int(entry is not None), "guard": int(guarded)}
-
-    async def _serve_guard(self, fd: int) -> None:
-        import select
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(fd)
-                ready = poller.poll(0)
-                if not ready:
-                    continue
-                events = ready[0][1]
-                if events & select.POLLIN:
-                    got = fork_guard.receive(fd)
-                    if got is not None:
-                        nid, tid, _ = got
-                        try:
-                            err = self.decide_clone(tid)
-                        except Exception:
-                            log.exception("fork guard decision failed")
-                            err = 0
-                        fork_guard.respond(fd, nid, err)
-                elif events & (select.POLLHUP | select.POLLERR):
-                    return  # every guarded task is gone
-        finally:
-            self._guards.remove(fd)
-            trio.lowlevel.notify_closing(fd)
-            os.close(fd)
-
-    def table(self) -> list[dict]:
-        """For ``cgemu ps``: every followed process, its charge and sample age."""
-        now = time.monotonic()
-        rows = []
-        for e in sorted(self.tracker.followed.values(), key=lambda e: e.tgid):
-            charged = sum(e.owner.charged.values()) + e.stacks * STACK_PAGES
-            rows.append({"pid": e.tgid, "bytes": charged * PAGE_SIZE,
-                         "age_ms": int((now - e.sampled_at) * 1000),
-                         "hot": int(self.schedule.is_hot(e.tgid, now))})
-        return rows
+                    # only ever armed on tasks the daemon may signal (sampled()):
+                    # the daemon undoes its own stop
+                    self.signals.send(entry.owner, signal.SIGCONT)
 
     # ------------------------------------------------------------------ loop
 
-    @staticmethod
-    def _spawn(nursery, fn, *args) -> None:
-        """Start a watcher whose failure is logged, never propagated: one watcher's
+    def _spawn(self, fn, *args) -> None:
+        """Start a source whose failure is logged, never propagated: one source's
         unexpected exception must not end the follower's nursery, and with it the
         mount."""
         async def supervised():
             try:
                 await fn(*args)
             except Exception:
-                log.exception("%s%r failed", fn.__name__, args)
-        nursery.start_soon(supervised, name=fn.__name__)
+                log.exception("%s%r failed", fn.__qualname__, args)
+        self._nursery.start_soon(supervised, name=fn.__qualname__)
 
-    async def run(self) -> None:
+    def _on_fault(self, pid: int) -> None:
+        """An idle task's page-fault counter overflowed: sample it now."""
+        entry = self.tracker.followed.get(pid)
+        if entry is not None:
+            now = time.monotonic()
+            self.schedule.heat(pid, now, self._own_period(entry))
+            self.schedule.due_now(pid, now)
+            self.wake.set()
+
+    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.token = trio.lowlevel.current_trio_token()
         # The daemon stands in for the kernel, whose bookkeeping the tasks it accounts
         # cannot starve: a fork bomb or an allocator holding the CPUs must not delay
@@ -661,87 +349,28 @@ class Follower:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DAEMON_NICE)
         except OSError:
             pass
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for fd in list(self._guards):
-                self._spawn(nursery, self._serve_guard, fd)
-            if self.connector is not None:
-                self._spawn(nursery, self._watch_connector, self.connector)
-            self._spawn(nursery, self._watch_fd, self.exits.fileno())
-            if self.faults is not None:
-                for pid, c in list(self.faults.by_pid.items()):
-                    self._spawn(nursery, self._watch_faults, pid, c)
-            await self._fast_loop()
-
-    async def _watch_connector(self, conn: ProcConnector) -> None:
-        """Events as they come, for as long as *conn* is the open connector."""
-        while self.connector is conn:
-            try:
-                await trio.lowlevel.wait_readable(conn.sock)
-            except (trio.ClosedResourceError, OSError, ValueError):
-                return  # closed: nothing followed any more
-            try:
-                self.apply_events()
-            except Exception:
-                log.exception("applying process events failed")
-                await trio.sleep(0.01)
-
-    async def _watch_fd(self, fd: int) -> None:
-        while True:
-            try:
-                await trio.lowlevel.wait_readable(fd)
-            except trio.ClosedResourceError:
-                return  # the connector was closed: nothing followed any more
-            try:
-                self.apply_events()
-            except Exception:
-                log.exception("applying process events failed")
-                await trio.sleep(0.01)
-
-    def _watch_faults_of(self, tgid: int) -> None:
-        """*tgid* cooled down: from now on its page faults wake its sampling. The
-        counter is made only now, not at fork: a new task is hot anyway, and most
-        short-lived ones (a fork bomb's, a shell's) never cool down."""
-        if tgid not in self.tracker.followed:
-            return
-        if tgid not in self.faults.by_pid:
-            if self.faults.add(tgid) is None:
-                return
-            self._spawn(self._nursery, self._watch_faults, tgid, self.faults.by_pid[tgid])
-        self.faults.enable(tgid)
-
-    async def _watch_faults(self, pid: int, counter) -> None:
-        """An idle task's page-fault counter overflowed: sample it now. This waiter
-        belongs to one counter: once that counter is removed (the task exited, or
-        stopped being followed and was followed again under the same pid, whose new
-        counter may even reuse the descriptor number, before this waiter first ran) it
-        ends, and never waits on a descriptor another waiter owns (trio's
-        BusyResourceError would end the follower)."""
-        fd = counter.fd
         try:
-            while self.faults.by_pid.get(pid) is counter:
-                await trio.lowlevel.wait_readable(fd)
-                if self.faults.fire(pid):
-                    entry = self.tracker.followed.get(pid)
-                    if entry is not None:
-                        now = time.monotonic()
-                        self.schedule.heat(pid, now, self._own_period(entry))
-                        self.schedule.entries[pid][2] = now
-                        self.wake.set()
-                else:
-                    await trio.sleep(0.001)  # readable without an overflow (exit: HUP)
-        except (trio.ClosedResourceError, OSError):
-            return
-        except Exception:
-            log.exception("page-fault watch of pid %d failed", pid)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._spawn(self.hot.serve)
+                self._spawn(self.guards.serve)
+                if self.connector is not None:
+                    self._spawn(self.connector.serve, self.apply_events)
+                self._spawn(self.exits.serve, self.apply_events)
+                if self.faults is not None:
+                    self._spawn(self.faults.serve, self._on_fault)
+                task_status.started()
+                await self._fast_loop()
+        finally:
+            self._nursery = None
 
     async def _fast_loop(self) -> None:
         while True:
             try:
                 self.apply_events()
                 self._settle_trips()
-                if self._dying:
-                    self._release_dead_children()
+                if self.forks.hold.dying:
+                    self.forks.hold.release_dead()
                 now = time.monotonic()
                 if not self.use_connector and self.tracker.followed:
                     self._scan_forks(now)
@@ -757,13 +386,14 @@ class Follower:
                         self.apply_events()
                 if self.faults is not None:
                     for tgid in self.schedule.take_cooled():
-                        self._watch_faults_of(tgid)
+                        if tgid in self.tracker.followed:
+                            self.faults.watch(tgid)
                 now = time.monotonic()
                 wait = self.schedule.next_wake(now)
                 if not self.use_connector and self.tracker.followed:
                     scan = max(0.0, self._next_scan - now)
                     wait = scan if wait is None else min(wait, scan)
-                if self._dying:  # refused children still exiting: look again soon
+                if self.forks.hold.dying:  # refused children still exiting: look soon
                     wait = DYING_POLL if wait is None else min(wait, DYING_POLL)
             except Exception:
                 log.exception("fast sampling failed")
@@ -782,11 +412,9 @@ class Follower:
             tracker.forked(pid, ptgid)
 
     def _scan_forks(self, now: float, force: bool = False) -> None:
-        """Without the connector, forks are found by looking (births.py): the
-        children files of followed tasks where the kernel has them
-        (CONFIG_PROC_CHILDREN), else /proc. Every SCAN_PERIOD, stretched so that
-        scanning takes at most SCAN_SHARE of a core (a /proc of a few thousand
-        processes takes about a millisecond)."""
+        """Without the connector, forks are found by looking (births.py) every
+        SCAN_PERIOD, stretched so that looking takes at most SCAN_SHARE of a core (a
+        /proc of a few thousand processes takes about a millisecond)."""
         if now < self._next_scan and not force:
             return
         t0 = time.perf_counter()
@@ -797,45 +425,15 @@ class Follower:
     def close(self) -> None:
         for pid in self.hot.close():  # stopped by the thread, never settled
             self.tripped.add(pid)
-        for parent in list(self._dying):
-            self._release_forker(parent)
+        self.forks.close()
         for pid in list(self.tripped):
             entry = self.tracker.followed.get(pid)
             if entry is not None and entry.stopped_in is None:
                 self.signals.send(entry.owner, signal.SIGCONT)
-        self.exits.close()
+        if self.exits is not None:
+            self.exits.close()
         if self.faults is not None:
             self.faults.close()
         if self.connector is not None:
             self.connector.close()
-        for fd in self._guards:
-            os.close(fd)
-        self._guards.clear()
-
-
-def _raise_nofile() -> None:
-    """Each followed process holds a pidfd and a perf counter: lift the soft limit on
-    descriptors to the hard one (1024 would stop following at ~500 tasks)."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (OSError, ValueError):
-            pass
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-SYS_PIDFD_GETFD = 438
-
-
-def _take_fd(pid: int, fd: int) -> int:
-    pidfd = os.pidfd_open(pid)
-    try:
-        ours = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
-        if ours < 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"pidfd_getfd({pid}, {fd}): {os.strerror(e)}")
-        return ours
-    finally:
-        os.close(pidfd)
+        self.guards.close()

@@ -37,6 +37,9 @@ import os
 import select
 import socket
 import struct
+from typing import Callable
+
+import trio
 
 log = logging.getLogger("cgroupfs_emu.proc_events")
 
@@ -98,6 +101,7 @@ class ProcConnector:
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.closed = False
 
     @classmethod
     def open(cls) -> ProcConnector | None:
@@ -142,7 +146,16 @@ class ProcConnector:
             parse_raw(data, out)
         return out, lost
 
-    def close(self) -> None:
+    async def serve(self, on_ready: Callable[[], None],
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Call *on_ready* whenever events are queued, until closed."""
+        await _serve_readable(self.sock, on_ready, lambda: not self.closed, task_status)
+
+    def close(self, waited_on: bool = False) -> None:
+        """Unsubscribe and close; *waited_on*: a serve() task waits on the socket."""
+        if waited_on:
+            trio.lowlevel.notify_closing(self.sock)
+        self.closed = True
         try:
             self.sock.send(_control(PROC_CN_MCAST_IGNORE))
         except OSError:
@@ -153,9 +166,18 @@ class ProcConnector:
 class ExitWatch:
     """Every followed process's pidfd in one epoll set: readable when one exited."""
 
-    def __init__(self):
-        self.ep = select.epoll()
+    def __init__(self, ep):
+        self.ep = ep
         self.pid_of: dict[int, int] = {}
+
+    @classmethod
+    def open(cls) -> ExitWatch:
+        return cls(select.epoll())
+
+    async def serve(self, on_ready: Callable[[], None],
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Call *on_ready* whenever a watched process exited, until closed."""
+        await _serve_readable(self.ep.fileno(), on_ready, lambda: True, task_status)
 
     def fileno(self) -> int:
         return self.ep.fileno()
@@ -181,6 +203,20 @@ class ExitWatch:
 
     def close(self) -> None:
         self.ep.close()
+
+
+async def _serve_readable(fd, on_ready, still, task_status) -> None:
+    task_status.started()
+    while still():
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except (trio.ClosedResourceError, OSError, ValueError):
+            return  # closed: nothing followed any more
+        try:
+            on_ready()
+        except Exception:
+            log.exception("applying process events failed")
+            await trio.sleep(0.01)
 
 
 def is_exited(pidfd: int) -> bool:
