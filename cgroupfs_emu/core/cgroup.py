@@ -164,6 +164,10 @@ class Hierarchy:
         for ss in self.subsystems:
             self.root.subsys[ss.name] = ss.bind(self)
 
+    def set_release_agent(self, path: str) -> None:
+        """cgroup_release_agent_write(): the program run when a group empties."""
+        self.release_agent = path
+
     # ------------------------------------------------------------------ tree
 
     def walk(self, group: Cgroup | None = None) -> Iterator[Cgroup]:

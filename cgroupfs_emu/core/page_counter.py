@@ -89,6 +89,10 @@ class PageCounter:
         """Port of page_counter_reset_watermark(): the watermark restarts at *usage*."""
         self.watermark = self.usage
 
+    def reset_failcnt(self) -> None:
+        """mem_cgroup_reset(), RES_FAILCNT: ``counter->failcnt = 0``."""
+        self.failcnt = 0
+
 
 class ResCounter2007(PageCounter):
     """Seed 002's res_counter (patch 1): ``usage``, ``limit`` and ``failcnt`` as

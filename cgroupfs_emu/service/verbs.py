@@ -150,12 +150,9 @@ def _usage(group: MemCgroup) -> int:
 def _amount(req: Request) -> tuple[str, int, int | None]:
     """(kind, pages, pid) of a charge or uncharge, parsed once per distinct line
     (requests are cached per session, so the result is kept on the request)."""
-    cached = req.memo.get("amount")
-    if cached is None:
-        cached = (protocol.kind_arg(req.args[0]),
-                  pages_of(protocol.size_arg(req.args[1])), protocol.pid_option(req))
-        req.memo["amount"] = cached
-    return cached
+    return req.memoized("amount", lambda: (protocol.kind_arg(req.args[0]),
+                                           pages_of(protocol.size_arg(req.args[1])),
+                                           protocol.pid_option(req)))
 
 
 # ---------------------------------------------------------------------- handlers
