@@ -11,7 +11,7 @@ constructors that need it; no constructor sets anything on another object:
     Hierarchy                            the cgroup core: tracker, then memory
     Follower                             process events, fast sampling, fork guard
     ControlTree, CgroupFS                control files; the FUSE adapter
-    Watcher                              the poll loop
+    Watcher                              closed eventfd registrations
     ChargeServer                         the client socket (serves once it is bound)
 
 :meth:`Daemon.start` makes the two things the outside sees, socket first, then the
@@ -92,13 +92,13 @@ class Daemon:
                                    names=profile.name_rules())
         # issue 13: events, adaptive sampling, the stop-first thread, stack charging
         self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
-                                 events=cfg.events, stacks=cfg.thread_stacks)
+                                 events=cfg.events, stacks=cfg.thread_stacks,
+                                 poll_ms=cfg.poll_ms)
         self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
         self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path,
                                                   PID_XATTR: str(os.getpid())})
-        self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
-                               cfg.poll_ms)
+        self.watcher = Watcher(self.memory, cfg.poll_ms)
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
                                            tracker=self.tracker, follower=self.follower))
         self.listener = None

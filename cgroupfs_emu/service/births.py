@@ -151,3 +151,10 @@ class BirthScan:
         for tgid in [t for t in self.outside if t not in followed]:
             del self.outside[tgid]
         return out
+
+    def adopt(self, tracker) -> None:
+        """Every process new below a followed one whose birth in its group is sure
+        enters it through the tracker's one door (ProcessTracker.forked)."""
+        for pid, ptgid in self.look(tracker.followed, tracker.hierarchy.task_group.get,
+                                    tracker.moves_out):
+            tracker.forked(pid, ptgid)

@@ -200,6 +200,10 @@ class FaultWatch:
         self._consume(c)
         return True
 
+    def armed(self) -> list[int]:
+        """Tasks whose counter waits for their next faults (enabled, not fired)."""
+        return [pid for pid, c in self.by_pid.items() if c.enabled]
+
     def fired(self) -> list[int]:
         """Without an event loop: every task whose counter overflowed (ring buffer
         not empty), each disabled now."""

@@ -1,8 +1,8 @@
 """The scheduler of following real processes: the one place that decides *when*.
 
-The ProcessTracker (tracker.py) knows how to start following a task, read and charge
-its memory and forget it. Facts about real processes come from event sources, each
-its own module with a ``serve(task_status)`` that this scheduler's nursery runs:
+The ProcessTracker (tracker.py) starts following a task, reads and charges its memory
+and forgets it. Facts come from event sources, each with a ``serve(task_status)``
+that this scheduler's nursery runs:
 
 * the proc connector (proc_events.ProcConnector, root): forks adopt the child into
   the group it was forked in at once, execs make a task hot, exits release a task's
@@ -15,11 +15,11 @@ its own module with a ``serve(task_status)`` that this scheduler's nursery runs:
 * the stop-first thread (sampler.HotWatch): a hot task near a limit is stopped at its
   trip point and sampled here.
 
-Without the connector, forks are found by looking at /proc (births.py). Before any
-growth is charged, every exit already reported is applied first, so an OOM never
-picks a task that is gone and a kill is never counted for one. Sampling
-(sampler.Schedule): hot tasks every ``fast_ms``, tasks with their own rate (``cgemu
-exec --poll-ms``) at that rate, everything else at the slow poll (watcher.py).
+Without the connector, forks are found by looking at /proc (births.py). Exits
+already reported are applied before any growth is charged, so an OOM never picks a
+task that is gone. Sampling (sampler.Schedule): hot tasks every ``fast_ms``, tasks
+with their own rate at that rate, the rest at the slow poll (``poll_ms``), where an
+idle task whose page faults woke nothing is read only every QUIET_POLLS polls.
 Thread stacks and refused forks: forks.py.
 """
 
@@ -60,7 +60,7 @@ _NO_LIMIT = 1 << 40
 class Follower:
     def __init__(self, tracker, signals, fast_ms: int = 10, budget: int = 1000,
                  events: str = "auto", stacks: bool | None = None, hot_period: float = 0.001,
-                 faults: bool = True):
+                 faults: bool = True, poll_ms: int = 500):
         self.tracker = tracker
         self.memory = tracker.memory
         self.host = tracker.host
@@ -83,6 +83,8 @@ class Follower:
         self.wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._next_scan = 0.0
+        self.poll_period = poll_ms / 1000
+        self._next_poll = 0.0
         #: connector events were lost: scan /proc once the others are applied
         self._rescan_pending = False
         #: forks found by looking at /proc (without the connector, or after it lost
@@ -108,9 +110,6 @@ class Follower:
     def hierarchy(self):
         """The cgroup core (tasks and groups), bound to the tracker by now."""
         return self.tracker.hierarchy
-
-    def _memcg(self, tgid: int):
-        return self.memory.memcg_of_task(tgid)
 
     # ------------------------------------------------------------------ tracker hooks
 
@@ -151,7 +150,7 @@ class Follower:
         now = entry.sampled_at = time.monotonic()
         if sum(entry.last.values()) > before:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
-        group = self._memcg(entry.tgid)
+        group = self.memory.memcg_of_task(entry.tgid)
         room, limit = limits.room(group)
         near = room < _NO_LIMIT and room < max(NEAR_PAGES, limit // 4)
         if near:
@@ -167,7 +166,7 @@ class Follower:
             pidfd = self.signals.pidfd(entry.owner)
             if pidfd is not None:
                 sharing = 1 + sum(1 for pid in self.hot.watched if pid != entry.tgid and
-                                  self._memcg(pid) is group)
+                                  self.memory.memcg_of_task(pid) is group)
                 self.hot.arm(entry.tgid, pidfd, entry.resident + max(0, room) // sharing)
         elif self.hot.is_armed(entry.tgid):
             if self.hot.disarm(entry.tgid):
@@ -205,7 +204,7 @@ class Follower:
             if self._rescan_pending:
                 self._rescan_pending = False
                 log.warning("process events were lost; scanning /proc for new tasks")
-                self._look_for_forks()
+                self.births.adopt(self.tracker)
         for pid in self.exits.exited():
             entry = self.tracker.followed.get(pid)
             if entry is not None:
@@ -289,7 +288,8 @@ class Follower:
             self.wake.set()
         return entry
 
-    def _own_period(self, entry) -> float | None:
+    @staticmethod
+    def _own_period(entry) -> float | None:
         return entry.poll_ms / 1000 if entry.poll_ms else None
 
     # ------------------------------------------------------------------ hot thread
@@ -372,6 +372,9 @@ class Follower:
                 if self.forks.hold.dying:
                     self.forks.hold.release_dead()
                 now = time.monotonic()
+                if now >= self._next_poll:
+                    self._next_poll = now + self.poll_period
+                    self._slow_poll()
                 if not self.use_connector and self.tracker.followed:
                     self._scan_forks(now)
                 for n, tgid in enumerate(self.schedule.due(now), 1):
@@ -390,6 +393,8 @@ class Follower:
                             self.faults.watch(tgid)
                 now = time.monotonic()
                 wait = self.schedule.next_wake(now)
+                poll = max(0.0, self._next_poll - now)
+                wait = poll if wait is None else min(wait, poll)
                 if not self.use_connector and self.tracker.followed:
                     scan = max(0.0, self._next_scan - now)
                     wait = scan if wait is None else min(wait, scan)
@@ -403,13 +408,18 @@ class Follower:
                 with trio.move_on_after(wait if wait is not None else 3600):
                     await self.wake.wait()
 
-    def _look_for_forks(self) -> None:
-        """Every process new below a followed one whose birth in its group is sure
-        (births.py) enters it through the tracker's one door."""
+    def _slow_poll(self) -> None:
+        """Every poll_ms: every followed task is read, but one whose page-fault
+        counter has not fired (nothing woke it) only every QUIET_POLLS polls; tasks
+        that exited leave their groups."""
         tracker = self.tracker
-        for pid, ptgid in self.births.look(tracker.followed, self.hierarchy.task_group.get,
-                                           tracker.moves_out):
-            tracker.forked(pid, ptgid)
+        # a task refused or stopped is looked at in full
+        idle = [] if self.faults is None else [
+            t for t in self.faults.armed() if t in tracker.followed
+            and tracker.followed[t].refused_at is None and not tracker.followed[t].stopped_in]
+        tracker.poll(self.schedule.quiet(idle))
+        alive = tracker.alive  # checked by their start time a moment ago
+        self.hierarchy.prune(lambda tid: tid in alive or self.host.is_alive(tid))
 
     def _scan_forks(self, now: float, force: bool = False) -> None:
         """Without the connector, forks are found by looking (births.py) every
@@ -418,7 +428,7 @@ class Follower:
         if now < self._next_scan and not force:
             return
         t0 = time.perf_counter()
-        self._look_for_forks()
+        self.births.adopt(self.tracker)
         spent = time.perf_counter() - t0
         self._next_scan = time.monotonic() + max(SCAN_PERIOD, spent / SCAN_SHARE)
 
@@ -437,3 +447,4 @@ class Follower:
         if self.connector is not None:
             self.connector.close()
         self.guards.close()
+        self.tracker.close()  # at unmount: never leave a task stopped

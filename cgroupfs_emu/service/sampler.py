@@ -47,6 +47,10 @@ log = logging.getLogger("cgroupfs_emu.sampler")
 HOT_LINGER = 1.0
 #: a group with fewer pages than this left under a limit makes its tasks hot (64 MiB)
 NEAR_PAGES = 16384
+#: an idle task whose page-fault counter has not fired is read at every this many
+#: slow polls only: it grew by less than fault_watch.PERIOD faults (what shrank, or
+#: VmLck, is seen that late)
+QUIET_POLLS = 4
 
 
 @attrs.define
@@ -73,6 +77,8 @@ class Schedule:
         self.entries: dict[int, Due] = {}
         #: tasks that cooled down since the last take_cooled()
         self.cooled: list[int] = []
+        #: idle tgid -> slow polls it skipped in a row (quiet())
+        self.skipped: dict[int, int] = {}
 
     def period(self) -> float:
         """The fast period, stretched so that all hot tasks fit the budget."""
@@ -100,6 +106,18 @@ class Schedule:
 
     def forget(self, tgid: int) -> None:
         self.entries.pop(tgid, None)
+        self.skipped.pop(tgid, None)
+
+    def quiet(self, idle) -> set[int]:
+        """Of the *idle* tasks (nothing woke them), those the slow poll skips this
+        time: each is read at every QUIET_POLLS-th poll."""
+        out = set()
+        for tgid in idle:
+            n = self.skipped.get(tgid, 0) + 1
+            self.skipped[tgid] = n % QUIET_POLLS
+            if n % QUIET_POLLS:
+                out.add(tgid)
+        return out
 
     def due(self, now: float) -> list[int]:
         """Tasks whose sample is due; tasks that cooled down leave the schedule (and

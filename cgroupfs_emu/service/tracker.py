@@ -1,29 +1,24 @@
-"""Following real processes: fork inheritance and memory read from /proc.
+"""Following real processes: what each was charged, from what /proc says of it.
 
 A process is *followed* once its thread-group leader is in a non-root group (written
-into ``tasks`` or ``cgroup.procs``, or forked by a followed process) and it is not a
-socket client (those say themselves what they use). Every poll (``-o poll_ms``,
-default 500 ms) the tracker:
-
-* adopts new processes whose parent is in a group, and new threads of followed
-  processes, into that group (fork inheritance; latency: one poll). A child's
-  baseline is what it still shares with its parent, so what it allocated between the
-  fork and the poll is charged; a child that already exec'd is charged from zero;
-* reads ``/proc/PID/status`` of every followed process and charges what changed since
-  the last poll: ``RssAnon`` -> anon (rss), ``RssShmem`` -> shmem (cache, shmem,
-  mapped_file), ``RssFile`` without the pages of the program's own executable and
-  libraries and of system files (from ``smaps``, read only when RssFile changed) ->
-  mapped file pages (cache, mapped_file), ``VmLck`` -> unevictable;
-* resumes tasks it stopped for an OOM'ing group with oom_kill_disable once their
-  growth fits, and forgets processes that exited (their charges go).
+into ``tasks`` or ``cgroup.procs``, or forked in a group: :meth:`ProcessTracker.forked`,
+the one door, keeps the kernel's rule that a task's group is the one it was forked
+in) and it is not a socket client (those say themselves what they use). Each sample
+(when: follower.py) reads ``/proc/PID/status`` and charges what changed: ``RssAnon``
+-> anon (rss), ``RssShmem`` -> shmem (cache, shmem, mapped_file), ``RssFile``
+without the pages of the program's own executable and libraries and of system files
+(from ``smaps``, read only when RssFile changed) -> mapped file pages (cache,
+mapped_file), ``VmLck`` -> unevictable. New threads of a followed process join its
+group; tasks stopped for an OOM'ing group with oom_kill_disable resume once their
+growth fits; processes that exited are forgotten (their charges go).
 
 Only memory touched after joining is charged: at the moment a process joins a group
 (the write to ``tasks``, synchronously) the tracker records what it already uses as its
-baseline. What a process frees is uncharged from what it was charged, never below
-zero; freeing below the baseline lowers the baseline instead. A process that execs
-gets a new address space (seen as a change of its code and stack addresses): its
-baseline drops to zero, since everything in the new image is touched after joining
-(its program files excepted, as always).
+baseline. A forked child's baseline is what it still shares with its parent, or
+nothing once it has exec'd. What a process frees is uncharged from what it was
+charged, never below zero; freeing below the baseline lowers the baseline instead. A
+process that execs gets a new address space (seen as a change of its code and stack
+addresses): its baseline drops to zero (its program files excepted, as always).
 """
 
 from __future__ import annotations
@@ -311,7 +306,9 @@ class ProcessTracker:
 
     # ------------------------------------------------------------------ polling
 
-    def poll(self) -> None:
+    def poll(self, quiet=frozenset()) -> None:
+        """The slow poll: every followed task is sampled but those in *quiet* (the
+        follower knows nothing changed them: taken as alive, not read)."""
         #: leaders seen alive (same start time) in this poll: no need to look again
         self.alive: set[int] = set()
         if self.driver is not None:
@@ -325,6 +322,8 @@ class ProcessTracker:
             if entry.tgid in clients:
                 # it connected to the socket: from now on it says what it uses
                 self._exited(entry, settle=False)
+            elif entry.tgid in quiet and entry.owner.alive:
+                self.alive.add(entry.tgid)
             elif self.followed.get(entry.tgid) is entry:
                 self._follow(entry)
             if n % EVENTS_EVERY == 0 and self.driver is not None:
