@@ -66,3 +66,17 @@ def test_a_signal_outside_the_signaller_fails(tmp_path):
     assert "cgroupfs_emu.service.sig:4: os.kill() outside the Signaller" in run.stdout
     assert ("cgroupfs_emu.service.sig2:4: signal.pidfd_send_signal() outside the Signaller"
             in run.stdout)
+
+
+def test_a_constructor_that_sets_an_attribute_of_another_object_fails(tmp_path):
+    run = _check(_tree(tmp_path, {
+        "service/driver.py": "class Driver:\n    def __init__(self, tracker):\n"
+                             "        self.tracker = tracker\n"
+                             "        tracker.driver = self\n",
+        "service/fine.py": "class Fine:\n    def __init__(self):\n"
+                           "        self.made = Made()\n        self.made.x = 1\n\n\n"
+                           "class Made:\n    x = 0\n"}))
+    assert run.returncode == 1
+    assert "cgroupfs_emu.service.driver:4: a constructor sets .driver of another object" \
+        in run.stdout
+    assert "service.fine" not in run.stdout

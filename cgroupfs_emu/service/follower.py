@@ -208,7 +208,7 @@ class Follower:
         for pid in self.exits.exited():
             entry = self.tracker.followed.get(pid)
             if entry is not None:
-                self.tracker.exited_now(entry)
+                self.tracker.exited(entry)
         self.forks.expire_pending()
 
     def _read_connector(self) -> list:
@@ -279,7 +279,7 @@ class Follower:
         self.apply_events()
         entry = self.tracker.followed.get(pid)
         if entry is None and self.hierarchy.task_group.get(pid) is not None:
-            entry = self.tracker.start_joined(pid)
+            entry = self.tracker.start(pid)
         if entry is not None:
             self.forks.reconcile(entry)
         if entry is not None and poll_ms:

@@ -132,7 +132,7 @@ class Forks:
             log.warning("fork of pid %d refused in %s: kmem limit reached; killed",
                         entry.tgid, group.path())
             self.signals.send(entry.owner, signal.SIGKILL)
-            self.tracker.exited_now(entry)
+            self.tracker.exited(entry)
 
     def forgotten(self, entry) -> None:
         self.hold.release(entry)
@@ -212,7 +212,7 @@ class Forks:
             return
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is None or is_exited(pidfd):
-            self.tracker.exited_now(entry)
+            self.tracker.exited(entry)
 
     def decide_clone(self, entry) -> int:
         """A guarded task of followed *entry* is about to create a task: 0 to let it,

@@ -188,12 +188,12 @@ class ProcessTracker:
         its old group, or start following it with what it uses now as baseline."""
         entry = self.followed.get(tgid)
         if entry is not None:
-            self._follow(entry)
+            self.sample(entry)
             entry.moved_ns, entry.left = time.monotonic_ns(), self.hierarchy.group_of(tgid)
         else:
-            self._start(tgid)
+            self.start(tgid)
 
-    def _start(self, tgid: int, parent: Followed | None = None) -> Followed | None:
+    def start(self, tgid: int, parent: Followed | None = None) -> Followed | None:
         """Follow *tgid* from now on. Its baseline is what it uses now; for a child
         forked by a followed *parent*, only what it shares with the parent (a fresh
         fork maps the parent's pages copy-on-write; those stay the parent's), or
@@ -277,18 +277,9 @@ class ProcessTracker:
             return None
         self.host.remember(info)
         self.hierarchy.attach_all(self.host.learn_threads(pid), group)
-        return self._start(pid, self.followed.get(ptgid))
+        return self.start(pid, self.followed.get(ptgid))
 
     # ------------------------------------------------------------------ for the driver
-
-    def start_joined(self, pid: int) -> Followed | None:
-        return self._start(pid)
-
-    def sample(self, entry: Followed) -> None:
-        self._follow(entry)
-
-    def exited_now(self, entry: Followed) -> None:
-        self._exited(entry)
 
     def _pages(self, entry: Followed, sample: MemSample) -> dict[str, int]:
         pages = dict(sample.pages)
@@ -299,7 +290,7 @@ class ProcessTracker:
         """*pid* connected to the socket: what it was charged from /proc goes."""
         entry = self.followed.get(pid)
         if entry is not None:
-            self._exited(entry, settle=False)
+            self.exited(entry, settle=False)
 
     def _is_client(self, pid: int) -> bool:
         return any(o.pid == pid and not o.followed for o in self.memory.owners)
@@ -316,16 +307,16 @@ class ProcessTracker:
         h = self.hierarchy
         for tgid in [t for t in h.task_group if t not in self.followed]:
             if self.host.tgid_of(tgid) == tgid:
-                self._start(tgid)
+                self.start(tgid)
         clients = {o.pid for o in self.memory.owners if not o.followed}
         for n, entry in enumerate(list(self.followed.values()), 1):
             if entry.tgid in clients:
                 # it connected to the socket: from now on it says what it uses
-                self._exited(entry, settle=False)
+                self.exited(entry, settle=False)
             elif entry.tgid in quiet and entry.owner.alive:
                 self.alive.add(entry.tgid)
             elif self.followed.get(entry.tgid) is entry:
-                self._follow(entry)
+                self.sample(entry)
             if n % EVENTS_EVERY == 0 and self.driver is not None:
                 # a poll of thousands of tasks takes a while: the exits and forks
                 # that happen meanwhile (a fork bomb's) are not left waiting for it
@@ -345,7 +336,7 @@ class ProcessTracker:
         new = [tid for tid in self.host.threads(entry.tgid) if tid not in h.task_group]
         h.attach_all(self.host.learn(new), group)
 
-    def _follow(self, entry: Followed) -> None:
+    def sample(self, entry: Followed) -> None:
         before = sum(entry.last.values())
         self._follow_once(entry)
         if self.driver is not None and self.followed.get(entry.tgid) is entry:
@@ -368,7 +359,7 @@ class ProcessTracker:
             entry.key = sample.key
         if (sample is None or sample.start_time != entry.start_time
                 or not entry.owner.alive):  # exited, or an OOM victim already
-            self._exited(entry)
+            self.exited(entry)
             return
         self.alive.add(entry.tgid)
         self._adopt_threads(entry, sample.threads)
@@ -402,7 +393,7 @@ class ProcessTracker:
         elif verdict.victim is not None:
             killed = self.executor.kill(verdict)
             if verdict.victim is entry.owner:
-                self._exited(entry, killed=killed)
+                self.exited(entry, killed=killed)
                 return
             self._resume(entry)
             self._follow_once(entry)  # the retry, now that the victim's memory is gone
@@ -419,7 +410,7 @@ class ProcessTracker:
             self.executor.resume(entry.owner, entry.stopped_in, signal_it)
             entry.stopped_in = None
 
-    def _exited(self, entry: Followed, killed: bool = False, settle: bool = True) -> None:
+    def exited(self, entry: Followed, killed: bool = False, settle: bool = True) -> None:
         if self.followed.get(entry.tgid) is not entry:
             return
         if settle and not killed and entry.owner.alive:
