@@ -148,7 +148,7 @@ class Follower:
         """After every sample: heat a task that grew or is near a limit, set its trip
         point for the stop-first thread, reconcile its stacks with its threads."""
         now = entry.sampled_at = time.monotonic()
-        if sum(entry.last.values()) > before:
+        if sum(entry.seen.last.values()) > before:
             self.schedule.heat(entry.tgid, now, self._own_period(entry))
         group = self.memory.memcg_of_task(entry.tgid)
         room, limit = limits.room(group)
@@ -167,7 +167,7 @@ class Follower:
             if pidfd is not None:
                 sharing = 1 + sum(1 for pid in self.hot.watched if pid != entry.tgid and
                                   self.memory.memcg_of_task(pid) is group)
-                self.hot.arm(entry.tgid, pidfd, entry.resident + max(0, room) // sharing)
+                self.hot.arm(entry.tgid, pidfd, entry.seen.resident + max(0, room) // sharing)
         elif self.hot.is_armed(entry.tgid):
             if self.hot.disarm(entry.tgid):
                 self.tripped.add(entry.tgid)  # stopped by the thread: settle it

@@ -45,35 +45,57 @@ _FOLLOWED = tuple(k.name for k in KINDS.values() if k.followed)
 
 
 @attrs.define(eq=False)
+class Sampled:
+    """What the last reading of a followed process's /proc said."""
+
+    #: its address space (code and stack addresses): another one means an exec
+    mm: tuple[int, int]
+    #: /proc/PID/stat's key at the last full sample, and how many more looks may
+    #: stop at stat when it is unchanged (FULL_EVERY: then status is read anyway)
+    key: tuple = ()
+    light_left: int = 0
+    #: pages per kind (a forked child's baseline comes from it), resident pages
+    last: dict = attrs.field(factory=dict)
+    resident: int = 0
+    #: threads /proc listed: more than before means new threads to adopt
+    threads: int = 1
+    #: RssFile at the last smaps scan, and the program pages found then
+    file_seen: int = -1
+    program_pages: int = 0
+
+    def mapped(self, proc: str, tgid: int, file_total: int) -> int:
+        """Data-file pages mapped: RssFile without the program's own files (smaps is
+        read again only when RssFile changed)."""
+        if file_total != self.file_seen:
+            self.program_pages = program_file_pages(proc, tgid)
+            self.file_seen = file_total
+        return max(0, file_total - self.program_pages)
+
+
+@attrs.define(eq=False)
 class Followed:
+    """A followed process: what it was charged and what the follower decided of it."""
+
     tgid: int
     owner: Owner
     start_time: int
+    #: pages per kind it used when it joined (charged: what it touched since)
     base: dict[str, int]
-    mm: tuple[int, int]
+    seen: Sampled
     #: the group whose OOM stopped this task (oom_kill_disable), or None
     stopped_in: object = None
     #: recover generation at which growth was last refused (retry after a change)
     refused_gen: int = -1
     refused_at: dict | None = None
-    #: RssFile at the last smaps scan, and the program pages found then
-    file_seen: int = -1
-    program_pages: int = 0
-    #: threads counted at the last poll: more means new threads to adopt
-    threads: int = 1
-    #: pages per kind at the last reading (a forked child's baseline comes from it)
-    last: dict = attrs.field(factory=dict)
-    #: issue 13 (follower.py): when last sampled (monotonic), its own slow rate
-    #: (cgemu exec --poll-ms), resident pages and threads at the last sample, thread
-    #: stacks charged, stack reservations made by guarded forks not yet seen
+    #: when last sampled (monotonic), and its own slow rate (cgemu exec --poll-ms)
     sampled_at: float = 0.0
     poll_ms: int | None = None
-    resident: int = 0
+    #: live threads (kept by fork and exit events between samples), thread stacks
+    #: charged, stack reservations made by guarded forks not yet seen, and the thread
+    #: count at which a stack charge was last refused (not retried until it changes)
     nthreads: int = 1
     stacks: int = 0
     pending: list = attrs.field(factory=list)
-    #: thread count at which a stack charge was last refused (not retried until it
-    #: changes)
     stacks_refused_at: int = -1
     #: when it joined a group by a write, in boot-time clock ticks and in
     #: CLOCK_MONOTONIC ns (the proc connector's clock), and the children it had then
@@ -94,18 +116,6 @@ class Followed:
         if born_ns is not None:
             return born_ns < self.joined_ns
         return pid in self.old_children or (info is not None and info.start_time < self.since)
-    #: /proc/PID/stat's key at the last full sample, and how many more looks may
-    #: stop at stat when it is unchanged (FULL_EVERY: then status is read anyway)
-    key: tuple = ()
-    light_left: int = 0
-
-    def mapped(self, tracker_proc: str, file_total: int) -> int:
-        """Data-file pages mapped: RssFile without the program's own files (smaps is
-        read again only when RssFile changed)."""
-        if file_total != self.file_seen:
-            self.program_pages = program_file_pages(tracker_proc, self.tgid)
-            self.file_seen = file_total
-        return max(0, file_total - self.program_pages)
 
 
 #: a followed process whose /proc/PID/stat is unchanged is read in full (status too)
@@ -179,7 +189,7 @@ class ProcessTracker:
         task allocating gigabytes a second would outrun."""
         entry = self.followed.get(tset.leader) if tset.leader is not None else None
         if entry is not None and self.driver is not None:
-            self.driver.sampled(entry, sum(entry.last.values()))
+            self.driver.sampled(entry, sum(entry.seen.last.values()))
 
     # ------------------------------------------------------------------ joining
 
@@ -211,25 +221,26 @@ class ProcessTracker:
         self.signals.adopt(owner, pidfd)
         # light_left 0: the first look reads everything and charges what the task
         # used between its adoption sample and then
-        entry = Followed(tgid, owner, sample.start_time, {}, sample.mm, key=sample.key,
-                         light_left=0)
+        entry = Followed(tgid, owner, sample.start_time, {},
+                         Sampled(sample.mm, key=sample.key, light_left=0))
         if parent is None:  # joined by a write (or found in a group): not born there
             entry.since, entry.joined_ns = _boot_ticks(), time.monotonic_ns()
             entry.old_children = frozenset(children(self.host.proc, tgid) or ())
-        if parent is not None and sample.mm == parent.mm and parent.file_seen >= 0:
+        seen = entry.seen
+        if parent is not None and sample.mm == parent.seen.mm and parent.seen.file_seen >= 0:
             # a fresh fork maps what its parent maps: take the parent's program
             # pages instead of reading smaps (a fork bomb must be cheap to follow)
-            entry.file_seen = sample.pages["file"]
-            entry.program_pages = min(parent.program_pages, entry.file_seen)
+            seen.file_seen = sample.pages["file"]
+            seen.program_pages = min(parent.seen.program_pages, seen.file_seen)
         pages = self._pages(entry, sample)
         if parent is None:
             entry.base = pages
-        elif sample.mm != parent.mm:
+        elif sample.mm != parent.seen.mm:
             entry.base = dict.fromkeys(pages, 0)
         else:
-            entry.base = {k: min(n, parent.last.get(k, 0)) for k, n in pages.items()}
-        entry.last = pages
-        entry.resident = _resident(sample)
+            entry.base = {k: min(n, parent.seen.last.get(k, 0)) for k, n in pages.items()}
+        seen.last = pages
+        seen.resident = _resident(sample)
         entry.nthreads = sample.threads
         self.followed[tgid] = entry
         if self.driver is not None:
@@ -279,11 +290,9 @@ class ProcessTracker:
         self.hierarchy.attach_all(self.host.learn_threads(pid), group)
         return self.start(pid, self.followed.get(ptgid))
 
-    # ------------------------------------------------------------------ for the driver
-
     def _pages(self, entry: Followed, sample: MemSample) -> dict[str, int]:
         pages = dict(sample.pages)
-        pages["mapped"] = entry.mapped(self.host.proc, pages.pop("file"))
+        pages["mapped"] = entry.seen.mapped(self.host.proc, entry.tgid, pages.pop("file"))
         return pages
 
     def stop_following(self, pid: int) -> None:
@@ -325,10 +334,10 @@ class ProcessTracker:
     def _adopt_threads(self, entry: Followed, count: int) -> None:
         """New threads of a process in a group join the group (checked only when the
         thread count grew since the last poll)."""
-        if count <= entry.threads:
-            entry.threads = count
+        if count <= entry.seen.threads:
+            entry.seen.threads = count
             return
-        entry.threads = count
+        entry.seen.threads = count
         h = self.hierarchy
         group = h.task_group.get(entry.tgid)
         if group is None:
@@ -337,7 +346,7 @@ class ProcessTracker:
         h.attach_all(self.host.learn(new), group)
 
     def sample(self, entry: Followed) -> None:
-        before = sum(entry.last.values())
+        before = sum(entry.seen.last.values())
         self._follow_once(entry)
         if self.driver is not None and self.followed.get(entry.tgid) is entry:
             self.driver.sampled(entry, before)
@@ -345,18 +354,19 @@ class ProcessTracker:
     def _follow_once(self, entry: Followed) -> None:
         # A task nothing was refused for (a stopped task must be looked at in full
         # again when its group recovers) stops at stat when stat shows no change.
-        light = (entry.key if entry.light_left > 0 and entry.refused_at is None
+        seen = entry.seen
+        light = (seen.key if seen.light_left > 0 and entry.refused_at is None
                  and entry.stopped_in is None else None)
         sample = read_sample(self.host.proc, entry.tgid, light)
         if sample is UNCHANGED:
-            entry.light_left -= 1
+            seen.light_left -= 1
             if entry.owner.alive:
                 self.alive.add(entry.tgid)
                 return
             sample = read_sample(self.host.proc, entry.tgid)
-        entry.light_left = FULL_EVERY
+        seen.light_left = FULL_EVERY
         if sample is not None:
-            entry.key = sample.key
+            seen.key = sample.key
         if (sample is None or sample.start_time != entry.start_time
                 or not entry.owner.alive):  # exited, or an OOM victim already
             self.exited(entry)
@@ -364,11 +374,11 @@ class ProcessTracker:
         self.alive.add(entry.tgid)
         self._adopt_threads(entry, sample.threads)
         pages = self._pages(entry, sample)
-        entry.last = pages
-        entry.resident = _resident(sample)
+        seen.last = pages
+        seen.resident = _resident(sample)
         entry.nthreads = sample.threads
-        if sample.mm != entry.mm:  # exec: a new address space, all of it touched anew
-            entry.mm = sample.mm
+        if sample.mm != seen.mm:  # exec: a new address space, all of it touched anew
+            seen.mm = sample.mm
             entry.base = dict.fromkeys(pages, 0)
         usage = {}
         for kind, now in pages.items():
@@ -417,7 +427,7 @@ class ProcessTracker:
             # growth seen before the exit but never charged (refused, or seen at the
             # adoption sample only): charge what fits (up to the limit, so max_usage
             # shows it) and count the failure, then release
-            usage = entry.refused_at or {k: max(0, entry.last.get(k, 0) - entry.base.get(k, 0))
+            usage = entry.refused_at or {k: max(0, entry.seen.last.get(k, 0) - entry.base.get(k, 0))
                                          for k in _FOLLOWED}
             charged = entry.owner.charged
             if any(usage[k] > charged.get(k, 0) for k in _FOLLOWED):
