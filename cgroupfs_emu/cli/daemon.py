@@ -85,15 +85,15 @@ class Daemon:
                                        ncpus=cfg.ncpus or possible_cpus())
         self.executor = OomExecutor(self.memory, self.signals, self.oom_queue)
         self.tracker = ProcessTracker(self.memory, self.host, self.executor)
-        # The tracker's can_attach settles a moving leader before memory moves its
-        # charges: it is bound first.
-        self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
-                                   release_agent=cfg.release_agent, owner_uid=os.getuid(),
-                                   names=profile.name_rules())
-        # issue 13: events, adaptive sampling, the stop-first thread, stack charging
+        # the scheduler of following: events, sampling, the stop-first thread, stacks
         self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
                                  events=cfg.events, stacks=cfg.thread_stacks,
                                  poll_ms=cfg.poll_ms)
+        # The tracker's can_attach settles a moving leader before memory moves its
+        # charges; the follower's attach guards it in its new group after.
+        self.hierarchy = Hierarchy((self.tracker, self.memory, self.follower), self.effects,
+                                   release_agent=cfg.release_agent, owner_uid=os.getuid(),
+                                   names=profile.name_rules())
         self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
         self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path,

@@ -152,9 +152,15 @@ class BirthScan:
             del self.outside[tgid]
         return out
 
-    def adopt(self, tracker) -> None:
+    def adopt(self, tracker) -> list:
         """Every process new below a followed one whose birth in its group is sure
-        enters it through the tracker's one door (ProcessTracker.forked)."""
+        enters it through the tracker's one door (ProcessTracker.forked): (entry,
+        parent entry) of each."""
+        out = []
         for pid, ptgid in self.look(tracker.followed, tracker.hierarchy.task_group.get,
                                     tracker.moves_out):
-            tracker.forked(pid, ptgid)
+            parent = tracker.followed.get(ptgid)
+            entry = tracker.forked(pid, ptgid)
+            if entry is not None:
+                out.append((entry, parent))
+        return out

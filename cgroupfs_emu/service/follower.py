@@ -1,19 +1,17 @@
 """The scheduler of following real processes: the one place that decides *when*.
 
-The ProcessTracker (tracker.py) starts following a task, reads and charges its memory
-and forgets it. Facts come from event sources, each with a ``serve(task_status)``
-that this scheduler's nursery runs:
+The ProcessTracker (tracker.py) starts following a task, samples and charges it and
+forgets it, and returns what it did; it knows nothing of this module. Facts come
+from event sources, each with a ``serve(task_status)`` this scheduler's nursery runs:
 
-* the proc connector (proc_events.ProcConnector, root): forks adopt the child into
-  the group it was forked in at once, execs make a task hot, exits release a task's
-  charges at once;
-* exit pidfds (proc_events.ExitWatch): every followed process's exit, in both modes;
-* page-fault counters (fault_watch.FaultWatch): an idle task that starts to fault
-  pages in is sampled at once;
-* the seccomp fork guard (guard_server.GuardServer): a guarded task's clone waits for
-  forks.Forks.decide_clone;
-* the stop-first thread (sampler.HotWatch): a hot task near a limit is stopped at its
-  trip point and sampled here.
+* the proc connector (connector_source.py, root): forks adopt the child into the
+  group it was forked in at once, execs make a task hot, exits release it at once;
+* exit pidfds (proc_events.ExitWatch): every followed process's exit;
+* page-fault counters (fault_watch.py): an idle task that faults pages in is
+  sampled at once;
+* the seccomp fork guard (guard_server.py): a guarded clone waits for decide_clone;
+* the stop-first thread (sampler.HotWatch): a hot task near a limit is stopped at
+  its trip point and sampled here.
 
 Without the connector, forks are found by looking at /proc (births.py). Exits
 already reported are applied before any growth is charged, so an OOM never picks a
@@ -25,7 +23,6 @@ Thread stacks and refused forks: forks.py.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import signal
@@ -34,19 +31,23 @@ import time
 
 import trio
 
+from ..core.cgroup import StatelessSubsystem
 from ..core.memcg import limits
 from .births import BirthScan
 from .fault_watch import FaultWatch
 from .forkhold import DYING_POLL
 from .forks import Forks
 from .guard_server import GuardServer
-from .proc_events import PROC_EVENT_EXIT, PROC_EVENT_FORK, ExitWatch, ProcConnector
+from .connector_source import ConnectorSource
+from .proc_events import ExitWatch
 from .sampler import NEAR_PAGES, HotWatch, Schedule
 
 log = logging.getLogger("cgroupfs_emu.follower")
 
-#: children adopted from one batch of connector events before it is read again
-ADOPT_BATCH = 4
+#: a slow poll applies the events that came meanwhile every this many samples, the
+#: fast loop every this many (a fork bomb's children are all hot)
+EVENTS_EVERY = 16
+EVENTS_EVERY_FAST = 4
 #: the daemon's nice value while it follows processes (when it may lower it)
 DAEMON_NICE = -5
 #: without the connector, busy tasks' children are looked for this often (seconds),
@@ -57,7 +58,12 @@ SCAN_SHARE = 0.02
 _NO_LIMIT = 1 << 40
 
 
-class Follower:
+class Follower(StatelessSubsystem):
+    """Also a cgroup subsystem without files, bound after memory: its attach guards a
+    task that a write to ``tasks`` moved, before the write returns."""
+
+    name = "follow-scheduler"
+
     def __init__(self, tracker, signals, fast_ms: int = 10, budget: int = 1000,
                  events: str = "auto", stacks: bool | None = None, hot_period: float = 0.001,
                  faults: bool = True, poll_ms: int = 500):
@@ -65,11 +71,7 @@ class Follower:
         self.memory = tracker.memory
         self.host = tracker.host
         self.signals = signals
-        self.events = events
-        #: the connector is open only while some task is followed: every event of the
-        #: host costs the daemon a wake-up, so an idle mount pays nothing
-        self.connector: ProcConnector | None = None
-        self.use_connector = False
+        self.connector = ConnectorSource(events)
         self.exits: ExitWatch | None = None
         self.faults = FaultWatch() if faults else None
         self.schedule = Schedule(fast_ms, budget)
@@ -85,8 +87,8 @@ class Follower:
         self._next_scan = 0.0
         self.poll_period = poll_ms / 1000
         self._next_poll = 0.0
-        #: connector events were lost: scan /proc once the others are applied
-        self._rescan_pending = False
+        #: the tracker's entries this scheduler started watching
+        self._entries: set = set()
         #: forks found by looking at /proc (without the connector, or after it lost
         #: events)
         self.births = BirthScan(self.host.proc)
@@ -94,42 +96,57 @@ class Follower:
     def start(self) -> None:
         """Before the mount exists: choose the event sources and take over the
         tracker's hooks, so that the first write to ``tasks`` is followed."""
-        if self.events in ("auto", "connector"):
-            probe = ProcConnector.open()
-            if probe is not None:
-                probe.close()
-                self.use_connector = True
+        self.connector.probe()
         self.exits = ExitWatch.open()
         if self.faults is not None:
             self.faults.start()
-        self.tracker.driver = self  # the one hand-over: the tracker calls back into this
-        log.info("following processes with %s", "the proc connector" if self.use_connector
+        log.info("following processes with %s", "the proc connector" if self.connector.wanted
                  else "pidfds and /proc scans")
 
     @property
-    def hierarchy(self):
-        """The cgroup core (tasks and groups), bound to the tracker by now."""
+    def hierarchy(self):  # the cgroup core, bound to the tracker by now
         return self.tracker.hierarchy
+
+    # ------------------------------------------------------------------ subsystem
+
+    def attach(self, tset) -> None:
+        """The leader is in its new group now (the tracker settled it first): guard it
+        there at once (its limits, its stop-first trip point), before the write to
+        ``tasks`` returns and the task goes on; not at its first fast sample, which a
+        task allocating gigabytes a second would outrun."""
+        entry = self.tracker.followed.get(tset.leader) if tset.leader is not None else None
+        self._drain()
+        if entry is not None:
+            if entry not in self._entries:
+                self.started(entry)
+            self.sampled(entry, sum(entry.seen.last.values()))
 
     # ------------------------------------------------------------------ tracker hooks
 
-    def _connector_on(self) -> None:
-        if self.connector is None and self.use_connector:
-            self.connector = ProcConnector.open()
-            if self.connector is None:
-                self.use_connector = False
-            elif self._nursery is not None:
-                self._spawn(self.connector.serve, self.apply_events)
+    def _drain(self) -> None:
+        """Stop watching what the tracker forgot, then close its pidfds."""
+        for entry, kept_stopped in self.tracker.take_gone():
+            self.forgotten(entry, kept_stopped)
+            self.signals.forget(entry.owner)
 
-    def _connector_off(self) -> None:
-        if self.connector is not None:
-            self.connector.close(waited_on=self._nursery is not None)
-            self.connector = None
+    def _sample(self, entry) -> None:
+        before = self.tracker.sample(entry)
+        self._drain()
+        if before is not None:
+            self.sampled(entry, before)
+
+    def stop_following(self, pid: int) -> None:
+        """*pid* connected to the socket: it says itself what it uses from now on."""
+        self.tracker.stop_following(pid)
+        self._drain()
 
     def started(self, entry, parent=None) -> None:
         """The tracker follows a new task: watch its exit, sample it fast for a while,
         charge its stacks."""
-        self._connector_on()
+        if entry is None:
+            return
+        self._entries.add(entry)
+        self.connector.open()
         entry.sampled_at = time.monotonic()
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
@@ -142,6 +159,7 @@ class Follower:
             entry.poll_ms = parent.poll_ms
         self.schedule.heat(entry.tgid, entry.sampled_at, self._own_period(entry))
         self.forks.started(entry, parent)
+        self._drain()  # a refused child is gone already
         self.wake.set()
 
     def sampled(self, entry, before: int) -> None:
@@ -172,14 +190,15 @@ class Follower:
             if self.hot.disarm(entry.tgid):
                 self.tripped.add(entry.tgid)  # stopped by the thread: settle it
 
-    def forgotten(self, entry) -> None:
+    def forgotten(self, entry, kept_stopped: bool) -> None:
+        self._entries.discard(entry)
         if self.faults is not None:
             self.faults.remove(entry.tgid)
         self.schedule.forget(entry.tgid)
         self.births.forget(entry.tgid)
         stopped_by_watch = self.hot.disarm(entry.tgid) or entry.tgid in self.tripped
         self.tripped.discard(entry.tgid)
-        if stopped_by_watch and entry.stopped_in is None:
+        if stopped_by_watch and not kept_stopped:
             # The stop-first thread stopped it, and it stops being followed (a hello,
             # a move to the root) before the main loop settled the trip: nothing will
             # decide about it any more, so it goes on. A task kept stopped on purpose
@@ -189,74 +208,36 @@ class Follower:
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
             self.exits.remove(pidfd)
-        if len(self.tracker.followed) <= 1:  # this was the last one
-            self._connector_off()
-
-    def before_charge(self) -> None:
-        """Exits first: called before any growth is charged."""
-        self.apply_events()
+        if not self.tracker.followed:  # this was the last one
+            self.connector.close()
 
     # ------------------------------------------------------------------ events
 
     def apply_events(self) -> None:
-        if self.connector is not None:
+        if self.connector.conn is not None:
             self._apply_connector_events()
-            if self._rescan_pending:
-                self._rescan_pending = False
+            if self.connector.take_lost():
                 log.warning("process events were lost; scanning /proc for new tasks")
-                self.births.adopt(self.tracker)
+                self._adopt_births()
         for pid in self.exits.exited():
             entry = self.tracker.followed.get(pid)
             if entry is not None:
                 self.tracker.exited(entry)
         self.forks.expire_pending()
-
-    def _read_connector(self) -> list:
-        try:
-            events, lost = self.connector.read_raw()
-        except OSError:
-            log.exception("proc connector failed; falling back to /proc scans")
-            self._connector_off()
-            self.use_connector = False
-            return []
-        if lost:
-            # the socket overflowed: forks were missed, so look for them in /proc
-            # now (after the events that did arrive) rather than at the next poll
-            self._rescan_pending = True
-        return events
+        self._drain()
 
     def _apply_connector_events(self) -> None:
-        """Every fork, exec and exit of the host arrives: the ones that concern no
-        followed task are dropped before anything else is done with them. While
-        adopting children (slow: /proc reads) the connector is read again every
-        ADOPT_BATCH adoptions, so that a fork bomb's refused children are killed as
-        they come rather than after the backlog."""
-        task_group = self.hierarchy.task_group
         followed = self.tracker.followed
-        events = collections.deque(self._read_connector())
-        refused = self.forks.refuse_first(events)
-        adopted = 0
-        while events:
-            what, pid, tgid, ptgid, born_ns = events.popleft()
-            if what == PROC_EVENT_FORK:
-                # a new thread's event names its process's parent (real_parent is
-                # shared by the thread group): the thread belongs to its own process
-                if pid != tgid:
-                    ptgid = tgid
-                if ptgid in task_group and pid not in refused:
-                    self.forks.forked(pid, tgid, ptgid, born_ns)
-                    adopted += 1
-                    if adopted % ADOPT_BATCH == 0 and self.connector is not None:
-                        fresh = self._read_connector()
-                        refused.update(self.forks.refuse_first(fresh))
-                        events.extend(fresh)
-            elif tgid in followed:
-                if what == PROC_EVENT_EXIT:
-                    self.forks.exited(pid, tgid)
-                else:  # exec: a new image, likely to allocate
-                    self.schedule.heat(tgid, time.monotonic(),
-                                       self._own_period(followed[tgid]))
-                    self.wake.set()
+
+        def forked(pid, tgid, ptgid, born_ns):
+            parent = followed.get(ptgid)
+            self.started(self.forks.forked(pid, tgid, ptgid, born_ns), parent)
+
+        def execed(tgid):  # a new image, likely to allocate
+            self.schedule.heat(tgid, time.monotonic(), self._own_period(followed[tgid]))
+            self.wake.set()
+        self.connector.dispatch(self.hierarchy.task_group, followed, self.forks.refuse_first,
+                                forked, self.forks.exited, execed)
 
     def decide_clone(self, tid: int) -> int:
         """A guarded task is about to create a task: 0 to let it, or the errno."""
@@ -267,7 +248,7 @@ class Follower:
         if tgid is None:
             return 0
         entry = self.tracker.followed.get(tgid)
-        if entry is None and not self.use_connector:
+        if entry is None and not self.connector.wanted:
             # a fork the last look at /proc has not found yet
             self._scan_forks(time.monotonic(), force=True)
             entry = self.tracker.followed.get(tgid)
@@ -280,6 +261,8 @@ class Follower:
         entry = self.tracker.followed.get(pid)
         if entry is None and self.hierarchy.task_group.get(pid) is not None:
             entry = self.tracker.start(pid)
+            self.started(entry)
+            entry = self.tracker.followed.get(pid)
         if entry is not None:
             self.forks.reconcile(entry)
         if entry is not None and poll_ms:
@@ -291,8 +274,6 @@ class Follower:
     @staticmethod
     def _own_period(entry) -> float | None:
         return entry.poll_ms / 1000 if entry.poll_ms else None
-
-    # ------------------------------------------------------------------ hot thread
 
     def _tripped_in_thread(self, pid: int) -> None:
         token = self.token
@@ -310,7 +291,7 @@ class Follower:
             if entry is None:
                 continue
             try:
-                self.tracker.sample(entry)
+                self._sample(entry)
             finally:  # whatever the sample did, a task stopped by the thread goes on
                 if pid in self.tracker.followed and entry.stopped_in is None:
                     # only ever armed on tasks the daemon may signal (sampled()):
@@ -354,8 +335,7 @@ class Follower:
                 self._nursery = nursery
                 self._spawn(self.hot.serve)
                 self._spawn(self.guards.serve)
-                if self.connector is not None:
-                    self._spawn(self.connector.serve, self.apply_events)
+                self._spawn(self.connector.serve, self.apply_events)
                 self._spawn(self.exits.serve, self.apply_events)
                 if self.faults is not None:
                     self._spawn(self.faults.serve, self._on_fault)
@@ -375,15 +355,15 @@ class Follower:
                 if now >= self._next_poll:
                     self._next_poll = now + self.poll_period
                     self._slow_poll()
-                if not self.use_connector and self.tracker.followed:
+                if not self.connector.wanted and self.tracker.followed:
                     self._scan_forks(now)
                 for n, tgid in enumerate(self.schedule.due(now), 1):
                     entry = self.tracker.followed.get(tgid)
                     if entry is None:
                         self.schedule.forget(tgid)
                     else:
-                        self.tracker.sample(entry)
-                    if n % ADOPT_BATCH == 0 and self.connector is not None:
+                        self._sample(entry)
+                    if n % EVENTS_EVERY_FAST == 0 and self.connector.conn is not None:
                         # many hot tasks (a fork bomb's children): events between
                         # their samples, so that a refused fork never waits for all
                         self.apply_events()
@@ -395,7 +375,7 @@ class Follower:
                 wait = self.schedule.next_wake(now)
                 poll = max(0.0, self._next_poll - now)
                 wait = poll if wait is None else min(wait, poll)
-                if not self.use_connector and self.tracker.followed:
+                if not self.connector.wanted and self.tracker.followed:
                     scan = max(0.0, self._next_scan - now)
                     wait = scan if wait is None else min(wait, scan)
                 if self.forks.hold.dying:  # refused children still exiting: look soon
@@ -413,13 +393,32 @@ class Follower:
         counter has not fired (nothing woke it) only every QUIET_POLLS polls; tasks
         that exited leave their groups."""
         tracker = self.tracker
+        self.apply_events()  # exits first, then growth
+        for entry in tracker.settle_members():
+            self.started(entry)
+        self._drain()
+        for entry in [e for e in tracker.followed.values() if e not in self._entries]:
+            self.started(entry)  # followed by a move that was refused after all
         # a task refused or stopped is looked at in full
         idle = [] if self.faults is None else [
             t for t in self.faults.armed() if t in tracker.followed
             and tracker.followed[t].refused_at is None and not tracker.followed[t].stopped_in]
-        tracker.poll(self.schedule.quiet(idle))
-        alive = tracker.alive  # checked by their start time a moment ago
+        quiet = self.schedule.quiet(idle)
+        for n, entry in enumerate(list(tracker.followed.values()), 1):
+            if entry.tgid not in quiet and tracker.followed.get(entry.tgid) is entry:
+                self._sample(entry)
+            if n % EVENTS_EVERY == 0:
+                # a poll of thousands of tasks takes a while: the exits and forks
+                # that happen meanwhile (a fork bomb's) are not left waiting for it
+                self.apply_events()
+        # every leader still followed was read just now (its start time checked) or
+        # is quiet (its pidfd says it lives)
+        alive = set(tracker.followed)
         self.hierarchy.prune(lambda tid: tid in alive or self.host.is_alive(tid))
+
+    def _adopt_births(self) -> None:
+        for entry, parent in self.births.adopt(self.tracker):
+            self.started(entry, parent)
 
     def _scan_forks(self, now: float, force: bool = False) -> None:
         """Without the connector, forks are found by looking (births.py) every
@@ -428,7 +427,7 @@ class Follower:
         if now < self._next_scan and not force:
             return
         t0 = time.perf_counter()
-        self.births.adopt(self.tracker)
+        self._adopt_births()
         spent = time.perf_counter() - t0
         self._next_scan = time.monotonic() + max(SCAN_PERIOD, spent / SCAN_SHARE)
 
@@ -444,7 +443,6 @@ class Follower:
             self.exits.close()
         if self.faults is not None:
             self.faults.close()
-        if self.connector is not None:
-            self.connector.close()
+        self.connector.close()
         self.guards.close()
         self.tracker.close()  # at unmount: never leave a task stopped

@@ -162,19 +162,20 @@ class Forks:
                 refused.add(pid)
         return refused
 
-    def forked(self, pid: int, tgid: int, ptgid: int, born_ns: int) -> None:
+    def forked(self, pid: int, tgid: int, ptgid: int, born_ns: int):
         """A fork event: *pid* was created by *ptgid* at *born_ns* (for a new thread:
-        *ptgid* is its own process, *tgid*)."""
+        *ptgid* is its own process, *tgid*). The entry of a process followed from now
+        on, or None."""
         tracker = self.tracker
         h = tracker.hierarchy
         group = h.task_group.get(ptgid)
         if group is None or not group.online:
-            return
+            return None
         if pid != tgid:  # a new thread of a followed process
             if h.task_group.get(pid) is not group:
                 info = self.host.task(pid)
                 if info is None:
-                    return
+                    return None
                 self.host.remember(info)
                 h.attach(pid, group)
             entry = tracker.followed.get(tgid)
@@ -187,18 +188,18 @@ class Forks:
                                 pid, tgid, group.path())
             if entry is not None:
                 entry.nthreads += 1
-            return
+            return None
         if pid in tracker.followed:
-            return
+            return None
         group = tracker.birth_group(pid, ptgid, born_ns)
         if group is None:
-            return  # e.g. forked before its parent joined: it stays where it is
+            return None  # e.g. forked before its parent joined: it stays where it is
         parent = tracker.followed.get(ptgid)
         if (self.stacks and parent is not None and not parent.pending
                 and not self._fits(parent, self.memory.of(group))):
             self.hold.kill(pid, group, parent)  # cheap: never followed at all
-            return
-        tracker.forked(pid, ptgid, born_ns)
+            return None
+        return tracker.forked(pid, ptgid, born_ns)
 
     def exited(self, pid: int, tgid: int) -> None:
         """An exit event of *pid*, a thread (or the leader) of followed *tgid*."""

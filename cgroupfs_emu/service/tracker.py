@@ -29,7 +29,7 @@ import time
 
 import attrs
 
-from ..core.cgroup import Hierarchy, TaskSet
+from ..core.cgroup import Hierarchy, StatelessSubsystem, TaskSet
 from ..core.errors import NoMemory
 from ..core.memcg import KINDS, MemoryController, Owner
 from ..host.fds import open_pidfd
@@ -122,8 +122,6 @@ class Followed:
 #: at least every this many samples: at the slow poll, every 4 s (VmLck, or anon
 #: turned into file pages at an equal total, are seen that late)
 FULL_EVERY = 8
-#: a poll hands over to the event-driven half (exits, forks) every this many samples
-EVENTS_EVERY = 16
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -139,7 +137,7 @@ def _resident(sample: MemSample) -> int:
     return sample.pages["anon"] + sample.pages["shmem"] + sample.pages["file"]
 
 
-class ProcessTracker:
+class ProcessTracker(StatelessSubsystem):
     """Follows real processes. A cgroup subsystem without files: the cgroup core
     calls its can_attach before the memory controller's, so a leader's usage is
     settled in its old group before its charges move."""
@@ -157,39 +155,21 @@ class ProcessTracker:
         #: tasks moved out of a group so far (births.py: a moved task's orphans
         #: were not forked in the group its collector is in)
         self.moves_out = 0
-        self.alive: set[int] = set()
-        #: the event-driven half (service/follower.py), which hands itself over
-        #: when it is built on top of this tracker
-        self.driver = None
+        #: entries forgotten, and whether each was kept stopped (oom_kill_disable),
+        #: until whoever drives the tracker takes them (take_gone): their pidfds stay
+        #: open till then, so nothing watching them can mistake another process
+        self.gone: list[tuple[Followed, bool]] = []
 
     # ------------------------------------------------------------------ subsystem
 
     def bind(self, hierarchy: Hierarchy) -> None:
         self.hierarchy = hierarchy
 
-    def css_alloc(self, cgroup, parent_css) -> None:
-        return None
-
-    def css_offline(self, css) -> None:
-        pass
-
-    def css_free(self, css) -> None:
-        pass
-
     def can_attach(self, tset: TaskSet) -> None:
         if tset.leader is not None:
             if tset.src is not None and not tset.src.is_root:
                 self.moves_out += 1
             self.before_move(tset.leader)
-
-    def attach(self, tset: TaskSet) -> None:
-        """The leader is in its new group now: let the driver guard it there at once
-        (its limits, its stop-first trip point), before the write to ``tasks``
-        returns and the task is told to go on; not at its first fast sample, which a
-        task allocating gigabytes a second would outrun."""
-        entry = self.followed.get(tset.leader) if tset.leader is not None else None
-        if entry is not None and self.driver is not None:
-            self.driver.sampled(entry, sum(entry.seen.last.values()))
 
     # ------------------------------------------------------------------ joining
 
@@ -243,9 +223,7 @@ class ProcessTracker:
         seen.resident = _resident(sample)
         entry.nthreads = sample.threads
         self.followed[tgid] = entry
-        if self.driver is not None:
-            self.driver.started(entry, parent)
-        return entry if tgid in self.followed else None
+        return entry
 
     # ------------------------------------------------------------------ forks
 
@@ -306,30 +284,25 @@ class ProcessTracker:
 
     # ------------------------------------------------------------------ polling
 
-    def poll(self, quiet=frozenset()) -> None:
-        """The slow poll: every followed task is sampled but those in *quiet* (the
-        follower knows nothing changed them: taken as alive, not read)."""
-        #: leaders seen alive (same start time) in this poll: no need to look again
-        self.alive: set[int] = set()
-        if self.driver is not None:
-            self.driver.before_charge()  # exits first, then growth
-        h = self.hierarchy
-        for tgid in [t for t in h.task_group if t not in self.followed]:
+    def settle_members(self) -> list[Followed]:
+        """Before a slow poll: leaders in a group not followed yet are followed (the
+        entries started), clients are not (they say themselves what they use)."""
+        started = []
+        for tgid in [t for t in self.hierarchy.task_group if t not in self.followed]:
             if self.host.tgid_of(tgid) == tgid:
-                self.start(tgid)
+                entry = self.start(tgid)
+                if entry is not None:
+                    started.append(entry)
         clients = {o.pid for o in self.memory.owners if not o.followed}
-        for n, entry in enumerate(list(self.followed.values()), 1):
-            if entry.tgid in clients:
-                # it connected to the socket: from now on it says what it uses
-                self.exited(entry, settle=False)
-            elif entry.tgid in quiet and entry.owner.alive:
-                self.alive.add(entry.tgid)
-            elif self.followed.get(entry.tgid) is entry:
-                self.sample(entry)
-            if n % EVENTS_EVERY == 0 and self.driver is not None:
-                # a poll of thousands of tasks takes a while: the exits and forks
-                # that happen meanwhile (a fork bomb's) are not left waiting for it
-                self.driver.before_charge()
+        for entry in [e for e in self.followed.values() if e.tgid in clients]:
+            self.exited(entry, settle=False)
+        return started
+
+    def take_gone(self) -> list[tuple[Followed, bool]]:
+        """The entries forgotten since the last call; the caller closes their pidfds
+        (Signaller.forget) once it stopped watching them."""
+        gone, self.gone = self.gone, []
+        return gone
 
     def _adopt_threads(self, entry: Followed, count: int) -> None:
         """New threads of a process in a group join the group (checked only when the
@@ -345,11 +318,12 @@ class ProcessTracker:
         new = [tid for tid in self.host.threads(entry.tgid) if tid not in h.task_group]
         h.attach_all(self.host.learn(new), group)
 
-    def sample(self, entry: Followed) -> None:
+    def sample(self, entry: Followed) -> int | None:
+        """Read *entry* and charge what changed; the pages it had before, or None
+        when it is not followed any more (it exited, was killed)."""
         before = sum(entry.seen.last.values())
         self._follow_once(entry)
-        if self.driver is not None and self.followed.get(entry.tgid) is entry:
-            self.driver.sampled(entry, before)
+        return before if self.followed.get(entry.tgid) is entry else None
 
     def _follow_once(self, entry: Followed) -> None:
         # A task nothing was refused for (a stopped task must be looked at in full
@@ -361,7 +335,6 @@ class ProcessTracker:
         if sample is UNCHANGED:
             seen.light_left -= 1
             if entry.owner.alive:
-                self.alive.add(entry.tgid)
                 return
             sample = read_sample(self.host.proc, entry.tgid)
         seen.light_left = FULL_EVERY
@@ -371,7 +344,6 @@ class ProcessTracker:
                 or not entry.owner.alive):  # exited, or an OOM victim already
             self.exited(entry)
             return
-        self.alive.add(entry.tgid)
         self._adopt_threads(entry, sample.threads)
         pages = self._pages(entry, sample)
         seen.last = pages
@@ -436,15 +408,15 @@ class ProcessTracker:
                                        {k: usage[k] for k in _FOLLOWED}, 0)
                 except NoMemory:
                     pass
-        if self.driver is not None:
-            self.driver.forgotten(entry)
+        self.gone.append((entry, entry.stopped_in is not None))
         self._resume(entry, signal_it=False)
         self.memory.release(entry.owner)
-        self.signals.forget(entry.owner)
         self.followed.pop(entry.tgid, None)
 
     def close(self) -> None:
         """At unmount: never leave a task stopped."""
         for entry in list(self.followed.values()):
             self._resume(entry)
+            self.signals.forget(entry.owner)
+        for entry, _ in self.take_gone():
             self.signals.forget(entry.owner)

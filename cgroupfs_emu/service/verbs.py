@@ -165,7 +165,9 @@ def do_hello(ctx: Context, s: Session, req: Request) -> bytes:
                             f"protocol version {version} unsupported; this server speaks 1")
     s.hello = True
     s.owner(None)  # from now on this process is a client, not followed from /proc
-    if ctx.tracker is not None:
+    if ctx.follower is not None:
+        ctx.follower.stop_following(s.pid)
+    elif ctx.tracker is not None:
         ctx.tracker.stop_following(s.pid)
     return protocol.ok_line(version=protocol.VERSION, pid=s.pid, uid=s.uid,
                             group=ctx.memory.memcg_of_task(s.pid).path(),
