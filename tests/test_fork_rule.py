@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import group, needs_fuse, num, read, started, wait_until, write
+from conftest import group, needs_fuse, num, ppid_of, read, started, wait_until, write
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -66,14 +66,6 @@ SUBREAPER = textwrap.dedent("""\
     """)
 
 
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return None
-
-
 def _tasks(g: str) -> set[int]:
     return {int(x) for x in read(f"{g}/tasks").split()}
 
@@ -97,7 +89,7 @@ def test_an_orphan_collected_by_a_followed_subreaper_keeps_its_group(mount_with,
             p.stdin.write(f"{b}\n")
             p.stdin.flush()
             assert p.stdout.readline().strip() == "orphaned"
-            assert _ppid(b) == p.pid  # re-parented to the subreaper, as pid 1 would
+            assert ppid_of(b) == p.pid  # re-parented to the subreaper, as pid 1 would
             deadline = time.monotonic() + 1.5  # three slow polls, many scans
             while time.monotonic() < deadline:
                 listed = _tasks(g)
@@ -117,7 +109,7 @@ def test_an_orphan_collected_by_a_followed_subreaper_keeps_its_group(mount_with,
             assert p.wait(timeout=10) == 0
         finally:
             for pid in left:  # never a stray process, even if P died first
-                if _ppid(pid) in (p.pid, 1):
+                if ppid_of(pid) in (p.pid, 1):
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
