@@ -64,8 +64,11 @@ class Followed:
     #: RssFile at the last smaps scan, and the program pages found then
     file_seen: int = -1
     program_pages: int = 0
-    #: threads counted at the last poll: more means new threads to adopt
+    #: threads counted at the last poll: more means new threads to adopt, and the
+    #: thread ids there were then (only others are new: a thread that was there when
+    #: its leader joined stays where it is, as the kernel moves one thread per write)
     threads: int = 1
+    tids: frozenset = frozenset()
     #: pages per kind at the last reading (a forked child's baseline comes from it)
     last: dict = attrs.field(factory=dict)
     #: issue 13 (follower.py): when last sampled (monotonic), its own slow rate
@@ -221,7 +224,9 @@ class ProcessTracker:
             entry.base = {k: min(n, parent.last.get(k, 0)) for k, n in pages.items()}
         entry.last = pages
         entry.resident = _resident(sample)
-        entry.nthreads = sample.threads
+        entry.nthreads = entry.threads = sample.threads
+        entry.tids = (frozenset((tgid,)) if sample.threads == 1
+                      else frozenset(self.host.threads(tgid)))
         self.followed[tgid] = entry
         if self.driver is not None:
             self.driver.started(entry, parent)
@@ -333,17 +338,20 @@ class ProcessTracker:
 
     def _adopt_threads(self, entry: Followed, count: int) -> None:
         """New threads of a process in a group join the group (checked only when the
-        thread count grew since the last poll)."""
+        thread count grew since the last poll). A kernel puts a new thread in its
+        creator's group (cgroup_post_fork()); /proc does not say which thread
+        created it, so here it is the leader's."""
         if count <= entry.threads:
             entry.threads = count
             return
         entry.threads = count
         h = self.hierarchy
         group = h.task_group.get(entry.tgid)
-        if group is None:
-            return
-        new = [tid for tid in self.host.threads(entry.tgid) if tid not in h.task_group]
-        h.attach_all(self.host.learn(new), group)
+        tids = self.host.threads(entry.tgid)
+        new = [t for t in tids if t not in entry.tids and t not in h.task_group]
+        entry.tids = frozenset(tids)
+        if group is not None:
+            h.attach_all(self.host.learn(new), group)
 
     def _follow(self, entry: Followed) -> None:
         before = sum(entry.last.values())
