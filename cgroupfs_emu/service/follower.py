@@ -34,6 +34,7 @@ import trio
 from ..core.errors import CgroupError, NoMemory
 from ..units import PAGE_SIZE
 from . import fork_guard
+from .guard_recv import GuardReceiver
 from .fault_watch import FaultWatch
 from .proc_events import (PROC_EVENT_EXIT, PROC_EVENT_FORK, ExitWatch, ProcConnector,
                           children, is_exited)
@@ -85,7 +86,8 @@ class Follower:
         self.stacks = (self.memory.profile.charges_thread_stacks if stacks is None
                        else stacks)
         self.token: trio.lowlevel.TrioToken | None = None
-        self.hot = HotWatch(self._tripped_in_thread, period=hot_period, proc=self.host.proc)
+        self.hot = HotWatch(self._tripped_in_thread, period=hot_period, proc=self.host.proc,
+                            stop=self.signals.stop_pid)
         self.tripped: set[int] = set()
         self.wake = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -93,6 +95,8 @@ class Follower:
         self._next_scan = 0.0
         #: entries holding stack reservations of guarded forks
         self._reserving: set = set()
+        #: tid of a guarded caller -> (entry, stamp) of the reservation made for it
+        self._asked: dict = {}
         #: refused children still exiting (pidfds), per forking followed process, and
         #: the processes held until theirs are gone (see _hold_forker)
         self._dying: dict = {}
@@ -213,7 +217,7 @@ class Follower:
             # a move to the root) before the main loop settled the trip: nothing will
             # decide about it any more, so it goes on. A task kept stopped on purpose
             # (oom_kill_disable: stopped_in) is the OOM executor's to continue.
-            self.signals.send(entry.owner, signal.SIGCONT)
+            self.signals.cont(entry.owner)
         self._release_forker(entry)
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
@@ -416,7 +420,7 @@ class Follower:
         dying.append(pidfd)
         if (len(dying) > DYING_MAX and parent not in self._held
                 and parent.stopped_in is None
-                and self.signals.send(parent.owner, signal.SIGSTOP)):
+                and self.signals.stop(parent.owner)):
             self._held.add(parent)
         self.wake.set()
 
@@ -436,7 +440,7 @@ class Follower:
         if parent in self._held:
             self._held.discard(parent)
             if parent.stopped_in is None:
-                self.signals.send(parent.owner, signal.SIGCONT)
+                self.signals.cont(parent.owner)
 
     def _exit_event(self, pid: int, tgid: int) -> None:
         entry = self.tracker.followed.get(tgid)
@@ -494,6 +498,8 @@ class Follower:
                 self._uncharge_stacks(entry, 1, reserved=True)
             if not entry.pending or self.tracker.followed.get(entry.tgid) is not entry:
                 self._reserving.discard(entry)
+        self._asked = {tid: held for tid, held in self._asked.items()
+                       if held[1] in held[0].pending}
 
     def decide_clone(self, tid: int) -> int:
         """A guarded task is about to create a task: 0 to let it, or the errno."""
@@ -509,9 +515,18 @@ class Follower:
             if entry is None:
                 return 0
         self._reconcile_stacks(entry)
+        held = self._asked.pop(tid, None)
+        if held is not None and held[0] is entry and held[1] in entry.pending:
+            # The same thread asks again before a task from its last answer appeared:
+            # that fork never happened. copy_process() gives up a fork a signal came
+            # into (-ERESTARTNOINTR) and the clone restarts, after the guard said yes;
+            # the stack reserved for it is still this thread's.
+            self._asked[tid] = held
+            return 0
         if not self._reserve_stack(entry, self._memcg(tgid)):
             self.refused_forks += 1
             return errno.ENOMEM
+        self._asked[tid] = (entry, entry.pending[-1])
         return 0
 
     # ------------------------------------------------------------------ limits
@@ -557,7 +572,7 @@ class Follower:
     def _continue_tripped(self, entry) -> None:
         """Undo the stop-first thread's SIGSTOP. Only ever armed on tasks the daemon
         may signal (sampled()), so this is the daemon undoing its own stop."""
-        self.signals.send(entry.owner, signal.SIGCONT)
+        self.signals.cont(entry.owner)
 
     # ------------------------------------------------------------------ requests
 
@@ -593,31 +608,10 @@ class Follower:
         return {"pid": pid, "followed": int(entry is not None), "guard": int(guarded)}
 
     async def _serve_guard(self, fd: int) -> None:
-        import select
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
         try:
-            while True:
-                await trio.lowlevel.wait_readable(fd)
-                ready = poller.poll(0)
-                if not ready:
-                    continue
-                events = ready[0][1]
-                if events & select.POLLIN:
-                    got = fork_guard.receive(fd)
-                    if got is not None:
-                        nid, tid, _ = got
-                        try:
-                            err = self.decide_clone(tid)
-                        except Exception:
-                            log.exception("fork guard decision failed")
-                            err = 0
-                        fork_guard.respond(fd, nid, err)
-                elif events & (select.POLLHUP | select.POLLERR):
-                    return  # every guarded task is gone
+            await GuardReceiver(fd, self.decide_clone).serve()
         finally:
             self._guards.remove(fd)
-            trio.lowlevel.notify_closing(fd)
             os.close(fd)
 
     def table(self) -> list[dict]:
@@ -798,7 +792,7 @@ class Follower:
         for pid in list(self.tripped):
             entry = self.tracker.followed.get(pid)
             if entry is not None and entry.stopped_in is None:
-                self.signals.send(entry.owner, signal.SIGCONT)
+                self.signals.cont(entry.owner)
         self.exits.close()
         if self.faults is not None:
             self.faults.close()

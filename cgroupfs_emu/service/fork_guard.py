@@ -16,8 +16,19 @@ The filter is built by hand (classic BPF, no libseccomp needed) for x86_64 and
 aarch64; elsewhere nothing is installed and forks are only checked after the fact.
 A task of another architecture ABI (x32, compat) is let through.
 
-Not like the kernel: once the daemon is gone, nobody answers and a guarded process's
-fork fails with ENOSYS (the kernel's answer when a notifying filter has no listener).
+The filter is installed with ``SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`` (5.19+): once
+the daemon has received a fork's notification, only a fatal signal ends the wait, as
+only a fatal signal ends the kernel's own fork. The daemon receives at once
+(guard_recv.py, which says what a signal before that does).
+
+Not like the kernel:
+
+* once the daemon is gone, nobody answers and a guarded process's fork fails with
+  ENOSYS (the kernel's answer when a notifying filter has no listener);
+* before 5.19 (the flag is refused with EINVAL) the filter is installed without it,
+  with one warning: a signal that comes while a fork waits for its answer, caught by
+  a handler installed without SA_RESTART, makes that fork fail with EINTR (with
+  SA_RESTART or no handler, the fork is restarted and asked again).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ log = logging.getLogger("cgroupfs_emu.fork_guard")
 # <linux/seccomp.h>, <linux/filter.h>, <linux/audit.h>
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_USER_NOTIF = 0x7FC00000
 SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
@@ -106,8 +118,17 @@ def install() -> int:
         if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             e = ctypes.get_errno()
             raise OSError(e, os.strerror(e))
-    fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER,
-                       SECCOMP_FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog))
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+    fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
+    if fd < 0 and ctypes.get_errno() == errno.EINVAL:
+        # before 5.19 the flag is unknown (seccomp_set_mode_filter() refuses any flag
+        # outside SECCOMP_FILTER_FLAG_MASK): guard anyway, with interruptible waits.
+        # One filter per process, so this says it once.
+        log.warning("fork guard: this kernel has no SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV "
+                    "(5.19+): a signal that comes while a fork waits for the daemon can "
+                    "make the fork fail with EINTR")
+        fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER,
+                           SECCOMP_FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog))
     if fd < 0:
         e = ctypes.get_errno()
         raise OSError(e, f"seccomp: {os.strerror(e)}")

@@ -17,10 +17,11 @@ The slow poll (``poll_ms``, default 500 ms) still reads every followed task. On 
   an open descriptor, a few microseconds) every millisecond and compares the
   resident set with a *trip* point: the resident size at the last charged sample
   plus the room left under the tightest limit above the task (shared among the hot
-  tasks under that limit). At the trip the thread sends SIGSTOP through the task's
-  pidfd *first* and tells the main loop, which samples the stopped task, charges what
-  it really used and decides like the kernel at a failed charge: continue it (the
-  growth fit: SIGCONT), OOM-kill, or keep it stopped (``oom_kill_disable``). The
+  tasks under that limit). At the trip the thread stops the task *first* (a
+  ptrace-stop through Signaller.stop_pid, stopper.py; SIGSTOP where refused) and tells
+  the main loop, which samples the stopped task, charges what it really used and
+  decides like the kernel at a failed charge: continue it (the growth fit),
+  OOM-kill, or keep it stopped (``oom_kill_disable``). The
   overshoot past the limit is what the task touches between two reads plus the
   signal's delivery: with a 1 ms period, a few MiB at the fastest fault rates.
 
@@ -131,9 +132,13 @@ class HotWatch:
     can never make it signal another process."""
 
     def __init__(self, on_trip: Callable[[int], None], period: float = 0.001,
-                 proc: str = "/proc", max_tasks: int = 64):
+                 proc: str = "/proc", max_tasks: int = 64,
+                 stop: Callable[[int, int], bool] | None = None):
         #: called from the thread with the pid it stopped (must be thread-safe)
         self.on_trip = on_trip
+        #: stop(pid, pidfd) -> bool, thread-safe (Signaller.stop_pid: unseen by job
+        #: control where the host allows); a plain SIGSTOP if not given
+        self.stop = stop or _sigstop
         self.period = period
         self.proc = proc
         #: at most this many tasks watched at once (a cost bound: ~5 us a read)
@@ -213,7 +218,8 @@ class HotWatch:
                     if resident < w.trip:
                         continue
                     try:
-                        signal.pidfd_send_signal(w.pidfd, signal.SIGSTOP)
+                        if not self.stop(w.pid, w.pidfd):
+                            continue
                     except OSError:
                         continue
                     w.tripped = True
@@ -231,3 +237,8 @@ class HotWatch:
         self.wake.set()
         self.thread.join(timeout=2)
         return [pid for pid in list(self.watched) if self.disarm(pid)]
+
+
+def _sigstop(pid: int, pidfd: int) -> bool:
+    signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+    return True

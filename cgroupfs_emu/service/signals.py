@@ -4,6 +4,10 @@ Every process it may signal was handed to it: a socket client (its peer pid) or 
 written into ``tasks``/``cgroup.procs``. Each gets a pidfd when the daemon first learns
 of it, and signals go through that pidfd, so a pid the kernel reused for another
 process is never hit. pid 1, the daemon and its ancestors are never signalled.
+
+Stops and continues go through :meth:`Signaller.stop` / :meth:`Signaller.cont`: a
+ptrace-stop that job control does not see where the host allows it (stopper.py),
+else SIGSTOP and SIGCONT.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import os
 import signal
 
 from ..host.procfs import protected_pids
+from .stopper import Stopper
 
 log = logging.getLogger("cgroupfs_emu.signals")
 
 
 class Signaller:
-    def __init__(self):
+    def __init__(self, stopper: Stopper | None = None):
         self.protected = protected_pids()
         #: owner (core.memcg.Owner) -> pidfd
         self.pidfds: dict[object, int] = {}
+        self.stopper = stopper or Stopper()
 
     def may_signal(self, pid: int) -> bool:
         return pid not in self.protected
@@ -48,3 +54,37 @@ class Signaller:
             return False
         log.info("sent %s to pid %d", signal.Signals(signum).name, owner.pid)
         return True
+
+    def stop(self, owner) -> bool:
+        """Stop the owner's process (see the module docstring); False if it is gone
+        or may not be signalled."""
+        fd = self.pidfds.get(owner)
+        if fd is None:
+            return False
+        return self.stop_pid(owner.pid, fd)
+
+    def stop_pid(self, pid: int, pidfd: int) -> bool:
+        """stop() for a caller holding its own pidfd of *pid* (the stop-first thread;
+        thread-safe)."""
+        if not self.may_signal(pid):
+            return False
+        try:
+            if self.stopper.stop(pid, pidfd):
+                log.info("stopped pid %d (ptrace)", pid)
+                return True
+            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+        except ProcessLookupError:
+            return False
+        log.info("sent SIGSTOP to pid %d", pid)
+        return True
+
+    def cont(self, owner) -> bool:
+        """Continue what stop() stopped."""
+        if self.stopper.cont(owner.pid):
+            log.info("continued pid %d (ptrace)", owner.pid)
+            return True
+        return self.send(owner, signal.SIGCONT)
+
+    def close(self) -> None:
+        """At daemon exit: let every ptrace-stopped task go."""
+        self.stopper.close()

@@ -1,0 +1,153 @@
+"""A task the daemon stops is stopped where job control cannot see it, as a kernel
+task over its limit sleeps in its page fault (service/stopper.py): an interactive
+shell keeps listing the job as Running. Tested in a real ``bash -i`` on a pty.
+
+Every process signalled here is one the test started (the shell, and the job it
+started)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import signal
+import time
+
+import pytest
+
+from conftest import group, needs_fuse, read, wait_until
+
+pytestmark = [pytest.mark.mount, needs_fuse]
+
+
+class Shell:
+    """``bash -i`` on a pty: commands in, everything it prints out."""
+
+    def __init__(self):
+        env = dict(os.environ, PS1="$ ", TERM="dumb", HISTFILE="/dev/null")
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)
+        self.out = ""
+
+    def run(self, command: str, timeout: float = 10.0) -> str:
+        """Type *command*; what the shell printed until it is done (a marker the
+        typed text does not contain)."""
+        self.marker = getattr(self, "marker", 0) + 1
+        os.write(self.fd, f"{command}; echo @@$((1000+{self.marker}))@@\n".encode())
+        end = f"@@{1000 + self.marker}@@"
+        start = len(self.out)
+        deadline = time.monotonic() + timeout
+        while end not in self.out[start:].replace(f"$((1000+{self.marker}))", ""):
+            left = deadline - time.monotonic()
+            assert left > 0, f"shell did not finish {command!r}: {self.out[start:]!r}"
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    self.out += os.read(self.fd, 65536).decode(errors="replace")
+                except OSError:
+                    break
+        return self.out[start:]
+
+    def close(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)  # our own child
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_a_job_stopped_at_its_limit_stays_running_for_an_interactive_shell(mnt):
+    g = group(mnt, "job", limit_in_bytes="64M", oom_control="1")
+    sh = Shell()
+    try:
+        out = sh.run("python3 -c 'import time; time.sleep(0.5); x = bytearray(200 << 20); "
+                     f"time.sleep(60)' & echo $! > {g}/tasks; echo PID=$!")
+        pid = int(re.search(r"PID=(\d+)", out).group(1))
+        # under oom_kill_disable the job sleeps at its limit: the daemon stops it
+        assert wait_until(lambda: "under_oom 1" in read(f"{g}/memory.oom_control"),
+                          timeout=10)
+        assert wait_until(lambda: state(pid) == "t", timeout=5), state(pid)  # ptrace-stop
+        time.sleep(0.3)  # the shell has had its SIGCHLD, if there was one
+        out = sh.run("jobs")
+        assert re.search(r"\[1\]\+\s+Running", out), out
+        assert "Stopped" not in sh.out, sh.out
+        # a signal that would end it ends it, as it ends a kernel task's killable
+        # sleep in its page fault; the shell hears of the exit
+        out = sh.run("kill %1; wait %1; echo RC=$?")
+        assert "RC=143" in out, out
+        assert "Stopped" not in sh.out, sh.out
+        assert wait_until(lambda: "under_oom 0" in read(f"{g}/memory.oom_control"),
+                          timeout=5)
+    finally:
+        sh.close()
+    assert "stopped pid" in mnt.log() and "(ptrace)" in mnt.log()
+
+
+def test_a_task_ptrace_cannot_take_is_stopped_with_sigstop_and_the_log_says_so_once(mnt):
+    """A task already traced (here by strace) cannot be seized: it is stopped with
+    SIGSTOP, continued with SIGCONT when its group recovers, and the log says once
+    that job control will see such stops."""
+    import subprocess
+    import sys
+    g = group(mnt, "traced", limit_in_bytes="64M", oom_control="1")
+    prog = ("import os, sys; print(os.getpid(), flush=True); sys.stdin.readline(); "
+            "x = bytearray(200 << 20); print('done', flush=True)")
+    with subprocess.Popen(["strace", "-f", "-o", "/dev/null", sys.executable, "-c", prog],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
+        try:
+            pid = int(p.stdout.readline())
+            with open(f"{g}/tasks", "w") as f:
+                f.write(str(pid))
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert wait_until(lambda: "under_oom 1" in read(f"{g}/memory.oom_control"),
+                              timeout=10)
+            with open(f"{g}/memory.limit_in_bytes", "w") as f:
+                f.write("400M")
+            assert p.stdout.readline() == "done\n"
+            assert p.wait(timeout=10) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()  # our own child (strace, and with it its tracee)
+                p.wait()
+    log = mnt.log()
+    assert log.count("ptrace refused") == 1, log
+    assert f"sent SIGSTOP to pid {pid}" in log and f"sent SIGCONT to pid {pid}" in log, log
+
+
+def test_a_task_stopped_at_its_limit_goes_on_when_the_daemon_unmounts():
+    import subprocess
+    import sys
+    from conftest import HAVE_FUSE, Mount
+    if not HAVE_FUSE:
+        pytest.skip("/dev/fuse or fusermount3 missing")
+    m = Mount("")
+    prog = ("import os, sys; print(os.getpid(), flush=True); sys.stdin.readline(); "
+            "x = bytearray(200 << 20); print('done', flush=True)")
+    with subprocess.Popen([sys.executable, "-c", prog], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as p:
+        try:
+            g = group(m, "u", limit_in_bytes="64M", oom_control="1")
+            pid = int(p.stdout.readline())
+            with open(f"{g}/tasks", "w") as f:
+                f.write(str(pid))
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert wait_until(lambda: state(pid) == "t", timeout=10), state(pid)
+        finally:
+            rc = m.stop(check=False)
+            if rc != 0:
+                p.kill()  # our own child
+        assert rc == 0, rc  # the daemon let the stopped task go and exited cleanly
+        assert p.stdout.readline() == "done\n"
+        assert p.wait(timeout=10) == 0
