@@ -144,9 +144,9 @@ class Stopper:
     def _stop(self, tgid: int, pidfd: int) -> bool:
         s = self.stopped.get(tgid)
         if s is not None:
-            s.leaving = False
-            return True
-        s = _Stopped(tgid, os.dup(pidfd))
+            s.leaving = False  # stopped again before every thread was let go
+        else:
+            s = _Stopped(tgid, os.dup(pidfd))
         try:
             for _ in range(3):  # threads created while seizing: seize those too
                 new = [t for t in self._threads(tgid) if t not in s.threads]
@@ -161,7 +161,7 @@ class Stopper:
                         if s.threads:
                             s.leaving = True  # let go of the ones taken, once stopped
                             self.stopped[tgid] = s
-                        else:
+                        elif self.stopped.get(tgid) is not s:
                             os.close(s.pidfd)
                         self._refused(tgid, e)
                         return False
