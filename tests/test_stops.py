@@ -151,3 +151,40 @@ def test_a_task_stopped_at_its_limit_goes_on_when_the_daemon_unmounts():
         assert rc == 0, rc  # the daemon let the stopped task go and exited cleanly
         assert p.stdout.readline() == "done\n"
         assert p.wait(timeout=10) == 0
+
+
+def test_every_thread_of_a_stopped_process_is_stopped_and_goes_on_after(mnt):
+    """A SIGSTOP stops a whole thread group; a ptrace-stop is per thread, so every
+    thread is seized, and one created while the process is being stopped too."""
+    import subprocess
+    import sys
+    g = group(mnt, "mt", limit_in_bytes="64M", oom_control="1")
+    prog = ("import os, sys, threading, time\n"
+            "ts = [threading.Thread(target=lambda: [time.sleep(0.001) for _ in range(20000)],"
+            " daemon=True) for _ in range(3)]\n"
+            "[t.start() for t in ts]\n"
+            "print(os.getpid(), flush=True); sys.stdin.readline()\n"
+            "x = bytearray(200 << 20); print('done', flush=True)\n")
+    with subprocess.Popen([sys.executable, "-c", prog], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as p:
+        try:
+            pid = int(p.stdout.readline())
+            with open(f"{g}/tasks", "w") as f:
+                f.write(str(pid))
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert wait_until(lambda: "under_oom 1" in read(f"{g}/memory.oom_control"),
+                              timeout=10)
+
+            def states():
+                return {state(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
+            assert wait_until(lambda: states() == {"t"}, timeout=5), states()
+            assert len(os.listdir(f"/proc/{pid}/task")) == 4
+            with open(f"{g}/memory.limit_in_bytes", "w") as f:
+                f.write("400M")
+            assert p.stdout.readline() == "done\n"
+            assert p.wait(timeout=10) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()  # our own child
+                p.wait()
