@@ -7,16 +7,19 @@ started)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
 import select
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import group, needs_fuse, read, wait_until
+from conftest import HAVE_FUSE, Mount, group, needs_fuse, read, wait_until, write
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -93,98 +96,81 @@ def test_a_job_stopped_at_its_limit_stays_running_for_an_interactive_shell(mnt):
     assert "stopped pid" in mnt.log() and "(ptrace)" in mnt.log()
 
 
+#: prints its pid, waits for a line, then allocates 200M (past the groups' 64M)
+HOG = ("import os, sys, threading, time\n"
+       "ts = [threading.Thread(target=lambda: [time.sleep(0.001) for _ in range(20000)],"
+       " daemon=True) for _ in range(int(sys.argv[1]))]\n"
+       "[t.start() for t in ts]\n"
+       "print(os.getpid(), flush=True); sys.stdin.readline()\n"
+       "x = bytearray(200 << 20); print('done', flush=True)\n")
+
+
+@contextlib.contextmanager
+def hog_in(g: str, threads: int = 0, prefix: tuple = ()):
+    """HOG (with *threads* more threads, under *prefix*) joined to *g* and allocating;
+    yields (process, pid); killed at the end if it has not finished."""
+    with subprocess.Popen([*prefix, sys.executable, "-c", HOG, str(threads)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
+        try:
+            pid = int(p.stdout.readline())
+            write(f"{g}/tasks", str(pid))
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            yield p, pid
+        finally:
+            if p.poll() is None:
+                p.kill()  # our own child (with strace: its tracee goes with it)
+                p.wait()
+
+
+def under_oom(g: str) -> bool:
+    return wait_until(lambda: "under_oom 1" in read(f"{g}/memory.oom_control"), timeout=10)
+
+
+def finishes(p) -> bool:
+    return p.stdout.readline() == "done\n" and p.wait(timeout=10) == 0
+
+
 def test_a_task_ptrace_cannot_take_is_stopped_with_sigstop_and_the_log_says_so_once(mnt):
     """A task already traced (here by strace) cannot be seized: it is stopped with
     SIGSTOP, continued with SIGCONT when its group recovers, and the log says once
     that job control will see such stops."""
-    import subprocess
-    import sys
     g = group(mnt, "traced", limit_in_bytes="64M", oom_control="1")
-    prog = ("import os, sys; print(os.getpid(), flush=True); sys.stdin.readline(); "
-            "x = bytearray(200 << 20); print('done', flush=True)")
-    with subprocess.Popen(["strace", "-f", "-o", "/dev/null", sys.executable, "-c", prog],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
-        try:
-            pid = int(p.stdout.readline())
-            with open(f"{g}/tasks", "w") as f:
-                f.write(str(pid))
-            p.stdin.write("go\n")
-            p.stdin.flush()
-            assert wait_until(lambda: "under_oom 1" in read(f"{g}/memory.oom_control"),
-                              timeout=10)
-            with open(f"{g}/memory.limit_in_bytes", "w") as f:
-                f.write("400M")
-            assert p.stdout.readline() == "done\n"
-            assert p.wait(timeout=10) == 0
-        finally:
-            if p.poll() is None:
-                p.kill()  # our own child (strace, and with it its tracee)
-                p.wait()
+    with hog_in(g, prefix=("strace", "-f", "-o", "/dev/null")) as (p, pid):
+        assert under_oom(g)
+        write(f"{g}/memory.limit_in_bytes", "400M")
+        assert finishes(p)
     log = mnt.log()
     assert log.count("ptrace refused") == 1, log
     assert f"sent SIGSTOP to pid {pid}" in log and f"sent SIGCONT to pid {pid}" in log, log
 
 
 def test_a_task_stopped_at_its_limit_goes_on_when_the_daemon_unmounts():
-    import subprocess
-    import sys
-    from conftest import HAVE_FUSE, Mount
     if not HAVE_FUSE:
         pytest.skip("/dev/fuse or fusermount3 missing")
     m = Mount("")
-    prog = ("import os, sys; print(os.getpid(), flush=True); sys.stdin.readline(); "
-            "x = bytearray(200 << 20); print('done', flush=True)")
-    with subprocess.Popen([sys.executable, "-c", prog], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as p:
-        try:
-            g = group(m, "u", limit_in_bytes="64M", oom_control="1")
-            pid = int(p.stdout.readline())
-            with open(f"{g}/tasks", "w") as f:
-                f.write(str(pid))
-            p.stdin.write("go\n")
-            p.stdin.flush()
+    try:
+        g = group(m, "u", limit_in_bytes="64M", oom_control="1")
+        with hog_in(g) as (p, pid):
             assert wait_until(lambda: state(pid) == "t", timeout=10), state(pid)
-        finally:
             rc = m.stop(check=False)
-            if rc != 0:
-                p.kill()  # our own child
-        assert rc == 0, rc  # the daemon let the stopped task go and exited cleanly
-        assert p.stdout.readline() == "done\n"
-        assert p.wait(timeout=10) == 0
+            assert rc == 0, rc  # the daemon let the stopped task go and exited cleanly
+            assert finishes(p)
+    finally:
+        if m.proc.poll() is None:  # not stopped above
+            m.stop(check=False)
 
 
 def test_every_thread_of_a_stopped_process_is_stopped_and_goes_on_after(mnt):
     """A SIGSTOP stops a whole thread group; a ptrace-stop is per thread, so every
     thread is seized, and one created while the process is being stopped too."""
-    import subprocess
-    import sys
     g = group(mnt, "mt", limit_in_bytes="64M", oom_control="1")
-    prog = ("import os, sys, threading, time\n"
-            "ts = [threading.Thread(target=lambda: [time.sleep(0.001) for _ in range(20000)],"
-            " daemon=True) for _ in range(3)]\n"
-            "[t.start() for t in ts]\n"
-            "print(os.getpid(), flush=True); sys.stdin.readline()\n"
-            "x = bytearray(200 << 20); print('done', flush=True)\n")
-    with subprocess.Popen([sys.executable, "-c", prog], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as p:
-        try:
-            pid = int(p.stdout.readline())
-            with open(f"{g}/tasks", "w") as f:
-                f.write(str(pid))
-            p.stdin.write("go\n")
-            p.stdin.flush()
-            assert wait_until(lambda: "under_oom 1" in read(f"{g}/memory.oom_control"),
-                              timeout=10)
+    with hog_in(g, threads=3) as (p, pid):
+        assert under_oom(g)
 
-            def states():
-                return {state(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
-            assert wait_until(lambda: states() == {"t"}, timeout=5), states()
-            assert len(os.listdir(f"/proc/{pid}/task")) == 4
-            with open(f"{g}/memory.limit_in_bytes", "w") as f:
-                f.write("400M")
-            assert p.stdout.readline() == "done\n"
-            assert p.wait(timeout=10) == 0
-        finally:
-            if p.poll() is None:
-                p.kill()  # our own child
-                p.wait()
+        def states():
+            return {state(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
+        assert wait_until(lambda: states() == {"t"}, timeout=5), states()
+        assert len(os.listdir(f"/proc/{pid}/task")) == 4
+        write(f"{g}/memory.limit_in_bytes", "400M")
+        assert finishes(p)
