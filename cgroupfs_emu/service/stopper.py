@@ -90,8 +90,9 @@ class Stopper:
         """Let every stopped task go and end the thread."""
         if self.thread is not None and not self.closed:
             self._ask("close", 0, -1)
+        self.closed = True  # later requests are not waited for
+        if self.thread is not None:
             self.thread.join(timeout=5)
-        self.closed = True
 
     def _ask(self, what: str, tgid: int, pidfd: int) -> bool:
         with self.start_lock:
