@@ -35,10 +35,10 @@ import errno
 import logging
 import os
 import queue
-import signal
 import threading
 
 from ..host import ptrace
+from .proc_events import is_exited
 
 log = logging.getLogger("cgroupfs_emu.stopper")
 
@@ -169,7 +169,8 @@ class Stopper:
                     s.threads.add(tid)
                     ptrace.interrupt(tid)
             self.stopped[tgid] = s
-            signal.pidfd_send_signal(s.pidfd, 0)  # still the process the caller meant
+            if is_exited(s.pidfd):  # the pid may name another process by now
+                raise ProcessLookupError
         except ProcessLookupError:
             s.leaving = True
             return False
