@@ -291,3 +291,25 @@ def test_view_argv_runs_a_command_in_the_view(mnt, probe):
                        text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert facts(r.stdout)["STATFS_MEMORY"][0].split()[1] == "0x27e0eb"
+
+
+OLD_KERNEL = """
+import platform, sys
+platform.release = lambda: "5.10.0-28-amd64"  # what uname says on a kernel before 5.14
+from cgroupfs_emu.cli.cgemu import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kernel_without_the_seccomp_view_falls_back_in_one_line(mnt, probe):
+    group(mnt, "box")
+    r = subprocess.run([sys.executable, "-c", OLD_KERNEL, "run", "-m", mnt.path, "-g", "box",
+                        "--", "sh", "-c", f"grep :memory: /proc/self/cgroup; {probe}"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "cgemu run: no seccomp view (kernel 5.10.0-28-amd64 has no SECCOMP_ADDFD_FLAG_SEND "
+        "(5.14+)): only dynamically linked programs see the emulated /proc files (through "
+        "the preload library), and statfs says fuse"]
+    assert r.stdout.splitlines()[0].endswith(":memory:/box")  # sh, through the library
+    assert facts(r.stdout)["STATFS_MEMORY"][0].split()[1] == "0x65735546"  # the static one
