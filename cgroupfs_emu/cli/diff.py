@@ -19,6 +19,7 @@ Not done: CMD gets /dev/null as stdin (every profile must see the same input).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import select
 import shutil
@@ -109,11 +110,14 @@ def resolve_profiles(text: str, base: str) -> tuple[list[str], str]:
 
 @attrs.define
 class Run:
-    """One profile's daemon, mount and run of CMD."""
+    """One profile's daemon, mount and run of CMD. Both are our children, each named
+    by a pidfd: nothing else is ever signalled."""
 
     profile: str
     tmp: str
-    daemon: subprocess.Popen | None = None
+    daemon: int = 0
+    daemon_fd: int = -1
+    daemon_status: int | None = None
     notify: socket.socket | None = None
     runner: int = 0
     runner_fd: int = -1
@@ -123,6 +127,9 @@ class Run:
     stdout: str = ""
     stderr: str = ""
     error: str = ""
+    #: time.monotonic() at each step: spawn, ready, run, done, stopped (the benchmark's
+    #: breakdown, benchmarks/bench_diff.py)
+    times: dict = attrs.field(factory=dict)
 
     @property
     def mount(self) -> str:
@@ -132,19 +139,51 @@ class Run:
         return os.path.join(self.tmp, name)
 
 
+def _child(body, stdin: str, stdout: str, stderr: str) -> tuple[int, int]:
+    """Fork a child in a session of its own (the terminal's Ctrl-C is ours to
+    handle), with its stdio on files and no other descriptor of ours, that runs
+    *body* and exits with what it returns. (pid, pidfd)."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.setsid()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            fds = (os.open(stdin, os.O_RDONLY),
+                   os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                   os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            for std, fd in enumerate(fds):
+                os.dup2(fd, std)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            status = body()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    return pid, os.pidfd_open(pid)
+
+
 def _start_daemon(run: Run) -> None:
-    """The daemon in the foreground, in a session of its own (the terminal's Ctrl-C is
-    ours to handle); it says READY=1 on a notify socket of ours once it is mounted."""
+    """The daemon, forked from this process (its modules are imported here once, not
+    once per profile), in the foreground; it says READY=1 on a notify socket of ours
+    once it is mounted (helper.notify_ready, the sd_notify protocol)."""
+    from . import mount
+    run.times["spawn"] = time.monotonic()
     os.mkdir(run.mount)
     run.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
     run.notify.bind(run.path("notify"))
-    env = dict(os.environ, NOTIFY_SOCKET=run.path("notify"))
     options = f"kernel={run.profile},socket={run.path('sock')}"
-    with open(run.path("daemon.log"), "wb") as log:
-        run.daemon = subprocess.Popen(
-            [sys.executable, "-m", "cgroupfs_emu", "-f", "-o", options, "memory", run.mount],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            start_new_session=True)
+
+    def serve() -> int:
+        os.environ["NOTIFY_SOCKET"] = run.path("notify")
+        return mount.main(["-f", "-o", options, "memory", run.mount])
+
+    log = run.path("daemon.log")
+    run.daemon, run.daemon_fd = _child(serve, os.devnull, log, log)
 
 
 def _wait_ready(runs: list[Run]) -> None:
@@ -152,13 +191,13 @@ def _wait_ready(runs: list[Run]) -> None:
     waiting = {r.notify.fileno(): r for r in runs}
     deadline = time.monotonic() + READY_TIMEOUT
     while waiting:
-        ready = select.select(list(waiting), [], [], 0.05)[0]
-        for fd in ready:
+        for fd in select.select(list(waiting), [], [], 0.05)[0]:
             run = waiting[fd]
             if b"READY=1" in run.notify.recv(4096):
+                run.times["ready"] = time.monotonic()
                 del waiting[fd]
         for fd, run in list(waiting.items()):
-            if run.daemon.poll() is not None or time.monotonic() > deadline:
+            if _reap(run, "daemon", wait=False) or time.monotonic() > deadline:
                 run.error = "the daemon did not mount: " + _tail(run.path("daemon.log"))
                 del waiting[fd]
 
@@ -173,77 +212,85 @@ def _tail(path: str) -> str:
 
 
 def _start_runner(run: Run, command: list[str]) -> None:
-    """mkdir /diff, take the baseline, fork the child that runs CMD in `cgemu run`'s
-    view of the mount (run.run builds it in the child's own mount namespace)."""
-    os.mkdir(os.path.join(run.mount, GROUP))
-    run.baseline = diff_report.capture(run.mount)
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.setsid()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
-            null = os.open(os.devnull, os.O_RDONLY)
-            out = os.open(run.path("stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            err = os.open(run.path("stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            for fd, std in ((null, 0), (out, 1), (err, 2)):
-                os.dup2(fd, std)
-            os.environ.pop("NOTIFY_SOCKET", None)
-            from . import run as run_cmd
-            status = run_cmd.run(run.mount, "/" + GROUP, run_cmd.DEFAULT_AT, command,
-                                 lambda: run.mount)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(status)
-    run.runner = pid
-    run.runner_fd = os.pidfd_open(pid)
+    """The child that makes /diff, reads the hierarchy, runs CMD in `cgemu run`'s view
+    of the mount (run.run builds it in this child's own mount namespace and kills what
+    CMD leaves there), and reads the hierarchy again; the captures come back as JSON
+    files, so the profiles' reads go on in parallel too."""
+    from . import run as run_cmd
+
+    def body() -> int:
+        os.environ.pop("NOTIFY_SOCKET", None)
+        os.mkdir(os.path.join(run.mount, GROUP))
+        _dump(run.path("baseline.json"), diff_report.capture(run.mount))
+        status = run_cmd.run(run.mount, "/" + GROUP, run_cmd.DEFAULT_AT, command,
+                             lambda: run.mount)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _dump(run.path("final.json"), diff_report.capture(run.mount))
+        return status
+
+    run.times["run"] = time.monotonic()
+    run.runner, run.runner_fd = _child(body, os.devnull, run.path("stdout"),
+                                       run.path("stderr"))
 
 
-def _reap_runner(run: Run, wait: bool = True) -> bool:
-    """Collect the runner's status; False if it is still running (wait=False)."""
-    if not run.runner:
+def _dump(path: str, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def _load(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _reap(run: Run, which: str, wait: bool = True, timeout: float | None = None) -> bool:
+    """Collect the exit of run's *which* ("runner" or "daemon") child; False while it
+    still runs (after *timeout* seconds, or at once with wait=False)."""
+    pid = getattr(run, which)
+    if not pid:
         return True
-    got, status = os.waitpid(run.runner, 0 if wait else os.WNOHANG)
-    if got == 0:
-        return False
-    run.status = os.waitstatus_to_exitcode(status)
-    if run.status < 0:
-        run.status = 128 - run.status
-    run.runner = 0
-    os.close(run.runner_fd)
-    run.runner_fd = -1
+    fd = getattr(run, which + "_fd")
+    if not wait or timeout is not None:
+        if not select.select([fd], [], [], 0 if not wait else timeout)[0]:
+            return False
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    setattr(run, "status" if which == "runner" else "daemon_status",
+            128 - code if code < 0 else code)
+    setattr(run, which, 0)
+    os.close(fd)
+    setattr(run, which + "_fd", -1)
     return True
 
 
+def _signal(run: Run, which: str, sig: int) -> None:
+    if getattr(run, which):  # not reaped yet: the pidfd still names our child
+        signal.pidfd_send_signal(getattr(run, which + "_fd"), sig)
+
+
 def _run_all(runs: list[Run], command: list[str], slots: int) -> None:
-    """CMD on every mounted profile, at most *slots* at a time; each finished run's
-    final state is captured at once (its daemon stops later, with the others)."""
+    """CMD on every mounted profile, at most *slots* at a time; a daemon whose run is
+    over is told to stop at once (SIGTERM: it unmounts and exits)."""
     queue = [r for r in runs if not r.error]
     active: list[Run] = []
     while queue or active:
         while queue and len(active) < slots:
             run = queue.pop(0)
-            try:
-                _start_runner(run, command)
-                active.append(run)
-            except OSError as e:
-                run.error = f"cannot start: {e}"
-        if not active:
-            continue
+            _start_runner(run, command)
+            active.append(run)
         select.select([r.runner_fd for r in active], [], [])
         for run in list(active):
-            if _reap_runner(run, wait=False):
+            if _reap(run, "runner", wait=False):
+                run.times["done"] = time.monotonic()
                 active.remove(run)
-                run.final = diff_report.capture(run.mount)
-
-
-def _signal_pid(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)  # a runner we forked and have not reaped: its pid is ours
-    except ProcessLookupError:
-        pass
+                run.baseline = _load(run.path("baseline.json"))
+                run.final = _load(run.path("final.json"))
+                if not run.final:
+                    run.error = "the run failed: " + _tail(run.path("stderr"))
 
 
 def _stop_runners(runs: list[Run]) -> None:
@@ -251,33 +298,28 @@ def _stop_runners(runs: list[Run]) -> None:
     namespace), SIGKILL after a grace period."""
     live = [r for r in runs if r.runner]
     for run in live:
-        _signal_pid(run.runner, signal.SIGTERM)
+        _signal(run, "runner", signal.SIGTERM)
     deadline = time.monotonic() + 3.0
     for run in live:
-        while not _reap_runner(run, wait=False):
-            if time.monotonic() > deadline:
-                _signal_pid(run.runner, signal.SIGKILL)
-                _reap_runner(run)
-                break
-            time.sleep(0.01)
+        if not _reap(run, "runner", timeout=max(0.0, deadline - time.monotonic())):
+            _signal(run, "runner", signal.SIGKILL)
+            _reap(run, "runner")
 
 
-def _stop_daemon(run: Run) -> None:
-    """SIGTERM to our daemon (it unmounts and exits 0); SIGKILL and a lazy unmount if
-    it will not."""
-    p = run.daemon
-    if p is not None and p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    if os.path.ismount(run.mount):
-        subprocess.run(["fusermount3", "-u", "-z", run.mount], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if run.notify is not None:
-        run.notify.close()
+def _stop_daemons(runs: list[Run]) -> None:
+    """SIGTERM to each daemon (it unmounts and exits 0), all at once; SIGKILL and a
+    lazy unmount for one that will not."""
+    for run in runs:
+        _signal(run, "daemon", signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for run in runs:
+        if not _reap(run, "daemon", timeout=max(0.0, deadline - time.monotonic())):
+            _signal(run, "daemon", signal.SIGKILL)
+            _reap(run, "daemon")
+        if os.path.ismount(run.mount):
+            subprocess.run(["fusermount3", "-u", "-z", run.mount], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run.times["stopped"] = time.monotonic()
 
 
 def _read(path: str) -> str:
@@ -303,16 +345,17 @@ def execute(profiles: list[str], command: list[str], keep: bool = False,
             run.stderr = _read(run.path("stderr"))
         finished = True
     finally:
-        # Ctrl-C once more must not cut the teardown short
+        # a second Ctrl-C must not cut the teardown short
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             _stop_runners(runs)
+            kept = [r for r in runs if keep and finished and not r.error]
+            _stop_daemons([r for r in runs if r not in kept])
             for run in runs:
-                if not (keep and finished and not run.error):
-                    _stop_daemon(run)
-                    shutil.rmtree(run.tmp, ignore_errors=True)
-                elif run.notify is not None:
+                if run.notify is not None:
                     run.notify.close()
+                if run not in kept:
+                    shutil.rmtree(run.tmp, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, old)
     return runs
@@ -345,7 +388,7 @@ def cmd_diff(args) -> int:
         for run in runs:
             if not run.error:
                 print(f"cgemu diff: kept {run.profile} at {run.mount} (daemon pid "
-                      f"{run.daemon.pid}; fusermount3 -u {run.mount} ends it)",
+                      f"{run.daemon}; fusermount3 -u {run.mount} ends it)",
                       file=sys.stderr)
     return 1 if report.differs or failed else 0
 

@@ -188,15 +188,20 @@ def _classes(texts: dict[str, list[str]], base: str) -> list[list[str]]:
     return classes
 
 
-def compare(base: str, captures: dict[str, Capture]) -> Report:
-    """Group the profiles of each stream by identical (normalised) content; diff each
-    group against the base and name the rules behind it."""
-    texts = {
+def normalised(captures: dict[str, Capture]) -> dict[str, dict[str, list[str]]]:
+    """stream -> label -> the lines compared (labels are profiles, or any names)."""
+    return {
         "stdout": {p: normal_text(c.stdout, c.tmp).splitlines() for p, c in captures.items()},
         "stderr": {p: normal_text(c.stderr, c.tmp).splitlines() for p, c in captures.items()},
         "status": {p: [str(c.status)] for p, c in captures.items()},
         "hierarchy": hierarchy_lines(captures),
     }
+
+
+def compare(base: str, captures: dict[str, Capture]) -> Report:
+    """Group the profiles of each stream by identical (normalised) content; diff each
+    group against the base and name the rules behind it."""
+    texts = normalised(captures)
     streams = {}
     evidence: dict[str, dict] = {p: {} for p in captures}
     # the hierarchy first: the streams borrow its rules for lines that name no file
