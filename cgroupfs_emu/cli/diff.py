@@ -19,6 +19,7 @@ Not done: CMD gets /dev/null as stdin (every profile must see the same input).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import select
@@ -33,7 +34,8 @@ import time
 import attrs
 
 from . import diff_report
-from .common import CgemuError
+from .common import CgemuError, cgroupfs_mounts
+from .run import PR_SET_CHILD_SUBREAPER
 
 DEFAULT_PROFILES = ("linux-3.10", "linux-4.19", "linux-5.10", "linux-6.18")
 #: what `--profiles all` adds: the default profile, then the five seed systems
@@ -143,6 +145,9 @@ def _child(body, stdin: str, stdout: str, stderr: str) -> tuple[int, int]:
     """Fork a child in a session of its own (the terminal's Ctrl-C is ours to
     handle), with its stdio on files and no other descriptor of ours, that runs
     *body* and exits with what it returns. (pid, pidfd)."""
+    # Ctrl-C between the fork and the child's own session would reach the child:
+    # blocked until then (the parent takes a pending one once it unblocks)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     pid = os.fork()
     if pid == 0:
         status = 1
@@ -150,6 +155,7 @@ def _child(body, stdin: str, stdout: str, stderr: str) -> tuple[int, int]:
             os.setsid()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             fds = (os.open(stdin, os.O_RDONLY),
                    os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
                    os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
@@ -164,7 +170,10 @@ def _child(body, stdin: str, stdout: str, stderr: str) -> tuple[int, int]:
             traceback.print_exc()
         finally:
             os._exit(status)
-    return pid, os.pidfd_open(pid)
+    try:
+        return pid, os.pidfd_open(pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _start_daemon(run: Run) -> None:
@@ -306,6 +315,29 @@ def _stop_runners(runs: list[Run]) -> None:
             _reap(run, "runner")
 
 
+def _kill_orphans(runs: list[Run]) -> None:
+    """SIGKILL what a killed runner left: this process is a subreaper (see execute),
+    so CMD's orphans are our children. Each is named by a pidfd opened before its
+    parent is checked, so a reused pid is never signalled; daemons are spared."""
+    me, daemons = str(os.getpid()), {r.daemon for r in runs}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in daemons:
+            continue
+        try:
+            fd = os.pidfd_open(int(name))
+        except OSError:
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[1] == me:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    os.waitpid(int(name), 0)
+        except (OSError, ChildProcessError):
+            pass
+        finally:
+            os.close(fd)
+
+
 def _stop_daemons(runs: list[Run]) -> None:
     """SIGTERM to each daemon (it unmounts and exits 0), all at once; SIGKILL and a
     lazy unmount for one that will not."""
@@ -316,7 +348,9 @@ def _stop_daemons(runs: list[Run]) -> None:
         if not _reap(run, "daemon", timeout=max(0.0, deadline - time.monotonic())):
             _signal(run, "daemon", signal.SIGKILL)
             _reap(run, "daemon")
-        if os.path.ismount(run.mount):
+        # a daemon killed while it started leaves a dead mount, which ismount()
+        # cannot see (stat fails with ENOTCONN): the mount table can
+        if run.mount in cgroupfs_mounts():
             subprocess.run(["fusermount3", "-u", "-z", run.mount], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         run.times["stopped"] = time.monotonic()
@@ -333,6 +367,8 @@ def _read(path: str) -> str:
 def execute(profiles: list[str], command: list[str], keep: bool = False,
             slots: int | None = None) -> list[Run]:
     """Run *command* on every profile; the runs, with what each one captured."""
+    # CMD's processes orphaned by a runner that had to be killed come to us
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     runs = [Run(p, tempfile.mkdtemp(prefix=f"cgemu-diff-{p}-")) for p in profiles]
     finished = False
     try:
@@ -349,6 +385,7 @@ def execute(profiles: list[str], command: list[str], keep: bool = False,
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             _stop_runners(runs)
+            _kill_orphans(runs)
             kept = [r for r in runs if keep and finished and not r.error]
             _stop_daemons([r for r in runs if r not in kept])
             for run in runs:
