@@ -33,7 +33,6 @@ import time
 
 import attrs
 
-from . import diff_report
 from .common import CgemuError, cgroupfs_mounts
 from .run import PR_SET_CHILD_SUBREAPER
 
@@ -225,7 +224,7 @@ def _start_runner(run: Run, command: list[str]) -> None:
     of the mount (run.run builds it in this child's own mount namespace and kills what
     CMD leaves there), and reads the hierarchy again; the captures come back as JSON
     files, so the profiles' reads go on in parallel too."""
-    from . import run as run_cmd
+    from . import diff_report, run as run_cmd
 
     def body() -> int:
         os.environ.pop("NOTIFY_SOCKET", None)
@@ -413,6 +412,7 @@ def cmd_diff(args) -> int:
         print(f"cgemu diff: {run.profile}: {run.error}", file=sys.stderr)
     if any(r.profile == base for r in failed):
         raise CgemuError(f"the base profile {base} could not run")
+    from . import diff_report  # the report and its rules: only when cgemu diff runs
     report = diff_report.compare(
         base, {r.profile: diff_report.Capture(r.stdout, r.stderr, r.status, r.baseline,
                                               r.final, r.tmp)
