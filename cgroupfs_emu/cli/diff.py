@@ -1,10 +1,11 @@
 """``cgemu diff``: run one command against several kernel profiles and show where
 they disagree.
 
-For each profile a private daemon is started on a temporary mount (all of them at
-once: most of the cost is their start-up), a fresh group ``diff`` is made, and CMD runs
-in that group inside the view of ``cgemu run`` (run.run(), in a forked child), so its
-hard-coded /sys/fs/cgroup/memory paths work. At most one CMD per CPU runs at a time.
+For each profile a private daemon is started on a temporary mount: all of them at
+once, each forked from this process, which imported the daemon's modules once (most
+of the cost is that import; benchmarks/README.md). A fresh group ``diff`` is made and
+CMD runs in that group inside the view of ``cgemu run`` (run.run(), in a forked
+child), so its hard-coded /sys/fs/cgroup/memory paths work. At most one CMD per CPU runs at a time.
 What is kept of each run: stdout, stderr, the exit status, and every control file of
 every group before and after CMD; diff_report.py normalises and compares them.
 
@@ -42,7 +43,6 @@ DEFAULT_PROFILES = ("linux-3.10", "linux-4.19", "linux-5.10", "linux-6.18")
 SEED_PROFILES = ("seeds", "memctl-2007", "shrink-2008", "kmem-2011", "kmem-slab-2012",
                  "kmem-2012")
 DEFAULT_BASE = "linux-6.18"
-GROUP = "diff"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 EXIT_USAGE = 2
@@ -55,12 +55,13 @@ every group CMD changed or left behind (volatile values normalised). Each disagr
 comes as a unified diff against --base with the profile rule behind it, a row of
 docs/kernel-generations.md or docs/seed-profiles.md, where one is known.
 
-Exit status: 0 all profiles agree, 1 some differ, 2 usage error (or no run possible).
+Exit status: 0 all profiles agree, 1 some differ (or a profile could not run), 2 usage
+error. docs/diff.md has the examples with their reports.
 
 examples:
   cgemu diff -- sh -c 'cd /sys/fs/cgroup/memory/diff && mkdir box
       echo 4097 > box/memory.limit_in_bytes; cat box/memory.limit_in_bytes'
-  cgemu diff --profiles all -- cgget -g memory /diff
+  cgemu diff --profiles all -- cgget -g memory:/diff
   cgemu diff --json --profiles linux-3.10,linux-6.18 -- java -XshowSettings:system -version"""
 
 
@@ -228,10 +229,10 @@ def _start_runner(run: Run, command: list[str]) -> None:
 
     def body() -> int:
         os.environ.pop("NOTIFY_SOCKET", None)
-        os.mkdir(os.path.join(run.mount, GROUP))
+        os.mkdir(os.path.join(run.mount, diff_report.GROUP))
         _dump(run.path("baseline.json"), diff_report.capture(run.mount))
-        status = run_cmd.run(run.mount, "/" + GROUP, run_cmd.DEFAULT_AT, command,
-                             lambda: run.mount)
+        status = run_cmd.run(run.mount, "/" + diff_report.GROUP, run_cmd.DEFAULT_AT,
+                             command, lambda: run.mount)
         sys.stdout.flush()
         sys.stderr.flush()
         _dump(run.path("final.json"), diff_report.capture(run.mount))
