@@ -299,7 +299,8 @@ def _slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-@pytest.mark.parametrize("rule", [*diff_rules.RULES, diff_rules.ORDER], ids=lambda r: r.name)
+@pytest.mark.parametrize("rule", [*diff_rules.RULES, *diff_rules.NO_JOIN, diff_rules.ORDER],
+                         ids=lambda r: r.name)
 def test_every_rule_names_a_doc_row_that_exists(rule):
     path, _, anchor = rule.doc.partition("#")
     with open(os.path.join(ROOT, path)) as f:

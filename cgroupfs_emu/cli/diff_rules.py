@@ -53,15 +53,17 @@ def _procs(p: Profile) -> bool:
     return p.file_set is None or "cgroup.procs" in p.file_set
 
 
-RULES = (
-    # Seed-era kernels without cgroup.procs: `cgemu run` joins by writing it, so CMD
-    # never starts and every stream differs.
+#: Seed-era kernels without cgroup.procs: `cgemu run` joins CMD by writing it, so CMD
+#: never starts there and every stream differs (used where that run says so)
+NO_JOIN = (
     Rule("no cgroup.procs: CMD cannot join /diff (the 2007 framework's files)",
          SEEDS + "#memctl-2007--seed-002-the-memory-controller-introduction", "[M4]",
          lambda p: p.name == "memctl-2007", "."),
     Rule("no cgroup.procs: CMD cannot join /diff (2.6.26's files)",
          SEEDS + "#shrink-2008--seed-004-memoryshrink_in_bytes", "[S1]",
-         lambda p: p.name == "shrink-2008" or not _procs(p), "."),
+         lambda p: not _procs(p), "."),
+)
+RULES = (
     Rule("unlimited value", S1, "unlimited reads", lambda p: p.counter.unlimited,
          r"922337203685477(5807|1712)"),
     Rule("-1 means unlimited", S1, "`-1`", lambda p: (p.counter, p.minus_one_unlimited),
@@ -116,14 +118,18 @@ def _applies(rule: Rule, base: Profile, other: Profile) -> bool:
 
 
 def explain(changed: list[str], base: str, other: str,
-            evidence: dict[Rule, list[str]] | None = None, status: bool = False
-            ) -> tuple[list[Rule], list[str], dict[Rule, list[str]]]:
+            evidence: dict[Rule, list[str]] | None = None, status: bool = False,
+            joined: bool = True) -> tuple[list[Rule], list[str], dict[Rule, list[str]]]:
     """The rules behind the *changed* lines (``-``/``+`` lines of a unified diff) of
     *other* against *base*: (rules in order of first use, lines no rule explains,
     the lines each rule explained). *evidence*: what the other streams of the same
     pair were explained by, for lines that name no file; *status*: the lines are exit
-    statuses, which the rules behind the pair's stderr explain."""
+    statuses, which the rules behind the pair's stderr explain; *joined*: False when
+    CMD could not join /diff on *other*."""
     bp, op = get_profile(base), get_profile(other)
+    cause = next((r for r in NO_JOIN if _applies(r, bp, op)), None)
+    if changed and not joined and cause is not None:
+        return [cause], [], {cause: changed}
     rules = [r for r in RULES if _applies(r, bp, op)]
     found: dict[Rule, list[str]] = {}
     left: list[str] = []
