@@ -37,7 +37,8 @@ NO_JOIN = f"cannot join /{GROUP}: "
 _TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?")
 _EVENTS = frozenset(("pgpgin", "pgpgout", "pgfault", "pgmajfault",
                      "workingset_refault_anon", "workingset_refault_file"))
-_KEYED = re.compile(r"[^\s=]+")
+#: a line of a ``key value`` file (memory.stat, oom_control; numa_stat's key=value)
+_KEYED = re.compile(r"(\w+)[ =]")
 
 
 def _read(path: str) -> str:
@@ -90,10 +91,10 @@ def flatten(entries: dict[str, str], tmp: str) -> dict[str, str]:
         value = value.replace(tmp, "<tmp>")
         name = path.rsplit("/", 1)[1]
         lines = value.strip("\n").split("\n")
-        if len(lines) > 1 and name not in ("tasks", "cgroup.procs") and all(
-                _KEYED.match(line) for line in lines):
-            for line in lines:
-                key = _KEYED.match(line).group()
+        keys = [m.group(1) if (m := _KEYED.match(line)) else None for line in lines]
+        if len(lines) > 1 and name not in ("tasks", "cgroup.procs") and None not in keys \
+                and len(set(keys)) == len(keys):
+            for key, line in zip(keys, lines):
                 rest = line[len(key):].lstrip(" =")
                 flat[f"{path}:{key}"] = _normal_value(name, key, rest)
         else:
