@@ -24,6 +24,7 @@ import errno
 import json
 import os
 import re
+import shlex
 
 import attrs
 
@@ -229,7 +230,7 @@ def compare(base: str, captures: dict[str, Capture]) -> Report:
 
 def to_text(report: Report, command: list[str]) -> str:
     """The table of agreement per stream, then each disagreement's diff and rules."""
-    out = [f"cgemu diff: {' '.join(command)}", f"base: {report.base}", ""]
+    out = [f"cgemu diff: {shlex.join(command)}", f"base: {report.base}", ""]
     width = max(len(p) for p in report.profiles)
     out.append("stream     " + "  ".join(p.ljust(width) for p in report.profiles))
     for stream in report.streams:
