@@ -299,7 +299,8 @@ def _slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-@pytest.mark.parametrize("rule", [*diff_rules.RULES, *diff_rules.NO_JOIN, diff_rules.ORDER],
+@pytest.mark.parametrize("rule", [*diff_rules.RULES, *diff_rules.NO_JOIN, diff_rules.ORDER,
+                                  diff_rules.FILES],
                          ids=lambda r: r.name)
 def test_every_rule_names_a_doc_row_that_exists(rule):
     path, _, anchor = rule.doc.partition("#")
@@ -354,3 +355,21 @@ def test_volatile_values_are_normalised():
     assert flat["/release_agent"] == "<tmp>/agent"
     assert diff_report.normal_text("at 2026-12-06 02:03:01,814 in /tmp/x/mnt",
                                    "/tmp/x") == "at <time> in <tmp>/mnt"
+
+
+def test_a_file_only_one_profile_has_is_the_file_set():
+    lines = ["-/diff/memory.pressure_level = <EINVAL>", "+/diff/memory.shrink_in_bytes = 0"]
+    rules, left, _ = diff_rules.explain(lines, "linux-6.18", "seeds")
+    assert rules == [diff_rules.FILES] and not left
+    # a listing's line naming a file both have is placed by the directory order
+    rules, left, _ = diff_rules.explain(["-memory.usage_in_bytes", "+tasks"], "linux-6.18",
+                                        "linux-3.10")
+    assert rules == [diff_rules.ORDER] and not left
+
+
+def test_dash_reports_a_refused_write_as_an_io_error():
+    hierarchy = ["-/diff/box/memory.swappiness = 150", "+/diff/box/memory.swappiness = 60"]
+    _, _, found = diff_rules.explain(hierarchy, "linux-6.18", "linux-4.19")
+    rules, left, _ = diff_rules.explain(["+sh: 1: echo: echo: I/O error", "-150", "+60"],
+                                        "linux-6.18", "linux-4.19", found)
+    assert [r.name for r in rules] == [SWAPPINESS] and not left

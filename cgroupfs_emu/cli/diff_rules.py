@@ -30,8 +30,9 @@ S5 = GENERATIONS + "#5-rules-that-changed"
 S6 = GENERATIONS + "#6-directory-order"
 S9 = GENERATIONS + "#9-not-settled-from-source-and-what-the-emulator-does"
 ERA = SEEDS + "#era-mechanics-spec-5-first-paragraph-spec-4"
-#: what a refused write prints (strerror of the kernel's errno)
-ERRNO_TEXT = re.compile(r"Invalid argument|Device or resource busy|Operation not permitted|"
+#: what a refused write prints (strerror of the kernel's errno; dash's echo says "I/O
+#: error" whatever the errno)
+ERRNO_TEXT = re.compile(r"Invalid argument|I/O error|Device or resource busy|Operation not permitted|"
                         r"Permission denied|Argument list too long|Cannot allocate memory|"
                         r"No such file or directory|modify error")
 
@@ -108,9 +109,21 @@ RULES = (
     Rule("memparse suffixes", S9, "**memparse() suffixes on 3.10.**",
          lambda p: p.memparse_suffixes, r"\d[TtPpEe]\b", refuses=True),
 )
-#: readdir order: a rule of its own, found by what it does (the same lines, reordered)
+#: readdir order: a rule of its own, found by what it does (the same lines, reordered,
+#: or the name of a file both profiles have where a listing shows another)
 ORDER = Rule("directory order (kernfs name hash, or the 3.10 dcache's newest first)", S6,
-             "### dcache (3.10)", lambda p: type(p.dir_order).__name__, r"$^")
+             "### dcache (3.10)",
+             lambda p: (type(p.dir_order).__name__, p.file_creation_order), r"$^")
+#: a line naming a control file only one of the two profiles has
+FILES = Rule("the control-file set", S3, "File set and modes",
+             lambda p: _files(p), r"$^", refuses=True)
+_NAME = re.compile(r"[\w.]+")
+
+
+def _files(p: Profile) -> frozenset[str]:
+    """Every control file name of the profile, root and child groups."""
+    from ..files.table import files_for
+    return frozenset(files_for(p, True)) | frozenset(files_for(p, False))
 
 
 def _applies(rule: Rule, base: Profile, other: Profile) -> bool:
@@ -137,8 +150,13 @@ def explain(changed: list[str], base: str, other: str,
     plus = sorted(line[1:] for line in changed if line.startswith("+"))
     if changed and minus == plus and _applies(ORDER, bp, op):
         return [ORDER], [], {ORDER: changed}
+    only = _files(bp) ^ _files(op)
+    both = (_files(bp) & _files(op)) if _applies(ORDER, bp, op) else frozenset()
     for line in changed:
-        rule = next((r for r in rules if r.pattern.search(line[1:])), None)
+        names = set(_NAME.findall(line[1:]))
+        # a bare file name is a listing's line: only the set or the order moves it
+        rule = FILES if names & only else ORDER if line[1:].strip() in both else None
+        rule = rule or next((r for r in rules if r.pattern.search(line[1:])), None)
         if rule is None and status and evidence:
             rule = next((r for r in reversed(evidence) if r.refuses), None)
         elif rule is None and evidence:
@@ -155,8 +173,9 @@ def _borrow(line: str, evidence: dict[Rule, list[str]]) -> Rule | None:
     the line shows, else for an errno message the one refusing rule seen there."""
     numbers = set(re.findall(r"\d{3,}", line))
     for rule, lines in evidence.items():
-        if numbers and any(numbers & set(re.findall(r"\d{3,}", h.partition(" = ")[2]))
-                           for h in lines):
+        values = [h.partition(" = ")[2] for h in lines]
+        if line[1:].strip() in values or numbers and any(
+                numbers & set(re.findall(r"\d{3,}", v)) for v in values):
             return rule
     if ERRNO_TEXT.search(line):
         refusing = [r for r in evidence if r.refuses]
