@@ -33,8 +33,6 @@ from . import diff_rules
 STREAMS = ("stdout", "stderr", "status", "hierarchy")
 GROUP = "diff"
 SAMPLED = "<sampled>"
-#: what `cgemu run` says when CMD cannot join its group (run._join)
-NO_JOIN = f"cannot join /{GROUP}: "
 _TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?")
 _EVENTS = frozenset(("pgpgin", "pgpgout", "pgfault", "pgmajfault",
                      "workingset_refault_anon", "workingset_refault_file"))
@@ -218,8 +216,7 @@ def compare(base: str, captures: dict[str, Capture]) -> Report:
                 f"{name} {' '.join(cls)}", lineterm="", n=2))
             changed = [line for line in lines[2:] if line[:1] in "-+"]
             rules, unexplained, found = diff_rules.explain(
-                changed, base, cls[0], evidence[cls[0]], status=name == "status",
-                joined=NO_JOIN not in captures[cls[0]].stderr)
+                changed, base, cls[0], evidence[cls[0]], status=name == "status")
             for profile in cls:
                 for rule, why in found.items():
                     evidence[profile].setdefault(rule, why)

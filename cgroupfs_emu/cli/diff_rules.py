@@ -50,20 +50,6 @@ class Rule:
     refuses: bool = False
 
 
-def _procs(p: Profile) -> bool:
-    return p.file_set is None or "cgroup.procs" in p.file_set
-
-
-#: Seed-era kernels without cgroup.procs: `cgemu run` joins CMD by writing it, so CMD
-#: never starts there and every stream differs (used where that run says so)
-NO_JOIN = (
-    Rule("no cgroup.procs: CMD cannot join /diff (the 2007 framework's files)",
-         SEEDS + "#memctl-2007--seed-002-the-memory-controller-introduction", "[M4]",
-         lambda p: p.name == "memctl-2007", "."),
-    Rule("no cgroup.procs: CMD cannot join /diff (2.6.26's files)",
-         SEEDS + "#shrink-2008--seed-004-memoryshrink_in_bytes", "[S1]",
-         lambda p: not _procs(p), "."),
-)
 RULES = (
     Rule("unlimited value", S1, "unlimited reads", lambda p: p.counter.unlimited,
          r"922337203685477(5807|1712)"),
@@ -114,9 +100,23 @@ RULES = (
 ORDER = Rule("directory order (kernfs name hash, or the 3.10 dcache's newest first)", S6,
              "### dcache (3.10)",
              lambda p: (type(p.dir_order).__name__, p.file_creation_order), r"$^")
-#: a line naming a control file only one of the two profiles has
+#: a line naming a control file only one of the two profiles has: the seed system's
+#: own file table where one is involved, else the generations' (section 3)
 FILES = Rule("the control-file set", S3, "File set and modes",
              lambda p: _files(p), r"$^", refuses=True)
+SEED_FILES = {name: Rule(f"the control-file set of {name} ({what})", SEEDS + anchor, tag,
+                         lambda p: _files(p), r"$^", refuses=True)
+              for name, anchor, tag, what in (
+    ("memctl-2007", "#memctl-2007--seed-002-the-memory-controller-introduction", "[M4]",
+     "mem_usage, mem_limit, mem_failcnt, in pages; no cgroup.procs"),
+    ("shrink-2008", "#shrink-2008--seed-004-memoryshrink_in_bytes", "[S1]",
+     "2.6.26's files and memory.shrink_in_bytes"),
+    ("kmem-2011", "#kmem-2011--seed-000-memoryindependent_kmem_limit", "[K1]",
+     "3.2's files and the seed's three"),
+    ("kmem-slab-2012", "#kmem-slab-2012--seed-001-per-group-slab-accounting", "[L1]",
+     "3.3's files and the seed's four"),
+    ("kmem-2012", "#kmem-2012--seed-003-the-kmem-controller-as-merged-in-38", "[G1]",
+     "3.3's files with the kmem quartet"))}
 _NAME = re.compile(r"[\w.]+")
 
 
@@ -131,18 +131,15 @@ def _applies(rule: Rule, base: Profile, other: Profile) -> bool:
 
 
 def explain(changed: list[str], base: str, other: str,
-            evidence: dict[Rule, list[str]] | None = None, status: bool = False,
-            joined: bool = True) -> tuple[list[Rule], list[str], dict[Rule, list[str]]]:
+            evidence: dict[Rule, list[str]] | None = None, status: bool = False
+            ) -> tuple[list[Rule], list[str], dict[Rule, list[str]]]:
     """The rules behind the *changed* lines (``-``/``+`` lines of a unified diff) of
     *other* against *base*: (rules in order of first use, lines no rule explains,
     the lines each rule explained). *evidence*: what the other streams of the same
     pair were explained by, for lines that name no file; *status*: the lines are exit
-    statuses, which the rules behind the pair's stderr explain; *joined*: False when
-    CMD could not join /diff on *other*."""
+    statuses, which the rules behind the pair's stderr explain."""
     bp, op = get_profile(base), get_profile(other)
-    cause = next((r for r in NO_JOIN if _applies(r, bp, op)), None)
-    if changed and not joined and cause is not None:
-        return [cause], [], {cause: changed}
+    files = SEED_FILES.get(other, SEED_FILES.get(base, FILES))
     rules = [r for r in RULES if _applies(r, bp, op)]
     found: dict[Rule, list[str]] = {}
     left: list[str] = []
@@ -155,7 +152,7 @@ def explain(changed: list[str], base: str, other: str,
     for line in changed:
         names = set(_NAME.findall(line[1:]))
         # a bare file name is a listing's line: only the set or the order moves it
-        rule = FILES if names & only else ORDER if line[1:].strip() in both else None
+        rule = files if names & only else ORDER if line[1:].strip() in both else None
         rule = rule or next((r for r in rules if r.pattern.search(line[1:])), None)
         if rule is None and status and evidence:
             rule = next((r for r in reversed(evidence) if r.refuses), None)
