@@ -23,6 +23,13 @@ Two designs existed:
   cursor dentry in the list keeps the place, so entries created after the listing
   started are not seen and removed ones are simply gone.
 
+Cost. A directory keeps its entries sorted as they come and go (:class:`Run`, the
+kernel's rbtree of siblings): a child group's key is made once, when it is filed at
+mkdir, and the directory's control files form a second run made once per profile. A
+readdir request finds where it resumes by bisection and makes only the entries its
+reply takes (:func:`iter_page` is lazy), so listing n entries costs O(n) in all, not a
+sort per request.
+
 What is not emulated: ``d_move()`` of a renamed 3.10 group puts it at the head of the
 list (we do the same by giving it a new sequence number, see
 :meth:`DcacheOrder.key`); negative dentries left by failed lookups, which in 3.10 could
@@ -35,13 +42,15 @@ carries its rank above bit 32, so only then does an offset differ from the kerne
 from __future__ import annotations
 
 import enum
-from typing import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from typing import Iterable, Iterator, Sequence
 
 import attrs
 
 __all__ = [
     "INT_MAX", "NameHash", "partial_name_hash_r5", "kernfs_name_hash", "Entry",
-    "KernfsOrder", "DcacheOrder", "Cursor", "DOT", "DOTDOT", "readdir_page",
+    "KernfsOrder", "DcacheOrder", "Run", "Cursor", "DOT", "DOTDOT", "iter_page",
+    "readdir_page", "name_of",
 ]
 
 INT_MAX = (1 << 31) - 1
@@ -108,6 +117,16 @@ class Entry:
     node: object = attrs.field(default=None, eq=False)
 
 
+
+def _bytes_of(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
+
+
+def name_of(key: tuple) -> str:
+    """The entry name a key (of either order) was made from."""
+    return key[1].decode("utf-8", "surrogateescape")
+
+
 @attrs.frozen
 class KernfsOrder:
     """kernfs: (hash, name) order, the hash is the position."""
@@ -115,9 +134,13 @@ class KernfsOrder:
     fold: NameHash = NameHash.HASH_LONG
     kind = "kernfs"
 
+    def key_of(self, name: str, seq: int = 0) -> tuple:
+        """kernfs_name_compare()'s order as a tuple: computed once per name (at mkdir
+        for a group), never per listing."""
+        return (kernfs_name_hash(name, self.fold), _bytes_of(name))
+
     def key(self, entry: Entry) -> tuple:
-        return (kernfs_name_hash(entry.name, self.fold),
-                entry.name.encode("utf-8", "surrogateescape"))
+        return self.key_of(entry.name)
 
     def sort(self, entries: Iterable[Entry]) -> list[Entry]:
         return sorted(entries, key=self.key)
@@ -129,15 +152,55 @@ class DcacheOrder:
 
     kind = "dcache"
 
+    def key_of(self, name: str, seq: int = 0) -> tuple:
+        return (-seq, _bytes_of(name))
+
     def key(self, entry: Entry) -> tuple:
-        return (-entry.seq, entry.name.encode("utf-8", "surrogateescape"))
+        return self.key_of(entry.name, entry.seq)
 
     def sort(self, entries: Iterable[Entry]) -> list[Entry]:
         return sorted(entries, key=self.key)
 
 
+class Run:
+    """Entries kept in key order as they come and go: a list of keys and, beside it,
+    what the caller wants back for each (the kernel's rbtree of siblings,
+    kernfs_link_sibling()). An add or a removal is one bisection and one list
+    insert/delete: O(log n) comparisons and a memmove of pointers."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self, keys: list | None = None, values: list | None = None):
+        self.keys: list[tuple] = keys if keys is not None else []
+        self.values: list = values if values is not None else []
+
+    @classmethod
+    def of(cls, order, entries: Iterable[Entry]) -> Run:
+        """A run of *entries* (sorted once), the entries themselves as values."""
+        listing = order.sort(entries)
+        return cls([order.key(e) for e in listing], listing)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, key: tuple, value) -> None:
+        i = bisect_left(self.keys, key)
+        self.keys.insert(i, key)
+        self.values.insert(i, value)
+
+    def remove(self, key: tuple) -> bool:
+        i = bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            del self.keys[i], self.values[i]
+            return True
+        return False
+
+
+#: no entries (a missing run)
+_NONE = Run()
 DOT = "."
 DOTDOT = ".."
+_DOT, _DOTDOT = b".", b".."
 
 
 @attrs.define
@@ -148,78 +211,140 @@ class Cursor:
     after: dict[int, tuple] = attrs.Factory(dict)
     #: dcache only: the running count that goes with each handed-out offset
     count: dict[int, int] = attrs.Factory(dict)
+    #: entries made for this handle so far ("." and ".." aside): what a listing cost
+    made: int = 0
 
 
-def readdir_page(order, entries: Sequence[Entry], start: int,
-                 cursor: Cursor) -> list[tuple[str, Entry | None, int]]:
+def _from(runs: Sequence[Run], begins: Sequence[int]) -> Iterator[tuple[tuple, object]]:
+    """(key, value) of every entry of *runs* (none, one or two: a directory's files
+    and its child groups) from the given start index of each, in key order, made one
+    at a time as the caller takes them. Keys are unique within a directory (a group
+    cannot take a file's name), so the runs merge by one compare per entry."""
+    if len(runs) > 2:
+        raise ValueError("a directory listing merges at most two runs")
+    runs, begins = [*runs, _NONE, _NONE][:2], [*begins, 0, 0][:2]
+    (ak, av), i = (runs[0].keys, runs[0].values), begins[0]
+    (bk, bv), j = (runs[1].keys, runs[1].values), begins[1]
+    na, nb = len(ak), len(bk)
+    while i < na and j < nb:
+        if ak[i] < bk[j]:
+            yield ak[i], av[i]
+            i += 1
+        else:
+            yield bk[j], bv[j]
+            j += 1
+    while i < na:
+        yield ak[i], av[i]
+        i += 1
+    while j < nb:
+        yield bk[j], bv[j]
+        j += 1
+
+
+def _rank(runs: Sequence[Run], key: tuple) -> int:
+    """How many entries before *key* have its hash (0 unless names collide)."""
+    low = (key[0],)
+    return sum(bisect_left(r.keys, key) - bisect_left(r.keys, low) for r in runs)
+
+
+def _nth(runs: Sequence[Run], n: int) -> list[int]:
+    """Start indexes, one per run, of the merged listing's *n*-th entry (0-based): by
+    bisection on each run for the entry with exactly *n* entries before it."""
+    for run in runs:
+        lo, hi = 0, len(run)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            before = sum(bisect_left(r.keys, run.keys[mid]) for r in runs)
+            if before == n:
+                return [bisect_left(r.keys, run.keys[mid]) for r in runs]
+            lo, hi = (mid + 1, hi) if before < n else (lo, mid)
+    return [len(r) for r in runs]  # past the end
+
+
+def iter_page(order, runs: Sequence[Run], start: int,
+              cursor: Cursor) -> Iterator[tuple[str, object, int]]:
     """Everything a readdir starting at offset *start* may return, in order, as
-    ``(name, entry or None for "."/"..", next offset)``. The caller stops when its
-    reply buffer is full; offsets it did not hand out are never remembered wrongly
-    because every offset is recorded here before being returned.
+    ``(name as bytes, value or None for "."/"..", next offset)``, made one at a time: the
+    caller stops taking when its reply buffer is full, so a request costs the bisections
+    that find its start plus the entries one reply holds, whatever the directory's
+    size. *runs* are the directory's entries now, as sorted runs of *order*'s keys (a
+    directory's files and its child groups). Every offset is recorded in *cursor*
+    before it is handed out.
 
     *start* is 0 for a fresh listing, else an offset this function returned earlier
     (the FUSE kernel passes back the offset of the last entry the user consumed).
     """
-    listing = order.sort(entries)
-    keys = [order.key(e) for e in listing]
-    out: list[tuple[str, Entry | None, int]] = []
-
     if order.kind == "kernfs":
-        positions = [k[0] for k in keys]
-        # Rank of each entry among earlier ones with the same hash: 0 unless two names
-        # collide. The kernel's positions are the bare hash and it tells colliding
-        # entries apart through file->private_data; a FUSE server only gets the offset
-        # back, so a colliding entry's offset carries its rank above bit 32.
-        ranks = [0] * len(listing)
-        for i in range(1, len(listing)):
-            if positions[i] == positions[i - 1]:
-                ranks[i] = ranks[i - 1] + 1
+        return _kernfs_page(runs, start, cursor)
+    return _dcache_page(runs, start, cursor)
 
-        def next_off(i: int) -> int:
-            if i + 1 >= len(listing):
-                return INT_MAX
-            return positions[i + 1] | (ranks[i + 1] << 32)
 
-        if start == 0:
-            out.append((DOT, None, 1))
-        if start <= 1:
-            first = positions[0] if listing else INT_MAX
-            out.append((DOTDOT, None, first))
-            begin = 0
-        elif start == INT_MAX:
-            return out
-        elif start in cursor.after:
-            last = cursor.after[start]
-            begin = next((i for i, k in enumerate(keys) if k > last), len(listing))
-        else:
-            # kernfs_dir_pos(): the first node whose hash is >= the position (then skip
-            # the colliding entries the offset's rank says were consumed)
-            h, rank = start & 0xFFFFFFFF, start >> 32
-            begin = next((i for i, p in enumerate(positions) if p >= h), len(listing))
-            while rank and begin < len(listing) and positions[begin] == h:
-                begin, rank = begin + 1, rank - 1
-        for i in range(begin, len(listing)):
-            off = next_off(i)
-            cursor.after[off] = keys[i]
-            out.append((listing[i].name, listing[i], off))
-        return out
-
-    # dcache_readdir(): f_pos 0 ".", 1 "..", then 2, 3, ... one per positive dentry
+def _kernfs_page(runs, start, cursor):
     if start == 0:
-        out.append((DOT, None, 1))
+        yield _DOT, None, 1
+    skip = h = 0
     if start <= 1:
-        out.append((DOTDOT, None, 2))
-        begin, pos = 0, 2
+        begins = [0] * len(runs)
+    elif start == INT_MAX:
+        return
     elif start in cursor.after:
         last = cursor.after[start]
-        begin = next((i for i, k in enumerate(keys) if k > last), len(listing))
-        pos = cursor.count[start]
+        begins = [bisect_right(r.keys, last) for r in runs]
+    else:
+        # kernfs_dir_pos(): the first node whose hash is >= the position (then skip
+        # the colliding entries the offset's rank says were consumed)
+        h, skip = start & 0xFFFFFFFF, start >> 32
+        begins = [bisect_left(r.keys, (h,)) for r in runs]
+    entries = _from(runs, begins)
+    cur = next(entries, None)
+    while skip and cur is not None and cur[0][0] == h:
+        cur, skip = next(entries, None), skip - 1
+    if start <= 1:
+        yield _DOTDOT, None, INT_MAX if cur is None else cur[0][0]
+    if cur is None:
+        return
+    # Rank of an entry among the earlier ones with the same hash: 0 unless two names
+    # collide. The kernel's positions are the bare hash and it tells colliding
+    # entries apart through file->private_data; a FUSE server only gets the offset
+    # back, so a colliding entry's offset carries its rank above bit 32.
+    rank = _rank(runs, cur[0])
+    while cur is not None:
+        nxt = next(entries, None)
+        if nxt is None:
+            off = INT_MAX
+        else:
+            rank = rank + 1 if nxt[0][0] == cur[0][0] else 0
+            off = nxt[0][0] | (rank << 32)
+        cursor.after[off] = cur[0]
+        cursor.made += 1
+        yield cur[0][1], cur[1], off
+        cur = nxt
+
+
+def _dcache_page(runs, start, cursor):
+    # dcache_readdir(): f_pos 0 ".", 1 "..", then 2, 3, ... one per positive dentry
+    if start == 0:
+        yield _DOT, None, 1
+    if start <= 1:
+        yield _DOTDOT, None, 2
+        begins, pos = [0] * len(runs), 2
+    elif start in cursor.after:
+        last = cursor.after[start]
+        begins, pos = [bisect_right(r.keys, last) for r in runs], cursor.count[start]
     else:
         # dcache_dir_lseek(): move the cursor past start - 2 entries from the head
-        begin, pos = min(start - 2, len(listing)), start
-    for i in range(begin, len(listing)):
+        begins, pos = _nth(runs, start - 2), start
+    for key, value in _from(runs, begins):
         pos += 1
-        cursor.after[pos] = keys[i]
+        cursor.after[pos] = key
         cursor.count[pos] = pos
-        out.append((listing[i].name, listing[i], pos))
-    return out
+        cursor.made += 1
+        yield key[1], value, pos
+
+
+def readdir_page(order, entries: Sequence[Entry], start: int,
+                 cursor: Cursor) -> list[tuple[str, Entry | None, int]]:
+    """:func:`iter_page` over a plain sequence of entries (sorted once here), taken
+    to the end: ``(name, entry or None for "."/"..", next offset)``."""
+    return [(name.decode("utf-8", "surrogateescape"), entry, off)
+            for name, entry, off in iter_page(order, [Run.of(order, entries)], start, cursor)]

@@ -30,8 +30,8 @@ from conftest import HELPERS, Mount, compiled_helper, needs_fuse, ppid_of, wait_
 
 pytestmark = [pytest.mark.slow, needs_fuse]
 
-#: how long the fuzzing runs; setup and teardown add about 20 s
-FUZZ_SECONDS = 90
+#: how long the fuzzing runs (about two minutes with setup and teardown)
+FUZZ_SECONDS = 110
 #: hogs alive at once, and the most pages each holds: 4 * 16 MiB at most
 HOGS, HOG_PAGES = 4, 4096
 LIMITS = ["4M", "8M", "16M", "32M", "64M", "-1", "1G", "0", "abc", "9999999999999999999999"]

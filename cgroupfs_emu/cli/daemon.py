@@ -115,6 +115,7 @@ class Daemon:
     def start(self, stack: contextlib.ExitStack) -> None:
         """Socket first, then the mount: both exist before anyone hears "mounted".
         Each pushes its undoing on *stack*."""
+        stack.callback(self.signals.close)  # unwound last: lets go of ptrace-stopped tasks
         stack.callback(self.watcher.close)
         stack.callback(self.follower.close)  # unwound first (LIFO): continue what its thread stopped
         # the descriptor budget (service/fdbudget.py) counts on it, and every followed

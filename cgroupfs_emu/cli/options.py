@@ -56,7 +56,7 @@ class MountConfig:
     oom_kill: bool = True
     #: how often the daemon looks at real processes (exits, closed eventfds, ...)
     poll_ms: int = 500
-    #: issue 13: how process events arrive (auto: the proc connector when root,
+    #: how process events arrive (auto: the proc connector when root,
     #: else pidfds + /proc scans), the fast sampling period of busy tasks, and
     #: thread-stack charging (None: as the profile says)
     events: str = "auto"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from operator import itemgetter
 
 from .. import dirorder
 from ..core.cgroup import Cgroup
@@ -29,13 +30,17 @@ ROOT_INODE = 1
 #: a directory the kernel creates for a group (the root) is rwxr-xr-x
 DIR_MODE = 0o755
 _MAY_READ_USER, _MAY_READ_GROUP, _MAY_READ_OTHER = 0o400, 0o040, 0o004
+#: the order of profiles that name none
+_KERNFS = dirorder.KernfsOrder()
+_EMPTY = dirorder.Run()
 
 
 class Node:
     """One inode: a group directory or a control file of a group."""
 
     __slots__ = ("inode", "dir", "name", "mode", "uid", "gid", "atime", "mtime", "ctime",
-                 "lookups", "group", "cf", "files", "born")
+                 "lookups", "group", "cf", "files", "born", "sub", "key",
+                 "attrs")
 
     def __init__(self, inode, mode, uid, gid, group, cf=None, dir=None, name=""):
         self.inode = inode
@@ -52,6 +57,14 @@ class Node:
         #: directories: when the entry was made (mkdir, or rename: 3.10's d_move()
         #: puts it back at the head), for the 3.10 order
         self.born = 0
+        #: directories: the child groups' directory nodes in the profile's order
+        #: (dirorder.Run), kept as groups come and go; None before the first child
+        self.sub: dirorder.Run | None = None
+        #: directories: the key this directory is filed under in its parent's run
+        self.key: tuple | None = None
+        #: the FUSE adapter's attributes of this node, kept until they change
+        #: (fs/operations.py CgroupFS._attrs); None: build afresh
+        self.attrs = None
 
     @property
     def is_dir(self) -> bool:
@@ -85,6 +98,8 @@ class Kernfs:
         self._dir_of_group: dict[int, Node] = {id(tree.root): root}
         self._next_inode = ROOT_INODE + 1
         self._births = 0
+        #: (files of a directory, 3.10: its birth) -> their run, see _file_run
+        self._file_runs: dict[tuple, dirorder.Run] = {}
 
     @property
     def root(self) -> Node:
@@ -95,24 +110,78 @@ class Kernfs:
         return self._births
 
     def renamed(self, group: Cgroup) -> None:
-        """3.10: d_move() puts a renamed group's dentry back at the head of its
+        """The group took a new name (cgroup1_rename()): refile it in its parent's
+        listing. 3.10: d_move() puts a renamed group's dentry back at the head of its
         parent's list, as if just created."""
-        self.dir_node(group).born = self._birth()
+        node = self.dir_node(group)
+        self._unfile(node)
+        node.born = self._birth()
+        self._file(node)
 
-    def entries(self, dnode: Node) -> list[dirorder.Entry]:
-        """The directory's entries now (kernfs lists live, not a snapshot): child
-        groups and control files, each with its creation sequence for the 3.10 order
-        (a group's files are made right after the group, its child groups later)."""
+    @property
+    def order(self):
+        return self.tree.dir_order or _KERNFS
+
+    def _file(self, node: Node) -> None:
+        """Enter a group's directory in its parent's listing, its key made once here
+        (kernfs_add_one() -> kernfs_link_sibling())."""
+        group = node.group
+        parent = self._dir_of_group.get(id(group.parent)) if group.parent else None
+        if parent is None or not group.online:
+            return
+        if parent.sub is None:
+            parent.sub = dirorder.Run()
+        node.key = self.order.key_of(group.name, node.born * _SEQ_SPAN)
+        parent.sub.add(node.key, node)
+
+    def _unfile(self, node: Node) -> None:
+        parent = self._dir_of_group.get(id(node.group.parent))
+        if node.key is not None and parent is not None and parent.sub is not None:
+            parent.sub.remove(node.key)
+        node.key = None
+
+    def listing(self, dnode: Node) -> list[dirorder.Run]:
+        """The directory's entries now (kernfs lists live, not a snapshot), as runs
+        of the profile's order: its control files (values: rows) and its child groups
+        (values: their directory nodes). Each child's key was made once, when it was
+        filed; a listing only bisects and merges."""
         group = dnode.group
         if not group.online:
             return []
-        entries = [dirorder.Entry(name, self.dir_node(sub).born * _SEQ_SPAN)
-                   for name, sub in self.tree.subgroups(group).items()]
-        order = {name: i for i, name in enumerate(self.tree.file_creation_order)}
-        base = dnode.born * _SEQ_SPAN + 1
-        entries += [dirorder.Entry(name, base + order.get(name, len(order) + i))
-                    for i, name in enumerate(self.tree.files(group))]
-        return entries
+        if len(dnode.sub or ()) != len(group.children):
+            self._file_all(dnode)
+        return [self._file_run(dnode), dnode.sub or _EMPTY]
+
+    def _file_all(self, dnode: Node) -> None:
+        """File every child group afresh, for groups the hierarchy holds that were
+        never filed (made without this node tree: none of ours do)."""
+        pairs = []
+        for sub in self.tree.subgroups(dnode.group).values():
+            node = self.dir_node(sub)
+            node.key = self.order.key_of(sub.name, node.born * _SEQ_SPAN)
+            pairs.append((node.key, node))
+        pairs.sort(key=itemgetter(0))
+        dnode.sub = dirorder.Run([k for k, _ in pairs], [n for _, n in pairs])
+
+    def _file_run(self, dnode: Node) -> dirorder.Run:
+        """A directory's control files in the profile's order. kernfs: the same for
+        every non-root directory, made once. 3.10: a group's files are made right
+        after the group, so their keys follow its birth (one directory cached)."""
+        group = dnode.group
+        files = self.tree.files(group)
+        cache_key = (id(files), dnode.born if self.order.kind == "dcache" else 0)
+        run = self._file_runs.get(cache_key)
+        if run is None:
+            creation = {name: i for i, name in enumerate(self.tree.file_creation_order)}
+            base = dnode.born * _SEQ_SPAN + 1
+            run = dirorder.Run()
+            for i, (name, cf) in enumerate(files.items()):
+                run.add(self.order.key_of(name, base + creation.get(name, len(creation) + i)),
+                        cf)
+            if self.order.kind == "dcache":
+                self._file_runs.clear()
+            self._file_runs[cache_key] = run
+        return run
 
     def _new_inode(self) -> int:
         inode = self._next_inode
@@ -130,6 +199,7 @@ class Kernfs:
             node.born = self._birth()
             self.nodes[node.inode] = node
             self._dir_of_group[id(group)] = node
+            self._file(node)
         return node
 
     def file_node(self, dnode: Node, name: str, cf) -> Node:
@@ -165,7 +235,10 @@ class Kernfs:
     def removed(self, group: Cgroup) -> None:
         """The group was removed. Its file nodes stay until the kernel forgets them;
         open handles then see ENODEV because the group is offline."""
-        node = self._dir_of_group.pop(id(group), None)
+        node = self._dir_of_group.get(id(group))
+        if node is not None:
+            self._unfile(node)
+            del self._dir_of_group[id(group)]
         if node is not None and node.lookups <= 0:
             self.nodes.pop(node.inode, None)
 

@@ -2,7 +2,7 @@
 
 It sees a tree of directories (opaque group objects) holding control files (rows with a
 name and a mode) through a ControlTree, and knows nothing about memory. Behaviour
-follows kernfs as cgroup v1 uses it (spec 1.2, 1.3):
+follows kernfs as cgroup v1 uses it (fs/kernfs/file.c, dir.c):
 
 * control files are regular, st_size 0, opened with direct I/O; each open handle renders
   its text at its first read and again whenever a read starts at offset 0 (seq_file);
@@ -38,8 +38,6 @@ from ..units import PAGE_SIZE
 NAME_MAX = 255
 
 log = logging.getLogger(__name__)
-#: the order of profiles that name none
-_KERNFS = dirorder.KernfsOrder()
 assert ROOT_INODE == pyfuse3.ROOT_INODE
 
 
@@ -105,6 +103,7 @@ class CgroupFS(pyfuse3.Operations):
         saying it here keeps the rule whatever path a change takes. attr_only never
         waits for a lock the kernel holds while this request runs.
         """
+        self._changed(node)
         if self._mounted:
             try:
                 pyfuse3.invalidate_inode(node.inode, attr_only=True)
@@ -121,26 +120,39 @@ class CgroupFS(pyfuse3.Operations):
         return self.nodes.child(dnode, name)
 
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
-        a = pyfuse3.EntryAttributes()
-        a.st_ino = node.inode
-        a.st_mode = node.mode
-        if node.is_dir:
-            # 2 + number of child groups, like kernfs
-            a.st_nlink = 2 + (len(self.tree.subgroups(node.group)) if node.group.online else 0)
-        else:
-            a.st_nlink = 1
-        a.st_uid = node.uid
-        a.st_gid = node.gid
-        a.st_size = 0
-        a.st_blksize = PAGE_SIZE
-        a.st_blocks = 0
-        a.st_atime_ns = node.atime
-        a.st_mtime_ns = node.mtime
-        a.st_ctime_ns = node.ctime
-        a.entry_timeout = self.timeout
-        a.attr_timeout = self.timeout
-        a.generation = 0
+        """The node's attributes, built once and kept on the node until something a
+        stat shows changes (_changed: setattr, write, and for a directory mkdir, rmdir
+        and rename in it; a group is removed only without children, so its link count
+        stays 2); pyfuse3 copies them into each reply before this adapter runs again,
+        so one object serves every reply."""
+        a = node.attrs
+        if a is None:
+            a = node.attrs = pyfuse3.EntryAttributes()
+            a.st_ino = node.inode
+            a.st_mode = node.mode
+            if node.is_dir:
+                # 2 + number of child groups, like kernfs
+                a.st_nlink = 2 + (len(self.tree.subgroups(node.group))
+                                  if node.group.online else 0)
+            else:
+                a.st_nlink = 1
+            a.st_uid = node.uid
+            a.st_gid = node.gid
+            a.st_size = 0
+            a.st_blksize = PAGE_SIZE
+            a.st_blocks = 0
+            a.st_atime_ns = node.atime
+            a.st_mtime_ns = node.mtime
+            a.st_ctime_ns = node.ctime
+            a.entry_timeout = self.timeout
+            a.attr_timeout = self.timeout
+            a.generation = 0
         return a
+
+    @staticmethod
+    def _changed(node: Node) -> None:
+        """Something _attrs shows changed: build them afresh at the next reply."""
+        node.attrs = None
 
     def _dir_arg(self, inode: int) -> Node:
         node = self._node(inode)
@@ -197,6 +209,7 @@ class CgroupFS(pyfuse3.Operations):
         if fields.update_mtime:
             node.mtime = attr.st_mtime_ns
         # update_size: O_TRUNC and truncate(2) are accepted and change nothing (kernfs).
+        self._changed(node)
         return self._attrs(node)
 
     @_boundary
@@ -255,23 +268,37 @@ class CgroupFS(pyfuse3.Operations):
         getdents64 reports as d_off; the handle's cursor resumes right after the entry
         the caller last received, whatever was created or removed meanwhile."""
         dnode, cursor = self._handles[fh]
-        order = self.tree.dir_order or _KERNFS
-        for name, entry, off in dirorder.readdir_page(order, self.nodes.entries(dnode),
-                                                      start_id, cursor):
-            if entry is None:
-                target = dnode
-                if name == dirorder.DOTDOT and dnode.group.parent is not None:
-                    target = self.nodes.dir_node(dnode.group.parent)
+        made = cursor.made
+        replied = self._fill(dnode, cursor, start_id, token)
+        if log.isEnabledFor(logging.DEBUG):
+            # what tests/test_listing_cost.py holds on a real mount
+            log.debug("readdir from %#x: %d entries made, %d replied", start_id,
+                      cursor.made - made, replied)
+
+    def _fill(self, dnode: Node, cursor: dirorder.Cursor, start: int, token) -> int:
+        """Reply entries until the kernel's buffer is full; return how many groups and
+        files went in."""
+        nodes = self.nodes
+        reply = pyfuse3.readdir_reply
+        replied = 0
+        for name, value, off in dirorder.iter_page(nodes.order, nodes.listing(dnode),
+                                                    start, cursor):
+            if value is None:
+                node = dnode
+                if name == b".." and dnode.group.parent is not None:
+                    node = nodes.dir_node(dnode.group.parent)
                 # "." and ".." never count as lookups (fuse_direntplus_link())
-                if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(target), off):
-                    return
+                if not reply(token, name, self._attrs(node), off):
+                    break
                 continue
-            node = self._child(dnode, name)
-            if node is None:
-                continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(node), off):
-                return
-            node.lookups += 1
+            # a child group's directory node, or the row of a control file
+            if value.__class__ is not Node:
+                value = nodes.file_node(dnode, os.fsdecode(name), value)
+            if not reply(token, name, self._attrs(value), off):
+                break
+            value.lookups += 1
+            replied += 1
+        return replied
 
     @_boundary
     def releasedir(self, fh):
@@ -379,6 +406,7 @@ class CgroupFS(pyfuse3.Operations):
         h = self._handles[fh]
         self.tree.write(h.node.group, h.node.cf, h.caller, buf)
         h.node.mtime = time.time_ns()
+        self._changed(h.node)
         return len(buf)
 
     @_boundary

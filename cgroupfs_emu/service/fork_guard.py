@@ -19,8 +19,19 @@ A task of another architecture ABI (x32, compat) is let through.
 The same builder makes the filter of `cgemu run`'s view (``VIEW_CALLS``: the calls
 whose answer differs in the view, served by preload/supervise.c).
 
-Not like the kernel: once the daemon is gone, nobody answers and a guarded process's
-fork fails with ENOSYS (the kernel's answer when a notifying filter has no listener).
+Filters are installed with ``SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`` (5.19+): once
+the daemon has received a fork's notification, only a fatal signal ends the wait, as
+only a fatal signal ends the kernel's own fork. The daemon receives at once
+(guard_recv.py, which says what a signal before that does).
+
+Not like the kernel:
+
+* once the daemon is gone, nobody answers and a guarded process's fork fails with
+  ENOSYS (the kernel's answer when a notifying filter has no listener);
+* before 5.19 (the flag is refused with EINVAL) the filter is installed without it,
+  with one warning: a signal that comes while a fork waits for its answer, caught by
+  a handler installed without SA_RESTART, makes that fork fail with EINTR (with
+  SA_RESTART or no handler, the fork is restarted and asked again).
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ log = logging.getLogger("cgroupfs_emu.fork_guard")
 # <linux/seccomp.h>, <linux/filter.h>, <linux/audit.h>
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_USER_NOTIF = 0x7FC00000
 SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
@@ -115,15 +127,24 @@ def install(calls: dict[str, int] | None = None) -> int:
     insns = program(calls=calls)
     arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
     fprog = _SockFprog(len(insns), arr)
-    for attempt in (1, 2):
-        fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER,
-                           SECCOMP_FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog))
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+    for attempt in (1, 2, 3):
+        fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
         if fd >= 0:
             return fd
         e = ctypes.get_errno()
+        if e == errno.EINVAL and flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV:
+            # before 5.19 the flag is unknown (seccomp_set_mode_filter() refuses any
+            # flag outside SECCOMP_FILTER_FLAG_MASK): install anyway, with
+            # interruptible waits. One filter per process, so this says it once.
+            log.warning("seccomp: this kernel has no SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV "
+                        "(5.19+): a signal that comes while a guarded fork waits for its "
+                        "answer can make it fail with EINTR")
+            flags = SECCOMP_FILTER_FLAG_NEW_LISTENER
+            continue
         # without CAP_SYS_ADMIN (in our user namespace) a filter needs no_new_privs
         # (seccomp(2)); set it only then: set-ID programs lose their ids under it
-        if e != errno.EACCES or attempt == 2 or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
+        if e != errno.EACCES or attempt == 3 or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
             break
     raise OSError(e, f"seccomp: {os.strerror(e)}")
 
