@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 
 import trio
 
 from . import helper, logs
-from .daemon import Daemon, fuse_options
+from .daemon import STOP_SIGNALS, Daemon, fuse_options
 from .options import MountConfig, ShowAndExit, UsageError, parse_args
 
 log = logging.getLogger("cgroupfs_emu")
@@ -39,6 +40,10 @@ def _start(cfg: MountConfig, stack: contextlib.ExitStack) -> Daemon:
 def _announce(daemon: Daemon, stack: contextlib.ExitStack, where: str) -> None:
     """The mount is live: say so in the log (which names *where* it goes), the pidfile
     and to systemd; unsay it (first thing on the way down) through *stack*."""
+    # Whoever learns that the mount is live may stop it at once: hold SIGTERM and SIGINT
+    # until the daemon's receiver is open (Daemon._on_signal unblocks them), or the
+    # default action would end the process with its mount still there.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     helper.log_start(daemon.cfg, daemon.socket_path, where)
     helper.write_pidfile(daemon.cfg.pidfile)
     stack.callback(helper.remove_pidfile, daemon.cfg.pidfile)
