@@ -1,4 +1,5 @@
-"""Build step beyond pyproject.toml: the C preload library of `cgemu run`.
+"""Build step beyond pyproject.toml: the C library of `cgemu run` (the preload library
+and the view's seccomp supervisor, one shared object).
 
 It is declared as an extension so that every install path (wheel, `pip install .`,
 `pip install -e .`) compiles it; it is not a Python module, so it is compiled by
@@ -39,12 +40,14 @@ class BuildExt(build_ext):
         build = _build_module()
         try:
             build.compile_library(self.get_ext_fullpath(ext.name),
-                                  os.path.join(HERE, "cgroupfs_emu", "preload", "cgview.c"))
+                                  tuple(os.path.join(HERE, s) for s in ext.sources))
         except (OSError, subprocess.CalledProcessError) as e:
             # optional: without a C compiler the rest installs, and `cgemu run` says
             # how to build the library later
             raise CompileError(f"cannot build the preload library of cgemu run: {e}") from None
 
 
-setup(ext_modules=[Extension(PRELOAD, sources=["cgroupfs_emu/preload/cgview.c"], optional=True)],
+setup(ext_modules=[Extension(PRELOAD, sources=["cgroupfs_emu/preload/cgview.c",
+                                              "cgroupfs_emu/preload/supervise.c"],
+                             optional=True)],
       cmdclass={"build_ext": BuildExt})

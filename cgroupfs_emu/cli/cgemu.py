@@ -9,6 +9,7 @@ module with a ``register(subparsers)`` function that adds its parser and sets
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import select
 import shutil
@@ -17,6 +18,7 @@ import socket
 import sys
 
 from ..client import ChargeRefused, Client
+from ..preload import VIEW_ENV
 from ..units import memparse_strict
 from . import stat as stat_cmd
 from . import top as top_cmd
@@ -269,7 +271,8 @@ def cmd_exec(args) -> int:
     """cgexec's shape: join with pid 0 (the writer itself), then exec in place."""
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if args.system:
-        return run.run(args.mount, args.group, args.at, command, find_mount, prog="cgemu exec")
+        return run.run(args.mount, args.group, args.at, command, find_mount, prog="cgemu exec",
+                       preload_only=args.preload_only)
     if not command:
         raise CgemuError("no command given: cgemu exec -g GROUP -- CMD [ARGS...]")
     # Look the command up first: a command that is not there never joins the group.
@@ -346,7 +349,13 @@ def _hand_over(args, standby) -> None:
         try:
             listener = fork_guard.install()
         except OSError as e:
-            print(f"cgemu exec: no fork guard: {e.strerror}", file=sys.stderr)
+            if e.errno == errno.EBUSY and VIEW_ENV in os.environ:
+                # the kernel allows one listener per filter chain (has_duplicate_listener())
+                print("cgemu exec: no fork guard inside cgemu run's view (it has the one "
+                      "seccomp listener a process may have): forks are not limited",
+                      file=sys.stderr)
+            else:
+                print(f"cgemu exec: no fork guard: {e.strerror}", file=sys.stderr)
     try:
         if listener < 0 and not args.poll_ms:
             return
