@@ -89,17 +89,13 @@ func TestContainerdLifecycle(t *testing.T) {
 	if !hog.touch(8) {
 		t.Fatal("the hog died touching 8 MiB under a 32 MiB limit")
 	}
-	eventually(t, "memory usage of the hog's group", func() (bool, string) {
+	usageReaches(t, "containerd", limit, 8*mib, func() (uint64, uint64, uint64, error) {
 		st, err := cg.Stat()
 		if err != nil {
-			t.Fatalf("Stat: %v", err)
+			return 0, 0, 0, err
 		}
 		u := st.Memory.Usage
-		if u.Limit != limit {
-			t.Fatalf("Stat limit = %d, want %d", u.Limit, limit)
-		}
-		t.Logf("containerd: limit %d usage %d max %d", u.Limit, u.Usage, u.Max)
-		return u.Usage >= 8*mib && u.Usage <= limit, "usage " + itoa(u.Usage)
+		return u.Limit, u.Usage, u.Max, nil
 	})
 
 	// past the limit: the group's OOM killer ends the hog and the eventfd fires

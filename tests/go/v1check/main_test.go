@@ -130,20 +130,28 @@ func (c *child) killedBy() syscall.Signal {
 	return 0
 }
 
-// eventually retries *check* for a few seconds: the emulator learns a real process's
-// growth by sampling it, not at each page fault.
-func eventually(t *testing.T, what string, check func() (bool, string)) {
+// usageReaches: the group's limit is *limit* at every read, and its usage reaches
+// *least* (within the limit) in a few seconds: the emulator learns a real process's
+// growth by sampling it, not at each page fault. *read* gives limit, usage and peak.
+func usageReaches(t *testing.T, lib string, limit, least uint64,
+	read func() (uint64, uint64, uint64, error)) {
 	t.Helper()
-	var last string
+	var usage uint64
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		ok, got := check()
-		if ok {
+		got, u, peak, err := read()
+		if err != nil {
+			t.Fatalf("%s: reading the stats: %v", lib, err)
+		}
+		if got != limit {
+			t.Fatalf("%s: limit %d, want %d", lib, got, limit)
+		}
+		t.Logf("%s: limit %d usage %d max %d", lib, got, u, peak)
+		if usage = u; usage >= least && usage <= limit {
 			return
 		}
-		last = got
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s: still %s after 10 s", what, last)
+	t.Fatalf("%s: usage still %d after 10 s, want %d..%d", lib, usage, least, limit)
 }
 
 func checkOwnGroup(t *testing.T, lib, got string) {
@@ -161,5 +169,3 @@ func checkOwnGroup(t *testing.T, lib, got string) {
 func childName(lib string) string {
 	return fmt.Sprintf("v1check-%s-%d", lib, os.Getpid())
 }
-
-func itoa(v uint64) string { return strconv.FormatUint(v, 10) }

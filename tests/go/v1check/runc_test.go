@@ -100,17 +100,13 @@ func TestRuncFsManager(t *testing.T) {
 	if !hog.touch(16) {
 		t.Fatal("the hog died touching 16 MiB under a 64 MiB limit")
 	}
-	eventually(t, "memory usage of the hog's group", func() (bool, string) {
+	usageReaches(t, "runc", limit, 16*mib, func() (uint64, uint64, uint64, error) {
 		st, err := m.GetStats()
 		if err != nil {
-			t.Fatalf("GetStats: %v", err)
+			return 0, 0, 0, err
 		}
 		u := st.MemoryStats.Usage
-		if u.Limit != limit {
-			t.Fatalf("GetStats limit = %d, want %d", u.Limit, limit)
-		}
-		t.Logf("runc: limit %d usage %d max_usage %d", u.Limit, u.Usage, u.MaxUsage)
-		return u.Usage >= 16*mib && u.Usage <= limit, "usage " + itoa(u.Usage)
+		return u.Limit, u.Usage, u.MaxUsage, nil
 	})
 	hog.stop()
 	if err := m.Destroy(); err != nil {
