@@ -143,8 +143,11 @@ def _kill_namespace(ns_file: str, grace: float) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("outcome", ["passing", "failing"])
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_the_ci_recipe_replayed_on_a_fresh_clone(recipe, tmp_path):
+def test_the_ci_recipe_replayed_on_a_fresh_clone(recipe, outcome, tmp_path):
+    """*failing*: the project's shell test fails; the job must fail, still unmount,
+    and upload the daemon's complete log."""
     require_go()
     top = subprocess.run(["git", "-C", ROOT, "rev-parse", "--show-toplevel"],
                          capture_output=True, text=True)
@@ -154,6 +157,8 @@ def test_the_ci_recipe_replayed_on_a_fresh_clone(recipe, tmp_path):
 
     project = tmp_path / "project"
     shutil.copytree(GO_DIR, project)
+    if outcome == "failing":
+        (project / "check-paths.sh").write_text("#!/bin/sh\necho 'check-paths: broken'; exit 3\n")
     bindir, artifacts, ns_file = tmp_path / "bin", tmp_path / "artifacts", tmp_path / "ns"
     bindir.mkdir()
     moved = {"CGROUPFS_EMU_REPO": top.stdout.strip(), "CGEMU_SRC": str(tmp_path / "src"),
@@ -184,15 +189,23 @@ def test_the_ci_recipe_replayed_on_a_fresh_clone(recipe, tmp_path):
         stray = _kill_namespace(str(ns_file), grace=10)
     took = time.monotonic() - start
     out = r.stdout + r.stderr
-    assert r.returncode == 0, f"{recipe} failed after {took:.0f} s:\n{out}"
+    assert r.returncode == (0 if outcome == "passing" else 3), f"{recipe}: {took:.0f} s\n{out}"
     assert not stray, f"{recipe} left processes running: {stray}\n{out}"
-    assert os.listdir(bindir) == [] or set(os.listdir(bindir)) == {"cgemu", "cgroupfs_emu"}
+    # the fresh clone's commands were linked into the namespace's /usr/local/bin (the
+    # test's directory mounted over it), never into the machine's
+    assert sorted(os.listdir(bindir)) == ["cgemu", "cgroupfs_emu"]
+    assert all(os.readlink(bindir / c).startswith(moved["CGEMU_SRC"] + "/") for c in os.listdir(bindir))
     # the project's own tests ran in the view, in the group the recipe named
     assert "runc: own memory cgroup /ci" in out and "containerd: own memory cgroup /ci" in out, out
-    assert re.search(r"^ok\s", out, re.M) and "check-paths: ok in /ci" in out, out
+    assert re.search(r"^ok\s", out, re.M), out
+    assert ("check-paths: ok in /ci" if outcome == "passing" else "check-paths: broken") in out
     log = moved.get("CGEMU_LOG") or variables["CGEMU_LOG"].replace("$CI_PROJECT_DIR", str(project))
     with open(log) as f:
         text = f.read()
     assert "unmounted, exiting with status 0" in text and "Traceback" not in text, text
-    assert not artifacts.exists()  # uploaded only on failure
-    print(f"\n{recipe} replayed in {took:.1f} s")
+    if outcome == "passing":
+        assert not artifacts.exists()  # uploaded only on failure
+    else:
+        with open(artifacts / os.path.basename(log)) as f:
+            assert f.read() == text
+    print(f"\n{recipe} ({outcome}) replayed in {took:.1f} s")
