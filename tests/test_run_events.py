@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from cgroupfs_emu.host import mounts
 from conftest import HELPERS, group, needs_fuse, started
 
 pytestmark = [pytest.mark.mount, needs_fuse]
@@ -48,3 +49,36 @@ def test_a_listener_in_another_mount_namespace_registers_and_hears(mnt, chargers
         c.do(f"join {mnt.p('g', 'tasks')}")
         assert c.do("charge anon 8192") == "ok 2"
         assert listener.stdout.readline().split() == ["event", "1"]
+
+
+def _fake_proc(tmp_path, theirs: str, ours: str):
+    """A procfs root where pid 5's descriptor 3 was opened on mount 40."""
+    (tmp_path / "5" / "fdinfo").mkdir(parents=True)
+    (tmp_path / "5" / "fdinfo" / "3").write_text("pos:\t0\nflags:\t02100001\nmnt_id:\t40\n")
+    (tmp_path / "5" / "mountinfo").write_text(theirs)
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mountinfo").write_text(ours)
+    return str(tmp_path)
+
+
+OURS = ("22 1 0:21 / /sys rw - sysfs sysfs rw\n"
+        "30 22 0:50 / /tmp/a\\040b/mnt rw,nosuid - fuse.cgroupfs_emu memory rw\n")
+
+
+@pytest.mark.parametrize("theirs,path,expected", [
+    # cgemu run: the whole emulator bound at /sys/fs/cgroup/memory
+    ("40 39 0:50 / /sys/fs/cgroup/memory rw - fuse.cgroupfs_emu memory rw\n",
+     "/sys/fs/cgroup/memory/g/memory.oom_control", "/tmp/a b/mnt/g/memory.oom_control"),
+    # a bind of one group: the mount's root is that group
+    ("40 39 0:50 /g /bound rw - fuse.cgroupfs_emu memory rw\n",
+     "/bound/memory.oom_control", "/tmp/a b/mnt/g/memory.oom_control"),
+    # another filesystem at the same path is not ours
+    ("40 39 0:51 / /sys/fs/cgroup/memory rw - fuse.cgroupfs_emu memory rw\n",
+     "/sys/fs/cgroup/memory/g/memory.oom_control", None),
+    # the descriptor's mount is not in the table
+    ("41 39 0:50 / /sys/fs/cgroup/memory rw - fuse.cgroupfs_emu memory rw\n",
+     "/sys/fs/cgroup/memory/g/memory.oom_control", None),
+])
+def test_a_descriptor_of_another_namespace_is_found_through_its_mount(tmp_path, theirs,
+                                                                     path, expected):
+    assert mounts.translate(_fake_proc(tmp_path, theirs, OURS), 5, 3, path) == expected
