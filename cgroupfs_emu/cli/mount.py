@@ -103,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         helper.detach()
         helper.close_inherited_fds(keep={wfd})
         _setup_logging(cfg)
-        daemon = _start(cfg, stack)
+        # before the daemon is built: what it logs while starting (the follower says
+        # how it follows processes) goes to the log, never to the caller's terminal;
+        # a failure still reaches the terminal, through the pipe
         helper.redirect_stdio(cfg.log_file)
+        daemon = _start(cfg, stack)
         _announce(daemon, stack)
     except BaseException as e:  # report every failure to the waiting parent
         stack.close()
