@@ -122,8 +122,18 @@ func (c *child) stop() {
 	close(done)
 }
 
+// killedBy waits up to 10 s for the hog to end without closing its stdin, and
+// returns the signal that ended it (0: it did not end by a signal, or not in time).
 func (c *child) killedBy() syscall.Signal {
-	c.stop()
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+		return 0
+	}
 	if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return ws.Signal()
 	}
