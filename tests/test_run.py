@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from conftest import group, needs_fuse, read, started, write
+from conftest import group, needs_fuse, read, readable_copy, started, write
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -440,26 +440,11 @@ os.execv(sys.executable, [sys.executable] + sys.argv[2:])
 
 @pytest.fixture(scope="module")
 def nobody_tree():
-    """The package and the one library it needs outside the standard one (attrs),
-    copied where nobody can read them: the checkout and its virtual environment may
-    sit in root's home."""
-    import attr
-    import attrs
-
-    import cgroupfs_emu
-    d = tempfile.mkdtemp(prefix="cgemu-nobody-")
-    try:
-        for module in (cgroupfs_emu, attrs, attr):
-            src = os.path.dirname(module.__file__)
-            shutil.copytree(src, os.path.join(d, os.path.basename(src)),
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        for dirpath, dirnames, filenames in os.walk(d):
-            os.chmod(dirpath, 0o755)
-            for name in filenames:
-                os.chmod(os.path.join(dirpath, name), 0o755)
+    """The package and what cgemu imports beyond the standard library, copied where
+    nobody can read them: the checkout and its virtual environment may sit in root's
+    home."""
+    with readable_copy("cgroupfs_emu.cli.cgemu") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def as_nobody(tree: str, argv: list[str], deny_userns: bool = False) -> subprocess.CompletedProcess:

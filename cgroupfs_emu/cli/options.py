@@ -192,7 +192,9 @@ options:
                        (default: this machine's)
   allow_other          let other users use the mount (needs user_allow_other)
   release_agent=PATH   initial release_agent of the hierarchy
-  log=FILE             append the daemon's log to FILE
+  log=FILE             append the daemon's log to FILE (default when detached:
+                       warnings and errors to syslog, else to
+                       ~/.local/state/cgroupfs_emu/daemon.log, docs/logging.md)
   pidfile=FILE         write the daemon's pid to FILE once the mount is live
   socket=PATH          client socket (default: see 'cgemu socket --help' / README)
   socket_mode=OCTAL    permissions of the client socket (default 0600)

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from ..client import find_socket
 from ..preload import VIEW_ENV, library_path
 from . import view
+from .common import group_dir, join_group
 
 DEFAULT_AT = "/sys/fs/cgroup"
 
@@ -244,13 +245,8 @@ def _build_view(mount: str, at: str) -> str:
 
 
 def _join(memory: str, group: str) -> None:
-    procs = os.path.join(memory, group.strip("/"), "cgroup.procs")
     try:
-        fd = os.open(procs, os.O_WRONLY)
-        try:
-            os.write(fd, b"0")  # "0" is the writer itself, which then execs CMD
-        finally:
-            os.close(fd)
+        join_group(group_dir(memory, group))  # the writer itself, which then execs CMD
     except OSError as e:
         raise SetupError(f"cannot join {group}: {e.strerror}") from None
 

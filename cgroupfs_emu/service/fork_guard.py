@@ -45,6 +45,7 @@ PR_SET_NO_NEW_PRIVS = 38
 BPF_LD_W_ABS = 0x20
 BPF_JEQ_K = 0x15
 BPF_RET_K = 0x06
+BPF_JSET_K = 0x45
 
 #: arch -> (AUDIT_ARCH_*, seccomp syscall number, {name: number} of task-creating calls)
 ARCHES = {
@@ -57,6 +58,15 @@ ARCHES = {
 VIEW_CALLS = {
     "x86_64": {"open": 2, "statfs": 137, "fstatfs": 138, "openat": 257, "openat2": 437},
     "aarch64": {"statfs": 43, "fstatfs": 44, "openat": 56, "openat2": 437},
+}
+#: arch -> {name: (argument, mask)}: a call of VIEW_CALLS whose flags argument has any
+#: bit of mask cannot open a view file (it writes, or asks for a directory or an O_PATH
+#: handle, which the view leaves to the kernel), so the filter lets it through at once.
+#: Masks: O_ACCMODE | O_DIRECTORY | O_PATH of each arch's <asm/fcntl.h>.
+VIEW_PASSED = {
+    "x86_64": {"open": (1, 0o3 | 0o200000 | 0o10000000),
+               "openat": (2, 0o3 | 0o200000 | 0o10000000)},
+    "aarch64": {"openat": (2, 0o3 | 0o40000 | 0o10000000)},
 }
 
 _NOTIF = struct.Struct("=QIIiIQ6Q")        # struct seccomp_notif (80 bytes)
@@ -86,25 +96,41 @@ def supported() -> bool:
     return platform.machine() in ARCHES
 
 
-def program(machine: str | None = None,
-            calls: dict[str, int] | None = None) -> list[tuple[int, int, int, int]]:
+def program(machine: str | None = None, calls: dict[str, int] | None = None,
+            passed: dict[str, tuple[int, int]] | None = None) -> list[tuple[int, int, int, int]]:
     """The filter: (code, jt, jf, k) instructions. Other ABIs and every other system
-    call are allowed; *calls* (default: the task-creating ones) notify."""
+    call are allowed; *calls* (default: the task-creating ones) notify, except a call
+    named in *passed* whose argument has a bit of its mask set (allowed)."""
     audit_arch, _, guarded = ARCHES[machine or platform.machine()]
     calls = guarded if calls is None else calls
+    passed = passed or {}
     nrs = sorted(calls.values())
     n = len(nrs)
+    by_nr = {calls[name]: how for name, how in passed.items() if name in calls}
+    notify = 3 + n + 1
     prog = [(BPF_LD_W_ABS, 0, 0, 4),                      # A = seccomp_data.arch
             (BPF_JEQ_K, 0, n + 1, audit_arch),            # other ABI -> allow
             (BPF_LD_W_ABS, 0, 0, 0)]                      # A = seccomp_data.nr
+    blocks: list[tuple[int, int, int, int]] = []
     for i, nr in enumerate(nrs):
-        prog.append((BPF_JEQ_K, n - i, 0, nr))            # -> notify
+        at = 3 + i
+        if nr in by_nr:  # -> its own block after the two returns
+            arg, mask = by_nr[nr]
+            target = notify + 1 + len(blocks)
+            blocks += [(BPF_LD_W_ABS, 0, 0, 16 + 8 * arg),  # low word of args[arg] (LE)
+                       (BPF_JSET_K, 0, 1, mask),
+                       (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+                       (BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF)]
+        else:
+            target = notify
+        prog.append((BPF_JEQ_K, target - at - 1, 0, nr))  # -> notify or its block
     prog.append((BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
     prog.append((BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF))
-    return prog
+    return prog + blocks
 
 
-def install(calls: dict[str, int] | None = None) -> int:
+def install(calls: dict[str, int] | None = None,
+            passed: dict[str, tuple[int, int]] | None = None) -> int:
     """Install the filter (notifying *calls*, default the task-creating ones) in the
     calling process; returns the listener descriptor. Raises OSError where seccomp user
     notification is unavailable (EBUSY: the process already has a listener's filter,
@@ -112,7 +138,7 @@ def install(calls: dict[str, int] | None = None) -> int:
     if not supported():
         raise OSError(errno.ENOSYS, f"no seccomp filter for {platform.machine()}")
     _, sys_seccomp, _ = ARCHES[platform.machine()]
-    insns = program(calls=calls)
+    insns = program(calls=calls, passed=passed)
     arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
     fprog = _SockFprog(len(insns), arr)
     for attempt in (1, 2):
