@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import platform
 import shutil
@@ -29,7 +30,9 @@ import struct
 import sys
 import threading
 
+from ..protocol import default_socket_path
 from ..service import fork_guard
+from ..service.server import prepare_socket_dir
 
 #: the kernel that first hands a descriptor back as a call's result (ADDFD_FLAG_SEND)
 ADDFD_SEND = (5, 14)
@@ -93,9 +96,31 @@ def preloadable(path: str) -> bool:
                for i in range(len(table) // phentsize))
 
 
+def loadable_path(library: str) -> str:
+    """*library*, or a copy of it that ld.so can preload. ld.so splits LD_PRELOAD at
+    spaces and colons and knows no escape, so a library under such a path (a clone in
+    "/root/my work") is preloaded from a copy named by its content, in the private
+    runtime directory the client sockets use (ours, writable by nobody else)."""
+    if not any(c in library for c in " :"):
+        return library
+    with open(library, "rb") as f:
+        data = f.read()
+    directory = os.path.dirname(default_socket_path("/"))
+    prepare_socket_dir(directory, 0o600)
+    target = os.path.join(directory, f"preload-{hashlib.sha256(data).hexdigest()[:16]}.so")
+    if not os.path.exists(target):
+        partial = f"{target}.{os.getpid()}"
+        with open(partial, "wb") as f:
+            f.write(data)
+        os.chmod(partial, 0o755)
+        os.rename(partial, target)  # whole or not at all, for a concurrent cgemu run
+    return target
+
+
 def with_preload(env: dict[str, str], library: str) -> dict[str, str]:
     """*env* with *library* first in LD_PRELOAD (once)."""
     env = dict(env)
+    library = loadable_path(library)
     others = [p for p in env.get("LD_PRELOAD", "").replace(" ", ":").split(":")
               if p and os.path.basename(p) != os.path.basename(library)]
     env["LD_PRELOAD"] = ":".join([library] + others)
