@@ -12,7 +12,7 @@ import shlex
 import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.join(HERE, "cgview.c")
+SOURCES = (os.path.join(HERE, "cgview.c"),)
 LIBRARY_NAME = "libcgemu_preload.so"
 
 # Only the distribution's compiler and libc: -ldl for dlsym (a no-op on glibc >= 2.34).
@@ -20,9 +20,9 @@ CFLAGS = ["-O2", "-g", "-Wall", "-fPIC", "-shared", "-fvisibility=default"]
 LIBS = ["-ldl"]
 
 
-def compile_library(output: str, source: str = SOURCE) -> None:
+def compile_library(output: str, sources: tuple[str, ...] = SOURCES) -> None:
     cc = shlex.split(os.environ.get("CC", "cc"))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     tmp = output + ".tmp"
-    subprocess.run(cc + CFLAGS + ["-o", tmp, source] + LIBS, check=True)
+    subprocess.run(cc + CFLAGS + ["-o", tmp, *sources] + LIBS, check=True)
     os.replace(tmp, output)  # never leave a half-written library where LD_PRELOAD looks
