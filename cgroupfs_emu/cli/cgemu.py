@@ -20,7 +20,7 @@ from ..client import ChargeRefused, Client
 from ..units import memparse_strict
 from . import stat as stat_cmd
 from . import top as top_cmd
-from . import run
+from . import completion, run
 from .common import (CgemuError, Parser, add_mount_arg, find_client_socket, find_mount,
                      group_dir, group_path, human, version_arg)
 
@@ -155,7 +155,8 @@ def _register_ps(sub) -> None:
 #: Each adds one subcommand to the parser (its ``register(subparsers)``), in help order.
 SUBCOMMANDS = [_register_alloc, _register_socket, _register_exec, _register_ps,
                top_cmd.register, stat_cmd.register,
-               lambda sub: run.register(sub, find_mount)]
+               lambda sub: run.register(sub, find_mount),
+               lambda sub: completion.register(sub, _parser)]
 
 
 def _parser() -> argparse.ArgumentParser:
