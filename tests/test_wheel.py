@@ -143,3 +143,20 @@ def test_pipx_installs_the_wheel_and_its_commands_mount(dist, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert {"cgroupfs_emu", "cgemu"} <= {p.name for p in bin_dir.iterdir()}
     mount_echo_cat_unmount(bin_dir, tmp_path, env)
+
+
+@needs_fuse
+@pytest.mark.mount
+def test_with_debians_pyfuse3_nothing_is_compiled(dist, tmp_path):
+    """pyfuse3 is published as an sdist only, so a plain install compiles it (libfuse3-dev,
+    pkg-config, gcc, python3-dev). With Debian's python3-pyfuse3 a venv that sees the
+    system packages takes the wheel with binaries only: no compiler needed."""
+    pipx = shutil.which("pipx")
+    assert pipx, "pipx missing: scripts/install --test installs Debian's pipx"
+    home, bin_dir = tmp_path / "pipx", tmp_path / "bin"
+    env = clean_env(tmp_path, PIPX_HOME=str(home), PIPX_BIN_DIR=str(bin_dir),
+                    PIPX_DEFAULT_PYTHON="/usr/bin/python3", PIP_ONLY_BINARY=":all:")
+    r = subprocess.run([pipx, "install", "--system-site-packages", str(wheel_of(dist))],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    mount_echo_cat_unmount(bin_dir, tmp_path, env)
