@@ -94,8 +94,8 @@ def cgroupfs_factory(request, tmp_path):
             directory = tempfile.mkdtemp(prefix="cgroupfs-", dir=tmp_path)
         fs = CgroupFS(directory, options, source=source, prefix=prefix, flags=flags,
                       remove_dir=remove_dir)
+        fs.start(say=say)  # a mount that fails to start is stopped and raises here
         mounts.append(fs)
-        fs.start(say=say)
         _track(request, fs)
         return fs
 
