@@ -1,4 +1,6 @@
-"""Build step beyond pyproject.toml: the compiled parts of the package.
+"""Build step beyond pyproject.toml: the compiled parts of the package (today one: the
+C library of `cgemu run`, the preload library and the view's seccomp supervisor in
+one shared object).
 
 Each is declared as an extension so that every install path (wheel, `pip install .`,
 `pip install -e .`) compiles it. None is a Python module: each is compiled by
@@ -30,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: The compiled parts: (dotted name of the shared object, its C sources). Add a row.
 NATIVE = [
-    ("cgroupfs_emu.preload.libcgemu_preload", ["cgroupfs_emu/preload/cgview.c"]),
+    ("cgroupfs_emu.preload.libcgemu_preload", ["cgroupfs_emu/preload/cgview.c",
+                                               "cgroupfs_emu/preload/supervise.c"]),
 ]
 _NAMES = {name for name, _ in NATIVE}
 

@@ -57,10 +57,11 @@ def mounted_daemon(options: str):
 BUILD = os.path.join(HERE, "_build")
 
 
-def build_c(name: str, fuse: bool = True) -> str:
-    """Compile benchmarks/<name>.c (with libfuse3 when *fuse*) into _build/; return it."""
+def build_c(name: str, fuse: bool = True, static: bool = False) -> str:
+    """Compile benchmarks/<name>.c (with libfuse3 when *fuse*, linked statically when
+    *static*) into _build/; return it."""
     os.makedirs(BUILD, exist_ok=True)
-    flags = []
+    flags = ["-static"] if static else []
     if fuse:
         flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], check=True,
                                capture_output=True, text=True).stdout.split()

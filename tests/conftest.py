@@ -263,3 +263,45 @@ def group(m: Mount, name: str, **settings: str) -> str:
     for key, value in settings.items():
         write(m.p(name, f"memory.{key}"), value)
     return m.p(name)
+
+
+_IMPORTS = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+found = {}
+for name, module in list(sys.modules.items()):
+    top = name.partition(".")[0]
+    spec = getattr(module, "__spec__", None)
+    if ("." in name or top in sys.stdlib_module_names or top in ("__main__", "sitecustomize")
+            or spec is None or spec.origin in (None, "built-in", "frozen")):
+        continue
+    found[top] = (list(spec.submodule_search_locations or []) or [spec.origin])[0]
+print(json.dumps(found))
+"""
+
+
+@contextlib.contextmanager
+def readable_copy(module: str):
+    """What importing *module* takes beyond the standard library (the package, pyfuse3,
+    trio, ...), copied into a temporary directory every user can read. Another user
+    runs it from there with the distribution's python, ``os.path.realpath(sys.executable)``
+    and PYTHONPATH set to the directory: the checkout and its .venv may sit where only
+    their owner can look (a 0700 clone under /root)."""
+    import json
+    out = subprocess.run([sys.executable, "-c", _IMPORTS, module], capture_output=True,
+                         text=True, check=True, cwd="/")
+    d = tempfile.mkdtemp(prefix="cgemu-readable-")
+    try:
+        for name, path in json.loads(out.stdout).items():
+            target = os.path.join(d, os.path.basename(path))
+            if os.path.isdir(path):
+                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(path, target)
+        for dirpath, _, filenames in os.walk(d):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o755)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -15,8 +15,8 @@ import tempfile
 
 import pytest
 
-from conftest import (P, Helper, Mount, errno_of, group, needs_fuse, num, read, stat_of,
-                      wait_until, write)
+from conftest import (P, Helper, Mount, errno_of, group, needs_fuse, num, read,
+                      readable_copy, stat_of, wait_until, write)
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -315,8 +315,15 @@ def test_item10_socket_mode_0666_works_on_the_default_socket_path(mount_with):
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) & 0o022 == 0
 
 
+@pytest.fixture(scope="module")
+def daemon_tree():
+    """The daemon and what it imports where another user can read them."""
+    with readable_copy("cgroupfs_emu.cli.mount") as tree:
+        yield tree
+
+
 @needs_root
-def test_item11_default_socket_directory_of_another_user_is_refused():
+def test_item11_default_socket_directory_of_another_user_is_refused(daemon_tree):
     """/tmp/cgroupfs_emu-UID made first by someone else (here: mode 0777, owned by
     another uid) must not receive the socket; nor one writable by others."""
     base = f"/tmp/cgroupfs_emu-{VICTIM}"
@@ -326,10 +333,11 @@ def test_item11_default_socket_directory_of_another_user_is_refused():
     os.mkdir(mnt)
     os.chown(mnt, VICTIM, VICTIM)
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = daemon_tree
+    python = os.path.realpath(sys.executable)  # the distribution's, not the checkout's venv
 
     def run_daemon() -> subprocess.CompletedProcess:
-        out = as_user(VICTIM, [sys.executable, "-m", "cgroupfs_emu", mnt], env=env, cwd="/")
+        out = as_user(VICTIM, [python, "-m", "cgroupfs_emu", mnt], env=env, cwd="/")
         if out.returncode == 0:  # it mounted (where users may use /dev/fuse): undo
             subprocess.run(["fusermount3", "-u", mnt], check=False)
         return out

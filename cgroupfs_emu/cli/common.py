@@ -1,11 +1,10 @@
-"""What every ``cgemu`` subcommand shares: finding the mount, one-line errors, sizes
-for people."""
+"""What every ``cgemu`` subcommand shares: finding the mount, joining a group, one-line
+errors, sizes for people."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -33,7 +32,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} -h')\n")
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         field = field.replace(code, char)
@@ -49,7 +48,7 @@ def cgroupfs_mounts() -> list[str]:
                 fields = line.split()
                 sep = fields.index("-")
                 if fields[sep + 1] == FSTYPE:
-                    found.append(_unescape(fields[4]))
+                    found.append(unescape(fields[4]))
     except OSError:
         pass
     return found
@@ -123,5 +122,15 @@ def human(n: int | None) -> str:
     return str(n)
 
 
-def print_error(prog: str, e: BaseException) -> None:
-    print(f"{prog}: {e}", file=sys.stderr)
+def join_group(directory: str) -> None:
+    """Move the calling process into the group at *directory*, as cgexec does: write
+    "0" (the writer itself: cgroup_procs_write_start() takes pid 0 as current) to its cgroup.procs, or to
+    tasks on kernels before 3.0, which have no cgroup.procs. Raises OSError."""
+    procs = os.path.join(directory, "cgroup.procs")
+    if not os.path.exists(procs) and os.path.exists(os.path.join(directory, "tasks")):
+        procs = os.path.join(directory, "tasks")
+    fd = os.open(procs, os.O_WRONLY)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)

@@ -28,6 +28,7 @@ import gc
 import logging
 import os
 import signal
+import subprocess
 
 import pyfuse3
 import trio
@@ -51,10 +52,14 @@ from ..service.tracker import ProcessTracker
 from ..service.verbs import Context
 from ..service.watcher import Watcher
 from ..units import PAGE_SIZE
+from . import helper
 from .helper import PID_XATTR
 from .options import MountConfig, UsageError
 
 log = logging.getLogger("cgroupfs_emu")
+
+#: the exit status of a daemon whose FUSE connection was aborted (1: any other failure)
+EXIT_ABORTED = 3
 
 
 def fuse_options(cfg: MountConfig) -> set[str]:
@@ -102,6 +107,10 @@ class Daemon:
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
                                            followers=self.tracker, follower=self.follower))
         self.listener = None
+        #: the mount's device ("major:minor") in the mount table
+        self.device: str | None = None
+        self.aborted = False
+        self._signalled = False
 
     def start(self, stack: contextlib.ExitStack) -> None:
         """Socket first, then the mount: both exist before anyone hears "mounted".
@@ -125,8 +134,11 @@ class Daemon:
         session = fuse_fds() - before
         if len(session) == 1:  # the session's /dev/fuse descriptor
             install_fast_wait(session.pop())
+        # read from the mount table, not stat(): nobody serves the mount yet
+        self.device = helper.mount_device(self.cfg.mountpoint)
         # Unmount on the error path too: a daemon that dies must not leave a mount
         # whose every access fails with ENOTCONN.
+        stack.callback(self._clear_dead_mount)
         stack.callback(pyfuse3.close, unmount=True)
 
     def _close_socket(self, listener) -> None:
@@ -148,14 +160,47 @@ class Daemon:
             await nursery.start(self.watcher.run)
             nursery.start_soon(self.follower.run)
             nursery.start_soon(self._on_signal)
-            await pyfuse3.main(min_tasks=1, max_tasks=1)
+            try:
+                await pyfuse3.main(min_tasks=1, max_tasks=1)
+            except BaseException as e:
+                if not _connection_aborted(e):
+                    raise
+                self.aborted = True
+            # A read of /dev/fuse fails once the connection is gone: ENODEV after an
+            # unmount, which libfuse takes as a clean exit, and also after a write to
+            # /sys/fs/fuse/connections/N/abort unless the session asked for
+            # ECONNABORTED (fuse_conn_abort_write(), fuse_dev_do_read()). Only an
+            # abort leaves the mount in the table.
+            if not self.aborted and not self._signalled and self.device is not None:
+                self.aborted = helper.mount_device(self.cfg.mountpoint) == self.device
             nursery.cancel_scope.cancel()
+        if self.aborted:
+            log.error("FUSE connection of %s aborted: no request can be served any "
+                      "more; unmounting it, exit status %d", self.cfg.mountpoint,
+                      EXIT_ABORTED)
+            return EXIT_ABORTED
         return 0
 
-    @staticmethod
-    async def _on_signal() -> None:
+    def _clear_dead_mount(self) -> None:
+        """libfuse leaves an aborted connection's mount alone (fuse_kern_unmount()
+        skips a device that polls POLLERR); every access to it would fail with
+        ENOTCONN until someone unmounted it, so the daemon does."""
+        if self.aborted:
+            subprocess.run(["fusermount3", "-u", "-z", self.cfg.mountpoint],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+
+    async def _on_signal(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 log.info("signal %d: unmounting", signum)
+                self._signalled = True
                 pyfuse3.terminate()
                 return
+
+
+def _connection_aborted(e: BaseException) -> bool:
+    """ECONNABORTED from the FUSE loop, alone or as the one error of a trio group."""
+    while isinstance(getattr(e, "exceptions", None), tuple) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    return isinstance(e, ConnectionAbortedError)

@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 
-from .common import VERSION, cgroupfs_mounts
+from .common import FSTYPE, VERSION, cgroupfs_mounts, unescape
 from .options import MountConfig, UsageError
 
 log = logging.getLogger("cgroupfs_emu")
@@ -51,6 +51,24 @@ def check_mountpoint(path: str) -> None:
                 raise _dead(path, e) from None
             pid = "?"
         raise UsageError(f"{path} is already mounted (cgroupfs_emu, pid {pid})")
+
+
+def mount_device(path: str) -> str | None:
+    """The device ("major:minor") of the newest cgroupfs_emu mount on *path*, from
+    /proc/self/mountinfo: unlike stat() it never asks the file system itself."""
+    # the parent resolved, never the mount point: a lookup there would wait for us
+    path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    found = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-")
+                if fields[sep + 1] == FSTYPE and unescape(fields[4]) == path:
+                    found = fields[2]
+    except OSError:
+        pass
+    return found
 
 
 def detach() -> None:
@@ -118,10 +136,13 @@ def remove_pidfile(path: str | None) -> None:
         pass
 
 
-def log_start(cfg: MountConfig, socket_path: str) -> None:
+def log_start(cfg: MountConfig, socket_path: str, where: str) -> None:
+    """The start line; *where* is where the log goes (cli/logs.py), so a reader of
+    syslog or of the default file learns the rule."""
     log.info("cgroupfs_emu %s: mounted %s (source %s), profile %s, socket %s, pid %d, "
-             "options %s", VERSION, cfg.mountpoint, cfg.source, cfg.profile,
-             socket_path, os.getpid(), ",".join(cfg.options) or "-")
+             "options %s, log %s", VERSION, cfg.mountpoint, cfg.source, cfg.profile,
+             socket_path, os.getpid(), ",".join(cfg.options) or "-", where,
+             extra={"always": True})
 
 
 _notify_socket: list[str | None] = []

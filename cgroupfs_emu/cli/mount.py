@@ -17,7 +17,7 @@ import time
 
 import trio
 
-from . import helper
+from . import helper, logs
 from .daemon import Daemon, fuse_options
 from .options import MountConfig, ShowAndExit, UsageError, parse_args
 
@@ -26,21 +26,9 @@ log = logging.getLogger("cgroupfs_emu")
 __all__ = ["main", "fuse_options", "Daemon"]
 
 
-def _setup_logging(cfg: MountConfig) -> None:
-    level = logging.DEBUG if cfg.debug else logging.INFO
-    # Group names and release_agent paths need not be UTF-8 (they reach us
-    # surrogate-escaped): a strict stream would lose the whole record to a
-    # "--- Logging error ---"; backslashreplace writes \udcff for the byte.
-    if cfg.log_file:
-        handler = logging.FileHandler(cfg.log_file, errors="backslashreplace")
-    else:
-        if hasattr(sys.stderr, "reconfigure"):
-            sys.stderr.reconfigure(errors="backslashreplace")
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+def _setup_logging(cfg: MountConfig, detached: bool = False) -> str:
+    """The daemon's log (cli/logs.py); returns where it goes, for the start line."""
+    return logs.setup(cfg.log_file, cfg.debug, detached)
 
 
 def _start(cfg: MountConfig, stack: contextlib.ExitStack) -> Daemon:
@@ -50,14 +38,20 @@ def _start(cfg: MountConfig, stack: contextlib.ExitStack) -> Daemon:
     return daemon
 
 
-def _announce(daemon: Daemon, stack: contextlib.ExitStack) -> None:
-    """The mount is live: say so in the log, the pidfile and to systemd; unsay it
-    (first thing on the way down) through *stack*."""
-    helper.log_start(daemon.cfg, daemon.socket_path)
+def _announce(daemon: Daemon, stack: contextlib.ExitStack, where: str) -> None:
+    """The mount is live: say so in the log (which names *where* it goes), the pidfile
+    and to systemd; unsay it (first thing on the way down) through *stack*."""
+    helper.log_start(daemon.cfg, daemon.socket_path, where)
     helper.write_pidfile(daemon.cfg.pidfile)
     stack.callback(helper.remove_pidfile, daemon.cfg.pidfile)
     helper.notify_ready()
     stack.callback(helper.notify_stopping)
+
+
+def _log_exit(status: int) -> None:
+    """The last line, where the start line went too (an error when it is not 0)."""
+    log.log(logging.INFO if status == 0 else logging.ERROR,
+            "unmounted, exiting with status %d", status, extra=logs.ALWAYS)
 
 
 #: how long the caller of a background mount waits silently, then how often it repeats
@@ -111,15 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if cfg.foreground:
-        _setup_logging(cfg)
+        where = _setup_logging(cfg)
         with contextlib.ExitStack() as stack:
             try:
                 daemon = _start(cfg, stack)
             except UsageError as e:
                 print(f"cgroupfs_emu: {e}", file=sys.stderr)
                 return 1
-            _announce(daemon, stack)
-            return trio.run(daemon.serve)
+            _announce(daemon, stack, where)
+            status = trio.run(daemon.serve)
+        _log_exit(status)
+        return status
 
     # Background: the child mounts and reports over a pipe before it detaches, so
     # the parent's exit status says whether the mount is live. Meanwhile it names
@@ -141,13 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         helper.detach()
         helper.close_inherited_fds(keep={wfd})
+        # before anything can log: until it detaches, the daemon's stderr is its
+        # caller's terminal, which hears of nothing but a mount error
         if cfg.log_file:
             _stage(wfd, f"open its log {cfg.log_file}")
-        _setup_logging(cfg)
+        where = _setup_logging(cfg, detached=True)
         _stage(wfd, f"bind its socket and mount {cfg.mountpoint}")
         daemon = _start(cfg, stack)
-        helper.redirect_stdio(cfg.log_file)
-        _announce(daemon, stack)
+        helper.redirect_stdio(where if where.startswith("/") else None)
+        _announce(daemon, stack, where)
     except BaseException as e:  # report every failure to the waiting parent
         stack.close()
         os.write(wfd, str(e).encode() or b"mount failed")
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             status = trio.run(daemon.serve)
     except BaseException:
         log.exception("daemon failed")
-    log.info("unmounted, exiting with status %d", status)
+    _log_exit(status)
     logging.shutdown()
     os._exit(status)
 

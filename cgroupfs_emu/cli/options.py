@@ -155,7 +155,9 @@ OPTIONS = (
     Option("release_agent", "PATH", "initial release_agent of the hierarchy", "empty",
            lambda cfg, value: setattr(cfg, "release_agent", value)),
     Option("log", "FILE", "append the daemon's log to FILE",
-           "stderr with -f, else none", _take_path("log", "log_file")),
+           "stderr with -f; detached: warnings and errors to syslog, else to "
+           "~/.local/state/cgroupfs_emu/daemon.log, docs/logging.md",
+           _take_path("log", "log_file")),
     Option("pidfile", "FILE", "write the daemon's pid to FILE once the mount is live",
            "none", _take_path("pidfile", "pidfile")),
     Option("socket", "PATH", "client socket", "see 'cgemu socket --help'",

@@ -12,18 +12,20 @@ when it exits, kills whatever it left in the namespace, so the namespace and its
 mounts end with the command. The host's namespace is never touched: the new
 namespace's mounts are made private before anything is mounted.
 
-What the kernel itself prints in /proc still describes the host, so dynamically linked
-commands get the preload library (cgroupfs_emu/preload/cgview.c) through LD_PRELOAD;
-it answers /proc/self/{mounts,mountinfo,cgroup} and /proc/cgroups as a v1 host would.
-The environment protocol is two variables: ``CGROUPFS_EMU_VIEW`` (the view's memory
-mount, where the library looks a task's group up in the ``tasks`` files) and
-``LD_PRELOAD``; ``CGROUPFS_EMU_MOUNT`` and ``CGROUPFS_EMU_SOCKET`` are set as well so
-that cgemu inside the view finds the emulator.
+What the kernel itself prints in /proc still describes the host, so the command is
+shown the view (cli/view.py): a seccomp filter whose notifications cgemu answers for
+every program, static or not (open of /proc/self/{mounts,mountinfo,cgroup} and
+/proc/cgroups as a v1 host would print them, statfs of the emulator as a cgroup v1
+mount), else, with one line saying why, the preload library through LD_PRELOAD for
+dynamically linked programs (cgroupfs_emu/preload/cgview.c: one renderer serves both).
+``CGROUPFS_EMU_VIEW`` is the view's memory mount (a program can tell it is in the view
+by it); ``CGROUPFS_EMU_MOUNT`` and ``CGROUPFS_EMU_SOCKET`` are set as well so that cgemu
+inside the view finds the emulator.
 
-Not emulated: statically linked or set-ID commands see the kernel's /proc files (the
-loader does not preload into them); a non-root user inside the view stays themselves
-(only their own uid and gid are mapped), and where the kernel refuses unprivileged user
-namespaces the command is not run at all.
+Not emulated: without the seccomp view, statically linked or set-ID commands see the
+kernel's /proc files; a non-root user inside the view stays themselves (only their own
+uid and gid are mapped), and where the kernel refuses unprivileged user namespaces the
+command is not run at all.
 """
 
 from __future__ import annotations
@@ -32,23 +34,23 @@ import argparse
 import ctypes
 import errno
 import os
-import shutil
 import signal
-import struct
 import sys
 import time
 from collections.abc import Callable
 
 from ..client import find_socket
 from ..preload import VIEW_ENV, library_path
+from . import view
+from .common import group_dir, join_group
 
 DEFAULT_AT = "/sys/fs/cgroup"
 
 RUN_HELP = """\
 Run CMD in a private view of the system where the emulator is the cgroup v1 memory
 hierarchy: /sys/fs/cgroup is a tmpfs with the emulator at /sys/fs/cgroup/memory, the
-host's cgroup mounts are hidden, and (for dynamically linked programs) /proc/mounts,
-/proc/self/mountinfo, /proc/self/cgroup and /proc/cgroups say so. CMD joins GROUP
+host's cgroup mounts are hidden, and /proc/mounts, /proc/self/mountinfo,
+/proc/self/cgroup, /proc/cgroups and statfs(2) say so, for static programs (Go) too. CMD joins GROUP
 (default: the root) before it starts. The host's mounts never change; the view ends
 with CMD. Exit status: CMD's; 1 when the view cannot be set up; 127 CMD not found.
 
@@ -81,6 +83,13 @@ def add_system_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", action="store_true",
                    help="run CMD in the view of `cgemu run` (emulator at /sys/fs/cgroup/memory)")
     p.add_argument("--at", default=DEFAULT_AT, metavar="DIR", help="with --system: as for run")
+    add_preload_only(p)
+
+
+def add_preload_only(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preload-only", action="store_true",
+                   help="no seccomp view: only dynamically linked programs see the emulated "
+                        "/proc files (for programs that install their own seccomp listener)")
 
 
 def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
@@ -89,6 +98,7 @@ def add_arguments(p: argparse.ArgumentParser, *, command: bool = True) -> None:
                    help="group to join, below the mount (default: the root)")
     p.add_argument("--at", default=DEFAULT_AT, metavar="DIR",
                    help=f"where the v1 hierarchy appears (default: {DEFAULT_AT})")
+    add_preload_only(p)
     if command:
         p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                        help="the command to run")
@@ -235,45 +245,15 @@ def _build_view(mount: str, at: str) -> str:
 
 
 def _join(memory: str, group: str) -> None:
-    procs = os.path.join(memory, group.strip("/"), "cgroup.procs")
     try:
-        fd = os.open(procs, os.O_WRONLY)
-        try:
-            os.write(fd, b"0")  # "0" is the writer itself, which then execs CMD
-        finally:
-            os.close(fd)
+        join_group(group_dir(memory, group))  # the writer itself, which then execs CMD
     except OSError as e:
         raise SetupError(f"cannot join {group}: {e.strerror}") from None
 
 
 # ---------------------------------------------------------------- the command
 
-def preloadable(path: str) -> bool:
-    """Whether the dynamic loader will preload into the program at *path*: an ELF file
-    with a PT_INTERP whose set-user/group-ID bits do not change our ids. Scripts and
-    unreadable files count as preloadable: their interpreter decides. Mirrors served()
-    in cgview.c."""
-    try:
-        st = os.stat(path)
-        # the loader's secure mode (AT_SECURE) ignores LD_PRELOAD when the exec changes ids
-        if (st.st_mode & 0o4000 and st.st_uid != os.getuid()) or \
-                (st.st_mode & 0o2000 and st.st_gid != os.getgid()):
-            return False
-        with open(path, "rb") as f:
-            head = f.read(64)
-            if head[:4] != b"\x7fELF" or head[4] != 2:
-                return True
-            phoff, = struct.unpack_from("<Q", head, 32)
-            phentsize, phnum = struct.unpack_from("<HH", head, 54)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-    except OSError:
-        return True
-    return any(struct.unpack_from("<I", table, i * phentsize)[0] == 3  # PT_INTERP
-               for i in range(len(table) // phentsize))
-
-
-def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]:
+def _environment(memory: str, mount: str) -> dict[str, str]:
     env = dict(os.environ)
     env[VIEW_ENV] = memory
     # the emulator's own mount, which the view still shows as fuse.cgroupfs_emu (its
@@ -283,15 +263,11 @@ def _environment(memory: str, library: str | None, mount: str) -> dict[str, str]
         env.setdefault("CGROUPFS_EMU_SOCKET", find_socket(mount))
     except OSError:
         pass
-    if library:
-        others = [p for p in env.get("LD_PRELOAD", "").replace(" ", ":").split(":")
-                  if p and os.path.basename(p) != os.path.basename(library)]
-        env["LD_PRELOAD"] = ":".join([library] + others)
     return env
 
 
 def run(mount: str | None, group: str, at: str, command: list[str],
-        find_mount: Callable[[], str], prog: str = "cgemu run") -> int:
+        find_mount: Callable[[], str], prog: str = "cgemu run", preload_only: bool = False) -> int:
     """Build the view, run *command* in it and return its exit status."""
     if not command:
         print(f"{prog}: no command given", file=sys.stderr)
@@ -310,11 +286,6 @@ def run(mount: str | None, group: str, at: str, command: list[str],
             library = library_path()
         except FileNotFoundError as e:
             raise SetupError(str(e)) from None
-        program = shutil.which(command[0]) if "/" not in command[0] else command[0]
-        if program and not preloadable(program):
-            print(f"{prog}: note: {program} is statically linked or set-ID; it reads the "
-                  "kernel's /proc files, not the emulated ones", file=sys.stderr)
-            library = None
         outer = os.readlink("/proc/self/ns/mnt")
         _enter_namespace()
         if os.readlink("/proc/self/ns/mnt") == outer:
@@ -323,8 +294,8 @@ def run(mount: str | None, group: str, at: str, command: list[str],
     except SetupError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
-    return _supervise(command, _environment(memory, library, mount), memory, group, prog,
-                      outer)
+    return _supervise(command, _environment(memory, mount), memory, group, prog, outer, library,
+                      preload_only)
 
 
 # ----------------------------------------------------------- nothing outlives CMD
@@ -335,8 +306,14 @@ FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, sign
 TERMINAL = (signal.SIGINT, signal.SIGQUIT)
 
 
-def _start(command: list[str], env: dict[str, str], memory: str, group: str, prog: str) -> int:
-    """Fork CMD: the child joins its group and execs; returns the child's pid."""
+def _start(command: list[str], env: dict[str, str], memory: str, group: str, prog: str,
+           library: str, handoff: view.Handoff | None) -> int:
+    """Fork CMD: the child joins its group, takes the view's seccomp filter (sending its
+    listener through *handoff*) or, failing that, the preload library, and execs;
+    returns the child's pid."""
+    # Everything that opens a file is done before the filter exists.
+    note = view.static_note(prog, command)
+    preloaded = view.with_preload(env, library)
     pid = os.fork()
     if pid:
         return pid
@@ -345,6 +322,17 @@ def _start(command: list[str], env: dict[str, str], memory: str, group: str, pro
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, *TERMINAL, *FORWARDED):
             signal.signal(sig, signal.SIG_DFL)
         _join(memory, group)
+        reason = handoff.child() if handoff else None
+        if reason and handoff.busy and VIEW_ENV in os.environ:
+            # in another cgemu run: its supervisor serves this tree already
+            os.write(2, f"{prog}: inside another view; its supervisor answers\n".encode())
+        elif reason or not handoff:  # (no handoff: cgemu said why already)
+            if reason:
+                os.write(2, (view.fallback_line(prog, reason) + "\n").encode())
+            if note:
+                os.write(2, (note + "\n").encode())
+            else:
+                env = preloaded
         os.execvpe(command[0], command, env)
     except SetupError as e:
         os.write(2, f"{prog}: {e}\n".encode())
@@ -358,7 +346,7 @@ def _start(command: list[str], env: dict[str, str], memory: str, group: str, pro
 
 
 def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
-               prog: str, outer: str) -> int:
+               prog: str, outer: str, library: str, preload_only: bool) -> int:
     """Run CMD as our child and, once it exits, kill whatever it left in the namespace.
 
     A process left behind would keep the namespace, and with it the bind mount of the
@@ -370,7 +358,13 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
     through (128+N when it dies of signal N)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    pid = _start(command, env, memory, group, prog)
+    reason = None if preload_only else view.unavailable()
+    if reason:
+        print(view.fallback_line(prog, reason), file=sys.stderr)
+    handoff = None if reason or preload_only else view.Handoff()
+    pid = _start(command, env, memory, group, prog, library, handoff)
+    listener = handoff.parent() if handoff else None
+    supervisor = view.Supervisor(library, listener, memory, prog) if listener is not None else None
     done = False
 
     def forward(signum, frame):
@@ -391,6 +385,8 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
         done = True
         _kill_leftovers(outer)
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         for s, h in old.items():
             signal.signal(s, h)
     if os.WIFSIGNALED(status):
@@ -436,9 +432,10 @@ def _kill_leftovers(outer: str, rounds: int = 100) -> None:
 
 def cmd_run(args, find_mount: Callable[[], str]) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    return run(args.mount, args.group, args.at, command, find_mount)
+    return run(args.mount, args.group, args.at, command, find_mount,
+               preload_only=args.preload_only)
 
 
 def cmd_shell(args, find_mount: Callable[[], str]) -> int:
     return run(args.mount, args.group, args.at, [os.environ.get("SHELL") or "/bin/sh"],
-               find_mount, prog="cgemu shell")
+               find_mount, prog="cgemu shell", preload_only=args.preload_only)

@@ -6,6 +6,6 @@
         c.uncharge(16 << 20, "anon")
 """
 
-from .client import ChargeRefused, Client, ProtocolFailure, find_socket
+from .client import ChargeRefused, Client, ProtocolFailure, ask, find_socket
 
-__all__ = ["ChargeRefused", "Client", "ProtocolFailure", "find_socket"]
+__all__ = ["ChargeRefused", "Client", "ProtocolFailure", "ask", "find_socket"]

@@ -60,10 +60,58 @@ def _errno_of(name: str) -> int:
     return getattr(_errno, name, _errno.EIO)
 
 
-class Client:
-    def __init__(self, sock: socket.socket, use_stock: bool = True):
+class Connection:
+    """One connection and its line protocol: a request, events skipped or taken on the
+    way, its reply. Without ``hello`` the daemon treats it as a question, not as a
+    client (``follow``, ``followed``)."""
+
+    def __init__(self, sock: socket.socket):
         self.sock = sock
         self._buf = b""
+
+    def _read_line(self) -> str:
+        while b"\n" not in self._buf:
+            data = self.sock.recv(_RECV_SIZE)
+            if not data:
+                raise ConnectionError("the cgroupfs_emu daemon closed the connection")
+            self._buf += data
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode()
+
+    def _take_event(self, fields: dict[str, str]) -> None:
+        """An event that arrived before a reply; a bare connection has none to keep."""
+
+    def _request(self, line: str) -> dict[str, str]:
+        self.sock.sendall(line.encode() + b"\n")
+        while True:
+            head, body = parse_reply(self._read_line())
+            if head == "event":
+                self._take_event(body)
+                continue
+            if head == "ok":
+                return body
+            name, message = body
+            code = _errno_of(name)
+            if code == _errno.ENOMEM:
+                raise ChargeRefused(code, message)
+            raise ProtocolFailure(code, message)
+
+
+def ask(socket_path: str, line: str, timeout: float = 10.0) -> dict[str, str]:
+    """One request on a connection of its own that never says hello, so the asking
+    process does not become a client; the reply's fields, or ProtocolFailure."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(socket_path)
+        return Connection(sock)._request(line)
+    finally:
+        sock.close()
+
+
+class Client(Connection):
+    def __init__(self, sock: socket.socket, use_stock: bool = True):
+        super().__init__(sock)
         self.use_stock = use_stock
         self._stock = 0
         self._consumed = dict.fromkeys(STOCK_KINDS, 0)
@@ -109,36 +157,12 @@ class Client:
 
     # ------------------------------------------------------------------ wire
 
-    def _read_line(self) -> str:
-        while b"\n" not in self._buf:
-            data = self.sock.recv(_RECV_SIZE)
-            if not data:
-                raise ConnectionError("the cgroupfs_emu daemon closed the connection")
-            self._buf += data
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode()
-
     def _take_event(self, fields: dict[str, str]) -> None:
         self.events.append(fields)
         if fields["event"] == "evicted":
             self.evicted_bytes += int(fields.get("bytes", 0))
         elif fields["event"] == "drain":
             self._drain_asked = True
-
-    def _request(self, line: str) -> dict[str, str]:
-        self.sock.sendall(line.encode() + b"\n")
-        while True:
-            head, body = parse_reply(self._read_line())
-            if head == "event":
-                self._take_event(body)
-                continue
-            if head == "ok":
-                return body
-            name, message = body
-            code = _errno_of(name)
-            if code == _errno.ENOMEM:
-                raise ChargeRefused(code, message)
-            raise ProtocolFailure(code, message)
 
     def fileno(self) -> int:
         """For select(): readable when events are waiting."""

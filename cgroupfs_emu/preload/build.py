@@ -1,4 +1,6 @@
-"""Compile the preload library with the system C compiler.
+"""Compile the preload library with the system C compiler: cgview.c (the renderer and
+the libc interposers) and supervise.c (the seccomp supervisor of the view, which calls
+the same renderer) make one shared object.
 
 Kept free of package imports so that setup.py can load it by path at install time
 (`pip install .` / `pip install -e .` run it through setup.py's build_ext), and so that
@@ -12,7 +14,7 @@ import shlex
 import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = (os.path.join(HERE, "cgview.c"),)
+SOURCES = (os.path.join(HERE, "cgview.c"), os.path.join(HERE, "supervise.c"))
 LIBRARY_NAME = "libcgemu_preload.so"
 
 # Only the distribution's compiler and libc: -ldl for dlsym (a no-op on glibc >= 2.34).

@@ -119,9 +119,18 @@ static int slurp(const char *path, struct buf *out)
 
 /* ------------------------------------------------------------------ the view */
 
+/* Set by the view's supervisor (supervise.c), which serves other processes; a
+ * preloaded copy reads its own environment. */
+static char view_given[PATH_MAX];
+
+void cgemu_set_view(const char *view)
+{
+    snprintf(view_given, sizeof view_given, "%s", view);
+}
+
 static const char *view_path(void)
 {
-    const char *v = getenv("CGROUPFS_EMU_VIEW");
+    const char *v = view_given[0] ? view_given : getenv("CGROUPFS_EMU_VIEW");
     return v && v[0] == '/' ? v : NULL;
 }
 
@@ -586,18 +595,24 @@ static int synth_cgroups(struct buf *out)
 
 enum kind { NONE, MOUNTS, MOUNTINFO, CGROUP, CGROUPS };
 
+/* The task that opens the file: "self" and "thread-self" name it. The preloaded
+ * library is that task; the supervisor is told from the seccomp notification. */
+struct caller {
+    long pid, tid;
+};
+
 /* Parses "/proc/<who>/<rest>" where who is self, thread-self or digits. */
-static const char *proc_who(const char *path, long *pid)
+static const char *proc_who(const char *path, long *pid, const struct caller *c)
 {
     if (strncmp(path, "/proc/", 6))
         return NULL;
     const char *s = path + 6;
     if (!strncmp(s, "self/", 5)) {
-        *pid = getpid();
+        *pid = c->pid;
         return s + 5;
     }
     if (!strncmp(s, "thread-self/", 12)) {
-        *pid = syscall(SYS_gettid);
+        *pid = c->tid;
         return s + 12;
     }
     if (!isdigit((unsigned char)*s))
@@ -607,12 +622,12 @@ static const char *proc_who(const char *path, long *pid)
     return *end == '/' ? end + 1 : NULL;
 }
 
-static enum kind classify(const char *path, long *pid)
+static enum kind classify(const char *path, long *pid, const struct caller *c)
 {
     if (!path || !view_path())
         return NONE;
     if (!strcmp(path, "/proc/mounts"))
-        return *pid = getpid(), MOUNTS;
+        return *pid = c->pid, MOUNTS;
     if (!strcmp(path, "/proc/cgroups"))
         return CGROUPS;
     if (!strcmp(path, "/etc/mtab")) {
@@ -621,11 +636,11 @@ static enum kind classify(const char *path, long *pid)
         if (n > 0) {
             target[n] = 0;
             if (strstr(target, "proc/self/mounts") || strstr(target, "proc/mounts"))
-                return *pid = getpid(), MOUNTS;
+                return *pid = c->pid, MOUNTS;
         }
         return NONE;
     }
-    const char *rest = proc_who(path, pid);
+    const char *rest = proc_who(path, pid, c);
     if (!rest)
         return NONE;
     if (!strcmp(rest, "cgroup"))
@@ -640,11 +655,12 @@ static enum kind classify(const char *path, long *pid)
         return NONE;
     }
     /* another process's mount table is the view's only if it is in our namespace */
-    if (*pid != getpid() && *pid != syscall(SYS_gettid)) {
-        char theirs[64], a[64] = "", b[64] = "";
+    if (*pid != c->pid && *pid != c->tid) {
+        char theirs[64], mine[64], a[64] = "", b[64] = "";
         snprintf(theirs, sizeof theirs, "/proc/%ld/ns/mnt", *pid);
+        snprintf(mine, sizeof mine, "/proc/%ld/ns/mnt", c->pid);
         if (readlink(theirs, a, sizeof a - 1) <= 0 ||
-            readlink("/proc/self/ns/mnt", b, sizeof b - 1) <= 0 || strcmp(a, b))
+            readlink(mine, b, sizeof b - 1) <= 0 || strcmp(a, b))
             return NONE;
     }
     if (!strcmp(rest, "mounts"))
@@ -654,11 +670,13 @@ static enum kind classify(const char *path, long *pid)
     return NONE;
 }
 
-/* An fd reading the synthesized text from offset 0, or -1 (errno set) to fall back. */
-static int synth_fd(const char *path, int flags)
+/* An fd reading the synthesized text from offset 0, or -2 (errno kept) when path is
+ * none of the view's files or cannot be rendered: the real call answers then. This is
+ * the one renderer: the preloaded library and the supervisor both come here. */
+static int render(const char *path, int flags, const struct caller *c)
 {
     long pid = 0;
-    enum kind k = classify(path, &pid);
+    enum kind k = classify(path, &pid, c);
     if (k == NONE || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_PATH | O_DIRECTORY)))
         return -2;
     int saved = errno;
@@ -666,11 +684,13 @@ static int synth_fd(const char *path, int flags)
     int rc;
     char real[64];
     switch (k) {
-    case MOUNTS:
-        rc = synth_mounts("/proc/self/mounts", &b);
+    case MOUNTS: /* pid's namespace is the caller's (classify), so is this table */
+        snprintf(real, sizeof real, "/proc/%ld/mounts", c->pid);
+        rc = synth_mounts(real, &b);
         break;
     case MOUNTINFO:
-        rc = synth_mountinfo("/proc/self/mountinfo", &b);
+        snprintf(real, sizeof real, "/proc/%ld/mountinfo", c->pid);
+        rc = synth_mountinfo(real, &b);
         break;
     case CGROUP:
         snprintf(real, sizeof real, "/proc/%ld/cgroup", pid);
@@ -710,6 +730,18 @@ static int synth_fd(const char *path, int flags)
     return fd;
 }
 
+int cgemu_render(const char *path, int flags, long pid, long tid)
+{
+    struct caller c = {pid, tid};
+    return render(path, flags, &c);
+}
+
+static int synth_fd(const char *path, int flags)
+{
+    struct caller c = {getpid(), syscall(SYS_gettid)};
+    return render(path, flags, &c);
+}
+
 /* ------------------------------------------------------------- interposers */
 
 /* the next definition of name (libc's), looked up once */
@@ -724,8 +756,6 @@ static inline const char *opaque(const char *p)
     __asm__("" : "+r"(p));
     return p;
 }
-
-static int synth_fd(const char *path, int flags);
 
 static int synth_at(const char *path, int flags)
 {

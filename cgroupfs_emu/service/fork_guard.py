@@ -16,6 +16,9 @@ The filter is built by hand (classic BPF, no libseccomp needed) for x86_64 and
 aarch64; elsewhere nothing is installed and forks are only checked after the fact.
 A task of another architecture ABI (x32, compat) is let through.
 
+The same builder makes the filter of `cgemu run`'s view (``VIEW_CALLS``: the calls
+whose answer differs in the view, served by preload/supervise.c).
+
 Not like the kernel: once the daemon is gone, nobody answers and a guarded process's
 fork fails with ENOSYS (the kernel's answer when a notifying filter has no listener).
 """
@@ -49,6 +52,13 @@ ARCHES = {
     "aarch64": (0xC00000B7, 277, {"clone": 220, "clone3": 435}),
 }
 
+#: arch -> {name: number} of the calls the view of `cgemu run` answers: opening its
+#: /proc files and statfs of the emulator (aarch64 has no open(2)).
+VIEW_CALLS = {
+    "x86_64": {"open": 2, "statfs": 137, "fstatfs": 138, "openat": 257, "openat2": 437},
+    "aarch64": {"statfs": 43, "fstatfs": 44, "openat": 56, "openat2": 437},
+}
+
 _NOTIF = struct.Struct("=QIIiIQ6Q")        # struct seccomp_notif (80 bytes)
 _RESP = struct.Struct("=QqiI")             # struct seccomp_notif_resp (24 bytes)
 
@@ -76,10 +86,12 @@ def supported() -> bool:
     return platform.machine() in ARCHES
 
 
-def program(machine: str | None = None) -> list[tuple[int, int, int, int]]:
+def program(machine: str | None = None,
+            calls: dict[str, int] | None = None) -> list[tuple[int, int, int, int]]:
     """The filter: (code, jt, jf, k) instructions. Other ABIs and every other system
-    call are allowed; the task-creating calls notify."""
-    audit_arch, _, calls = ARCHES[machine or platform.machine()]
+    call are allowed; *calls* (default: the task-creating ones) notify."""
+    audit_arch, _, guarded = ARCHES[machine or platform.machine()]
+    calls = guarded if calls is None else calls
     nrs = sorted(calls.values())
     n = len(nrs)
     prog = [(BPF_LD_W_ABS, 0, 0, 4),                      # A = seccomp_data.arch
@@ -92,26 +104,28 @@ def program(machine: str | None = None) -> list[tuple[int, int, int, int]]:
     return prog
 
 
-def install() -> int:
-    """Install the filter in the calling process; returns the listener descriptor.
-    Raises OSError where seccomp user notification is unavailable."""
+def install(calls: dict[str, int] | None = None) -> int:
+    """Install the filter (notifying *calls*, default the task-creating ones) in the
+    calling process; returns the listener descriptor. Raises OSError where seccomp user
+    notification is unavailable (EBUSY: the process already has a listener's filter,
+    and the kernel allows one per filter chain, has_duplicate_listener())."""
     if not supported():
-        raise OSError(errno.ENOSYS, f"no fork guard for {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"no seccomp filter for {platform.machine()}")
     _, sys_seccomp, _ = ARCHES[platform.machine()]
-    insns = program()
+    insns = program(calls=calls)
     arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
     fprog = _SockFprog(len(insns), arr)
-    if os.geteuid() != 0:
-        # without CAP_SYS_ADMIN a filter needs no_new_privs (seccomp(2))
-        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
-    fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER,
-                       SECCOMP_FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog))
-    if fd < 0:
+    for attempt in (1, 2):
+        fd = _libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER,
+                           SECCOMP_FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog))
+        if fd >= 0:
+            return fd
         e = ctypes.get_errno()
-        raise OSError(e, f"seccomp: {os.strerror(e)}")
-    return fd
+        # without CAP_SYS_ADMIN (in our user namespace) a filter needs no_new_privs
+        # (seccomp(2)); set it only then: set-ID programs lose their ids under it
+        if e != errno.EACCES or attempt == 2 or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
+            break
+    raise OSError(e, f"seccomp: {os.strerror(e)}")
 
 
 def is_listener(fd: int) -> bool:

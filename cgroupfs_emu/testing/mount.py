@@ -136,7 +136,8 @@ class CgroupFS(Group):
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-u", "-z", self.path], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        log = self.log()
+        #: the whole log, kept: stop() may remove the directory it was in
+        log = self.final_log = self.log()
         if self.remove_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
         if check and self.proc is not None:
