@@ -78,6 +78,13 @@ class Request:
     #: what a handler derived from the request, kept with it (requests are cached)
     memo: dict = attrs.field(factory=dict, eq=False)
 
+    def memoized(self, key: str, derive):
+        """What *derive()* returns, computed once per request (see memo)."""
+        value = self.memo.get(key)
+        if value is None:
+            value = self.memo[key] = derive()
+        return value
+
 
 #: verb -> (minimum, maximum) positional arguments, allowed options
 VERBS = {

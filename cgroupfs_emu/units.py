@@ -13,6 +13,9 @@ control files, the protocol, the client and the command lines all read the same
 from __future__ import annotations
 
 PAGE_SIZE = 4096
+#: LLONG_MAX, LONG_MAX and S64_MAX on every 64-bit kernel: RESOURCE_MAX (res_counter),
+#: the largest page counter in bytes, the largest value kstrtoll() takes
+S64_MAX = (1 << 63) - 1
 #: Bytes per kB, as /proc/PID/status counts them
 KIB = 1024
 U64 = (1 << 64) - 1

@@ -44,6 +44,15 @@ def asleep(proc, comm: str) -> bool:
     return name == comm and state == "S"
 
 
+def ppid_of(pid: int) -> int | None:
+    """The current parent of *pid* (/proc/PID/stat), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
 def compiled_helper(name: str, optimize: str = "-O2"):
     """tests/helpers/NAME.c built into a temporary directory, removed afterwards."""

@@ -19,7 +19,8 @@ import pytest
 from cgroupfs_emu.cli.options import UsageError, parse_args
 from cgroupfs_emu.core import SEEDS, RecordingEffects, memory_hierarchy
 from cgroupfs_emu.service import fork_guard, proc_events
-from cgroupfs_emu.service.follower import _take_fd
+from cgroupfs_emu.service.signals import Signaller
+from cgroupfs_emu.host.fds import take_fd
 from cgroupfs_emu.service.oom_report import report, task_numbers
 from cgroupfs_emu.service.sampler import HOT_LINGER, HotWatch, Schedule
 
@@ -28,29 +29,26 @@ from conftest import started, wait_until
 ROOT = os.geteuid() == 0
 
 
-def _datagram(what: int, *fields: int) -> bytes:
-    body = struct.pack("=IIQ", what, 0, 0) + struct.pack(f"={len(fields)}I", *fields)
+def _datagram(what: int, *fields: int, ts: int = 0) -> bytes:
+    body = struct.pack("=IIQ", what, 0, ts) + struct.pack(f"={len(fields)}I", *fields)
     cn = struct.pack("=IIIIHH", 1, 1, 0, 0, len(body), 0) + body
     return struct.pack("=IHHII", 16 + len(cn), 3, 0, 0, 0) + cn
 
 
 def test_parse_fork_exec_exit():
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_FORK, 10, 10, 11, 11)) == [
-        proc_events.ProcEvent("fork", 11, 11, 10, 10)]
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_FORK, 10, 10, 12, 10))[0].tgid == 10
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_EXEC, 7, 7)) == [
-        proc_events.ProcEvent("exec", 7, 7)]
-    assert proc_events.parse(_datagram(proc_events.PROC_EVENT_EXIT, 8, 7, 0, 17, 1, 1)) == [
-        proc_events.ProcEvent("exit", 8, 7)]
-    assert proc_events.parse(_datagram(0x40000000, 1, 2)) == []  # an event we ignore
-    assert proc_events.parse(b"short") == []
+    FORK, EXEC, EXIT = (proc_events.PROC_EVENT_FORK, proc_events.PROC_EVENT_EXEC,
+                        proc_events.PROC_EVENT_EXIT)
     out = []
-    for d in (_datagram(proc_events.PROC_EVENT_FORK, 10, 10, 12, 10),
-              _datagram(proc_events.PROC_EVENT_EXIT, 8, 7, 0, 17, 1, 1),
-              _datagram(0x40000000, 1, 2, 3, 4)):
+    for d in (_datagram(FORK, 10, 10, 11, 11, ts=5),
+              _datagram(FORK, 10, 10, 12, 10, ts=6),  # a thread: tgid is its process
+              _datagram(EXEC, 7, 7, 0, 0, ts=7),
+              _datagram(EXIT, 8, 7, 0, 17, 1, 1, ts=8),
+              _datagram(0x40000000, 1, 2, 3, 4),  # an event we ignore
+              b"short"):
         proc_events.parse_raw(d, out)
-    assert out == [(proc_events.PROC_EVENT_FORK, 12, 10, 10),
-                   (proc_events.PROC_EVENT_EXIT, 8, 7, 0)]
+    # (what, pid, tgid, parent tgid, the kernel's timestamp)
+    assert out == [(FORK, 11, 11, 10, 5), (FORK, 12, 10, 10, 6), (EXEC, 7, 7, 0, 7),
+                   (EXIT, 8, 7, 0, 8)]
 
 
 @pytest.mark.skipif(not ROOT, reason="the proc connector needs root (CI runs as root)")
@@ -64,10 +62,12 @@ def test_connector_reports_fork_and_exit_of_a_child():
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not {"fork", "exit"} <= seen:
             select.select([conn], [], [], 0.2)
-            for ev in conn.read():
-                if ev.what == "fork" and ev.ptgid == p.pid:
+            events, _ = conn.read_raw()  # the daemon's own reader
+            for what, _, tgid, ptgid, ts in events:
+                if what == proc_events.PROC_EVENT_FORK and ptgid == p.pid:
                     seen.add("fork")
-                if ev.what == "exit" and ev.tgid == p.pid:
+                    assert abs(ts - time.monotonic_ns()) < 10 * 10**9  # one clock
+                if what == proc_events.PROC_EVENT_EXIT and tgid == p.pid:
                     seen.add("exit")
         assert seen == {"fork", "exit"}
     finally:
@@ -75,7 +75,7 @@ def test_connector_reports_fork_and_exit_of_a_child():
 
 
 def test_exit_watch_reports_an_exited_process():
-    watch = proc_events.ExitWatch()
+    watch = proc_events.ExitWatch.open()
     try:
         with started(["sleep", "0.1"]) as p:
             fd = os.pidfd_open(p.pid)
@@ -132,7 +132,7 @@ for _ in range(2):
 def test_guard_fails_a_fork_with_the_answer_given_then_lets_one_through():
     with started([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
                  stdout=subprocess.PIPE, text=True) as p:
-        fd = _take_fd(p.pid, int(p.stdout.readline()))
+        fd = take_fd(p.pid, int(p.stdout.readline()))
         try:
             assert fork_guard.is_listener(fd)
             p.stdin.write("go\n")
@@ -173,7 +173,8 @@ def test_schedule_heats_cools_and_stretches_to_its_budget():
 
 def test_hot_watch_stops_a_task_at_its_trip_point():
     trips = []
-    watch = HotWatch(trips.append, period=0.001)
+    watch = HotWatch(trips.append, Signaller.stop_from_thread, period=0.001)
+    watch.start()
     try:
         with started(["sleep", "30"]) as p:
             fd = os.pidfd_open(p.pid)
@@ -200,6 +201,7 @@ def test_hot_watch_stops_a_task_at_its_trip_point():
 def test_fault_watch_fires_when_an_idle_task_faults_pages_in():
     from cgroupfs_emu.service.fault_watch import FaultWatch
     watch = FaultWatch()
+    watch.start()
     if not watch.available:
         watch.close()
         pytest.skip("perf events unavailable here")

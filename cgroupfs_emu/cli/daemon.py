@@ -11,7 +11,7 @@ constructors that need it; no constructor sets anything on another object:
     Hierarchy                            the cgroup core: tracker, then memory
     Follower                             process events, fast sampling, fork guard
     ControlTree, CgroupFS                control files; the FUSE adapter
-    Watcher                              the poll loop
+    Watcher                              closed eventfd registrations
     ChargeServer                         the client socket (serves once it is bound)
 
 :meth:`Daemon.start` makes the two things the outside sees, socket first, then the
@@ -90,22 +90,22 @@ class Daemon:
                                        ncpus=cfg.ncpus or possible_cpus())
         self.executor = OomExecutor(self.memory, self.signals, self.oom_queue)
         self.tracker = ProcessTracker(self.memory, self.host, self.executor)
+        # the scheduler of following: events, sampling, the stop-first thread, stacks
+        self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
+                                 events=cfg.events, stacks=cfg.thread_stacks,
+                                 poll_ms=cfg.poll_ms)
         # The tracker's can_attach settles a moving leader before memory moves its
-        # charges: it is bound first.
-        self.hierarchy = Hierarchy((self.tracker, self.memory), self.effects,
+        # charges; the follower's attach guards it in its new group after.
+        self.hierarchy = Hierarchy((self.tracker, self.memory, self.follower), self.effects,
                                    release_agent=cfg.release_agent, owner_uid=os.getuid(),
                                    names=profile.name_rules())
-        # issue 13: events, adaptive sampling, the stop-first thread, stack charging
-        self.follower = Follower(self.tracker, self.signals, fast_ms=cfg.fast_ms,
-                                 events=cfg.events, stacks=cfg.thread_stacks)
         self.tree = ControlTree(self.hierarchy, self.memory, self.host, cfg.mountpoint)
         self.socket_path = cfg.socket or default_socket_path(cfg.mountpoint)
         self.ops = CgroupFS(self.tree, root_xattrs={SOCKET_XATTR: self.socket_path,
                                                   PID_XATTR: str(os.getpid())})
-        self.watcher = Watcher(self.hierarchy, self.memory, self.host, self.tracker,
-                               cfg.poll_ms)
+        self.watcher = Watcher(self.memory, cfg.poll_ms)
         self.server = ChargeServer(Context(self.memory, self.executor, self.clients,
-                                           followers=self.tracker, follower=self.follower))
+                                           tracker=self.tracker, follower=self.follower))
         self.listener = None
         #: the mount's device ("major:minor") in the mount table
         self.device: str | None = None
@@ -117,7 +117,10 @@ class Daemon:
         Each pushes its undoing on *stack*."""
         stack.callback(self.watcher.close)
         stack.callback(self.follower.close)  # unwound first (LIFO): continue what its thread stopped
-        raise_nofile_limit()  # the descriptor budget (service/fdbudget.py) counts on it
+        # the descriptor budget (service/fdbudget.py) counts on it, and every followed
+        # process holds a pidfd and a perf counter
+        raise_nofile_limit()
+        self.follower.start()
         try:
             listener = bind_socket(self.socket_path, self.cfg.socket_mode,
                                    default_dir=self.cfg.socket is None)
@@ -158,7 +161,7 @@ class Daemon:
             await nursery.start(self.agents.serve)
             await nursery.start(self.server.serve, self.listener)
             await nursery.start(self.watcher.run)
-            nursery.start_soon(self.follower.run)
+            await nursery.start(self.follower.serve)
             nursery.start_soon(self._on_signal)
             try:
                 await pyfuse3.main(min_tasks=1, max_tasks=1)

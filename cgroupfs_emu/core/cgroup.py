@@ -128,6 +128,31 @@ class Subsystem(Protocol):
     def attach(self, tset: TaskSet) -> None: ...
 
 
+class StatelessSubsystem:
+    """A subsystem without files or per-group state: every hook does nothing until a
+    subclass says otherwise."""
+
+    name = ""
+
+    def bind(self, hierarchy: Hierarchy) -> object:
+        return None
+
+    def css_alloc(self, cgroup: Cgroup, parent_css: object) -> object:
+        return None
+
+    def css_offline(self, css: object) -> None:
+        pass
+
+    def css_free(self, css: object) -> None:
+        pass
+
+    def can_attach(self, tset: TaskSet) -> None:
+        pass
+
+    def attach(self, tset: TaskSet) -> None:
+        pass
+
+
 @attrs.frozen
 class NameRules:
     """What cgroup_mkdir() / cgroup1_rename() accept as a group name."""
@@ -163,6 +188,10 @@ class Hierarchy:
         self.task_group: dict[int, Cgroup] = {}
         for ss in self.subsystems:
             self.root.subsys[ss.name] = ss.bind(self)
+
+    def set_release_agent(self, path: str) -> None:
+        """cgroup_release_agent_write(): the program run when a group empties."""
+        self.release_agent = path
 
     # ------------------------------------------------------------------ tree
 

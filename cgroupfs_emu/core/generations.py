@@ -112,11 +112,3 @@ LINUX_6_18 = Profile(
     mkdir_charge_fixed=2, mkdir_charge_per_cpu=1,
     dir_order=KernfsOrder(NameHash.HASH_LONG),
 )
-
-#: which distributions shipped a kernel of each line (README)
-DISTRIBUTIONS = {
-    "linux-3.10": "RHEL 7, CentOS 7, Oracle Linux 7 (3.10.0-*.el7)",
-    "linux-4.19": "Debian 10 (4.19); same generation: RHEL 8 (4.18), Ubuntu 18.04 (4.15)",
-    "linux-5.10": "Debian 11 (5.10); same generation: Ubuntu 20.04 (5.4)",
-    "linux-6.18": "current kernels; cgroup v1 needs CONFIG_MEMCG_V1 since 6.11",
-}

@@ -9,12 +9,10 @@ atomic with respect to the trio scheduler), no min/low protection and no per-CPU
 
 from __future__ import annotations
 
-from ..units import PAGE_SIZE
+from ..units import PAGE_SIZE, S64_MAX as LONG_MAX
 from .errors import Busy
 
 __all__ = ["PAGE_SIZE", "PAGE_COUNTER_MAX", "PageCounter", "ResCounter2007"]
-#: LONG_MAX: page counters are signed longs in the kernel
-LONG_MAX = (1 << 63) - 1
 #: LONG_MAX / PAGE_SIZE on 64-bit: the "unlimited" value. Read back as bytes it is
 #: 9223372036854771712, what 3.19+ kernels print for an unlimited group.
 PAGE_COUNTER_MAX = LONG_MAX // PAGE_SIZE
@@ -91,9 +89,9 @@ class PageCounter:
         """Port of page_counter_reset_watermark(): the watermark restarts at *usage*."""
         self.watermark = self.usage
 
-    def hierarchical_max(self) -> int:
-        """Smallest max on the way to the root (memory.stat hierarchical_*_limit)."""
-        return min(c.max for c in self.ancestors())
+    def reset_failcnt(self) -> None:
+        """mem_cgroup_reset(), RES_FAILCNT: ``counter->failcnt = 0``."""
+        self.failcnt = 0
 
 
 class ResCounter2007(PageCounter):

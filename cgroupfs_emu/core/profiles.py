@@ -23,9 +23,7 @@ import enum
 import attrs
 
 from ..dirorder import KernfsOrder, NameHash
-
-PAGE_SIZE = 4096
-LLONG_MAX = (1 << 63) - 1
+from ..units import PAGE_SIZE, S64_MAX as LLONG_MAX
 
 
 class Feature(enum.Flag):
@@ -258,10 +256,6 @@ class Profile:
     @property
     def hierarchy_forced(self) -> bool:
         return Feature.HIERARCHY_FORCED in self.features
-
-    @property
-    def independent_kmem(self) -> bool:
-        return self.kmem is KmemDesign.INDEPENDENT
 
     def name_rules(self):
         """What this kernel's cgroup_mkdir() accepts as a name (core/cgroup.py)."""

@@ -116,7 +116,3 @@ KMEM_2012 = Profile(
     force_empty_leftovers=Leftovers.TO_PARENT,
     **_OLD,
 )
-
-#: the tag of docs/seed-profiles.md each profile's rules carry
-TAGS = {"memctl-2007": "M", "shrink-2008": "S", "kmem-2011": "K", "kmem-slab-2012": "L",
-        "kmem-2012": "G"}

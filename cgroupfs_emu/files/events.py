@@ -99,5 +99,5 @@ def register_event(req: Request, buf: bytes) -> None:
         listener = notify.EventListener(notify.PRESSURE, pid, efd, level=level, mode=mode)
     else:
         listener = notify.EventListener(notify.OOM, pid, efd)
-    listener.handle = host.take_eventfd(pid, efd)
+    listener.take_handle(host.take_eventfd(pid, efd))
     req.tree.memory.register_event(req.memcg, listener)

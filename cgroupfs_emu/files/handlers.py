@@ -77,7 +77,7 @@ def write_limit(req: Request, buf: bytes) -> None:
         raise Invalid("cannot limit the root group")  # 3.x checks before parsing
     nr_pages, nbytes = parse_limit(req, buf)
     if not profile.limit_write_reclaims:
-        g.counter(res).max = nr_pages  # [M7] seed 002: the value is simply stored
+        g.store_max(res, nr_pages)  # [M7] seed 002: the value is simply stored
         return
     if res is Res.MEM:
         req.tree.memory.resize_max(g, nr_pages, memsw=False, nbytes=nbytes)
@@ -85,13 +85,10 @@ def write_limit(req: Request, buf: bytes) -> None:
     if res is Res.MEMSW:
         req.tree.memory.resize_max(g, nr_pages, memsw=True, nbytes=nbytes)
         return
-    if res is Res.KMEM:
-        g.set_kmem_max(nr_pages, nbytes)
-    else:
+    if res is not Res.KMEM:
         # tcp_update_limit() (3.x) clamps to RESOURCE_MAX
         nbytes = min(nbytes, req.tree.profile.counter.unlimited)
-        g.set_tcp_max(nr_pages)
-    g.limit_bytes[res] = nbytes
+    g.set_limit(res, nr_pages, nbytes)
 
 
 def read_soft_limit(req: Request) -> int:
@@ -100,8 +97,7 @@ def read_soft_limit(req: Request) -> int:
 
 def write_soft_limit(req: Request, buf: bytes) -> None:
     nr_pages, nbytes = parse_limit(req, buf)
-    req.memcg.set_soft_limit(nr_pages)
-    req.memcg.limit_bytes["soft"] = nbytes
+    req.memcg.set_soft_limit(nr_pages, nbytes)
 
 
 def write_reset(req: Request, buf: bytes) -> None:
@@ -109,7 +105,7 @@ def write_reset(req: Request, buf: bytes) -> None:
     if req.cf.attr is Attr.MAX_USAGE:
         req.counter.reset_watermark()
     else:
-        req.counter.failcnt = 0
+        req.counter.reset_failcnt()
 
 
 def write_force_empty(req: Request, buf: bytes) -> None:
@@ -326,4 +322,4 @@ def write_release_agent(req: Request, buf: bytes) -> None:
             and req.caller.uid not in (0, h.owner_uid)):
         raise NotPermitted("release_agent needs privilege")
     path = parsers.strstrip(buf)[:RELEASE_AGENT_MAX]
-    h.release_agent = path.decode("utf-8", "surrogateescape")
+    h.set_release_agent(path.decode("utf-8", "surrogateescape"))

@@ -26,10 +26,9 @@ import enum
 import attrs
 
 from ..core.errors import Invalid, TooBig
-from ..units import SUFFIXES_KMG, memparse, simple_strtoull
+from ..units import PAGE_SIZE, S64_MAX as LLONG_MAX, SUFFIXES_KMG, memparse, simple_strtoull
 from . import parsers
 
-PAGE_SIZE = 4096
 _U64 = (1 << 64) - 1
 #: kernel/cgroup.c CGROUP_LOCAL_BUFFER_SIZE
 CGROUP_LOCAL_BUFFER_SIZE = 64
@@ -89,8 +88,6 @@ def res_counter_memparse(buf: bytes, suffixes: bytes | None = SUFFIXES_KMG) -> i
         return LLONG_MAX
     return aligned
 
-
-LLONG_MAX = (1 << 63) - 1
 
 
 @attrs.frozen

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from ..core.errors import Invalid, OutOfRange
 from ..core.page_counter import PAGE_COUNTER_MAX
-from ..units import PAGE_SIZE, fixup_radix, memparse, parse_integer, simple_strtoull
+from ..units import PAGE_SIZE, S64_MAX, fixup_radix, memparse, parse_integer, simple_strtoull
 
 __all__ = ["c_string", "strstrip", "simple_strtoull", "memparse", "parse_limit",
            "parse_size_no_unlimited", "kstrtoull", "kstrtoll", "kstrtoint", "parse_pid"]
 
 #: LLONG_MAX + 1: the first value kstrtoll() refuses (ERANGE)
-_S64_LIMIT = 1 << 63
+_S64_LIMIT = S64_MAX + 1
 #: INT_MIN .. INT_MAX for kstrtoint()
 _INT_MIN, _INT_LIMIT = -(1 << 31), 1 << 31
 #: The kernel's isspace(): \t \n \v \f \r, space, and Latin-1 NBSP (0xa0).

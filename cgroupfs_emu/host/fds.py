@@ -44,20 +44,29 @@ def same_files(pid1: int, pid2: int) -> bool:
     return _libc.syscall(SYS_KCMP, pid1, pid2, KCMP_FILES, 0, 0) == 0
 
 
-def take_eventfd(pid: int, fd: int, proc: str = "/proc") -> EventFd:
-    """Our own duplicate of descriptor *fd* of process *pid* (pidfd_getfd)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError as e:
-        raise NotPermitted(f"pidfd_open({pid}): {e.strerror}") from None
+def take_fd(pid: int, fd: int) -> int:
+    """Our own duplicate of descriptor *fd* of process *pid* (pidfd_getfd(2)); OSError
+    with the errno of pidfd_open or pidfd_getfd (EPERM without ptrace rights)."""
+    pidfd = os.pidfd_open(pid)
     try:
         ours = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
         if ours < 0:
             code = ctypes.get_errno()
-            raise NotPermitted(f"pidfd_getfd({pid}, {fd}) on {platform.machine()}: "
-                               f"{os.strerror(code)} (needs root or ptrace rights)")
+            raise OSError(code, f"pidfd_getfd({pid}, {fd}) on {platform.machine()}: "
+                                f"{os.strerror(code)}")
+        return ours
     finally:
         os.close(pidfd)
+
+
+def take_eventfd(pid: int, fd: int, proc: str = "/proc") -> EventFd:
+    """Our own duplicate of eventfd *fd* of process *pid* (take_fd)."""
+    try:
+        ours = take_fd(pid, fd)
+    except OSError as e:
+        if e.strerror.startswith("pidfd_getfd"):
+            raise NotPermitted(f"{e.strerror} (needs root or ptrace rights)") from None
+        raise NotPermitted(f"pidfd_open({pid}): {e.strerror}") from None
     return EventFd(ours, pid, fd, proc)
 
 

@@ -31,6 +31,9 @@ import mmap
 import os
 import platform
 import struct
+from typing import Callable
+
+import trio
 
 log = logging.getLogger("cgroupfs_emu.fault_watch")
 
@@ -76,7 +79,58 @@ class FaultWatch:
     def __init__(self):
         self.by_pid: dict[int, _Counter] = {}
         self._nr = _SYSCALL.get(platform.machine())
+        self.available = False
+        self._nursery: trio.Nursery | None = None
+        self._on_fault: Callable[[int], None] | None = None
+
+    def start(self) -> bool:
+        """Find out whether perf counters may be opened here (once)."""
         self.available = self._nr is not None and self._probe()
+        return self.available
+
+    async def serve(self, on_fault: Callable[[int], None],
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Call *on_fault* with the pid of every watched task whose counter overflows,
+        for as long as the daemon runs: one waiter per counter, in this nursery."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery, self._on_fault = nursery, on_fault
+                for c in list(self.by_pid.values()):
+                    nursery.start_soon(self._wait, c)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    def watch(self, pid: int) -> None:
+        """*pid* cooled down: from now on its page faults wake its sampling. The
+        counter is made only now, not at fork: a new task is hot anyway, and most
+        short-lived ones (a fork bomb's, a shell's) never cool down."""
+        if pid not in self.by_pid:
+            if self.add(pid) is None:
+                return
+            if self._nursery is not None:
+                self._nursery.start_soon(self._wait, self.by_pid[pid])
+        self.enable(pid)
+
+    async def _wait(self, counter: _Counter) -> None:
+        """This waiter belongs to one counter: once that counter is removed (the task
+        exited, or stopped being followed and was followed again under the same pid,
+        whose new counter may even reuse the descriptor number, before this waiter
+        first ran) it ends, and never waits on a descriptor another waiter owns
+        (trio's BusyResourceError would end the nursery)."""
+        pid, fd = counter.pid, counter.fd
+        try:
+            while self.by_pid.get(pid) is counter:
+                await trio.lowlevel.wait_readable(fd)
+                if self.fire(pid):
+                    self._on_fault(pid)
+                else:
+                    await trio.sleep(0.001)  # readable without an overflow (exit: HUP)
+        except (trio.ClosedResourceError, OSError):
+            return
+        except Exception:
+            log.exception("page-fault watch of pid %d failed", pid)
 
     def _probe(self) -> bool:
         fd = self._open(os.getpid())
@@ -146,20 +200,24 @@ class FaultWatch:
         self._consume(c)
         return True
 
+    def armed(self) -> list[int]:
+        """Tasks whose counter waits for their next faults (enabled, not fired)."""
+        return [pid for pid, c in self.by_pid.items() if c.enabled]
+
     def fired(self) -> list[int]:
         """Without an event loop: every task whose counter overflowed (ring buffer
         not empty), each disabled now."""
         return [pid for pid in list(self.by_pid) if self.fire(pid)]
 
-    def remove(self, pid: int, before_close=None) -> None:
+    def remove(self, pid: int) -> None:
         c = self.by_pid.pop(pid, None)
         if c is None:
             return
         c.ring.close()
-        if before_close is not None:
-            before_close(c.fd)
+        if self._nursery is not None:
+            trio.lowlevel.notify_closing(c.fd)  # its waiter ends
         os.close(c.fd)
 
-    def close(self, before_close=None) -> None:
+    def close(self) -> None:
         for pid in list(self.by_pid):
-            self.remove(pid, before_close)
+            self.remove(pid)

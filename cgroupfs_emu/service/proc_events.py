@@ -37,8 +37,9 @@ import os
 import select
 import socket
 import struct
+from typing import Callable
 
-import attrs
+import trio
 
 log = logging.getLogger("cgroupfs_emu.proc_events")
 
@@ -63,58 +64,25 @@ _HEAD = _NLMSGHDR.size + _CN_MSG.size
 _BODY = _HEAD + _EVENT_HEAD.size
 
 
-@attrs.frozen
-class ProcEvent:
-    """One event. fork: *pid*/*tgid* are the child's, *ppid*/*ptgid* the parent's.
-    exec and exit: *pid*/*tgid* the task's."""
-
-    what: str
-    pid: int
-    tgid: int
-    ppid: int = 0
-    ptgid: int = 0
-
-
-#: a marker event: the kernel dropped events (socket buffer overflow)
-OVERRUN = ProcEvent("overrun", 0, 0)
-
-
-def parse(data: bytes) -> list[ProcEvent]:
-    """The events in one datagram from the connector (normally exactly one)."""
-    out = []
-    off = 0
-    while off + _BODY <= len(data):
-        length = _NLMSGHDR.unpack_from(data, off)[0]
-        if length < _HEAD or off + length > len(data):
-            break
-        what = _EVENT_HEAD.unpack_from(data, off + _HEAD)[0]
-        body = off + _BODY
-        if what == PROC_EVENT_FORK and off + length >= body + 16:
-            ppid, ptgid, pid, tgid = _FOUR.unpack_from(data, body)
-            out.append(ProcEvent("fork", pid, tgid, ppid, ptgid))
-        elif what in (PROC_EVENT_EXEC, PROC_EVENT_EXIT) and off + length >= body + 8:
-            pid, tgid = struct.unpack_from("=II", data, body)
-            out.append(ProcEvent("exec" if what == PROC_EVENT_EXEC else "exit", pid, tgid))
-        off += (length + 3) & ~3  # NLMSG_ALIGN
-    return out
-
-
 def parse_raw(data: bytes, out: list) -> None:
-    """parse() without objects, for the daemon's hot path: appends (what, pid, tgid,
-    parent tgid) tuples; what is PROC_EVENT_FORK, _EXEC or _EXIT."""
+    """The events in one datagram from the connector (normally exactly one), for the
+    daemon's hot path as plain tuples: appends (what, pid, tgid,
+    parent tgid, timestamp) tuples; what is PROC_EVENT_FORK, _EXEC or _EXIT, and the
+    timestamp is the kernel's ktime_get_ns() when the event happened (CLOCK_MONOTONIC,
+    the clock of time.monotonic_ns())."""
     off = 0
     n = len(data)
     while off + _BODY + 16 <= n:
         length = _NLMSGHDR.unpack_from(data, off)[0]
         if length < _HEAD or off + length > n:
             break
-        what = _EVENT_HEAD.unpack_from(data, off + _HEAD)[0]
+        what, _, ts = _EVENT_HEAD.unpack_from(data, off + _HEAD)
         if what == PROC_EVENT_FORK:
             _, ptgid, pid, tgid = _FOUR.unpack_from(data, off + _BODY)
-            out.append((what, pid, tgid, ptgid))
+            out.append((what, pid, tgid, ptgid, ts))
         elif what == PROC_EVENT_EXIT or what == PROC_EVENT_EXEC:
             pid, tgid = _TWO.unpack_from(data, off + _BODY)
-            out.append((what, pid, tgid, 0))
+            out.append((what, pid, tgid, 0, ts))
         off += (length + 3) & ~3
 
 
@@ -133,6 +101,7 @@ class ProcConnector:
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.closed = False
 
     @classmethod
     def open(cls) -> ProcConnector | None:
@@ -159,7 +128,8 @@ class ProcConnector:
         return self.sock.fileno()
 
     def read_raw(self, limit: int = 4096) -> tuple[list, bool]:
-        """Every event queued now as parse_raw() tuples, and whether some were lost."""
+        """Every event queued now (without blocking) as parse_raw() tuples, and whether
+        some were lost (the socket buffer overflowed)."""
         out: list = []
         lost = False
         recv = self.sock.recv
@@ -176,23 +146,16 @@ class ProcConnector:
             parse_raw(data, out)
         return out, lost
 
-    def read(self, limit: int = 4096) -> list[ProcEvent]:
-        """Every event queued now (without blocking), OVERRUN first if some were lost."""
-        out: list[ProcEvent] = []
-        for _ in range(limit):
-            try:
-                data = self.sock.recv(4096)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno == errno.ENOBUFS:
-                    out.append(OVERRUN)
-                    continue
-                raise
-            out.extend(parse(data))
-        return out
+    async def serve(self, on_ready: Callable[[], None],
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Call *on_ready* whenever events are queued, until closed."""
+        await _serve_readable(self.sock, on_ready, lambda: not self.closed, task_status)
 
-    def close(self) -> None:
+    def close(self, waited_on: bool = False) -> None:
+        """Unsubscribe and close; *waited_on*: a serve() task waits on the socket."""
+        if waited_on:
+            trio.lowlevel.notify_closing(self.sock)
+        self.closed = True
         try:
             self.sock.send(_control(PROC_CN_MCAST_IGNORE))
         except OSError:
@@ -203,9 +166,18 @@ class ProcConnector:
 class ExitWatch:
     """Every followed process's pidfd in one epoll set: readable when one exited."""
 
-    def __init__(self):
-        self.ep = select.epoll()
+    def __init__(self, ep):
+        self.ep = ep
         self.pid_of: dict[int, int] = {}
+
+    @classmethod
+    def open(cls) -> ExitWatch:
+        return cls(select.epoll())
+
+    async def serve(self, on_ready: Callable[[], None],
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Call *on_ready* whenever a watched process exited, until closed."""
+        await _serve_readable(self.ep.fileno(), on_ready, lambda: True, task_status)
 
     def fileno(self) -> int:
         return self.ep.fileno()
@@ -231,6 +203,20 @@ class ExitWatch:
 
     def close(self) -> None:
         self.ep.close()
+
+
+async def _serve_readable(fd, on_ready, still, task_status) -> None:
+    task_status.started()
+    while still():
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except (trio.ClosedResourceError, OSError, ValueError):
+            return  # closed: nothing followed any more
+        try:
+            on_ready()
+        except Exception:
+            log.exception("applying process events failed")
+            await trio.sleep(0.01)
 
 
 def is_exited(pidfd: int) -> bool:

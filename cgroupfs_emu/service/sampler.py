@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 from typing import Callable
+
+import attrs
+import trio
 
 log = logging.getLogger("cgroupfs_emu.sampler")
 
@@ -45,6 +47,24 @@ log = logging.getLogger("cgroupfs_emu.sampler")
 HOT_LINGER = 1.0
 #: a group with fewer pages than this left under a limit makes its tasks hot (64 MiB)
 NEAR_PAGES = 16384
+#: an idle task whose page-fault counter has not fired is read at every this many
+#: slow polls only: it grew by less than fault_watch.PERIOD faults (what shrank, or
+#: VmLck, is seen that late)
+QUIET_POLLS = 4
+
+
+@attrs.define
+class Due:
+    """One task in the fast schedule."""
+
+    #: its own sampling period (cgemu exec --poll-ms), 0.0 for none
+    own: float
+    #: hot (sampled every fast period) until then
+    hot_until: float
+    #: when its next sample is due
+    next_due: float
+    #: hot at the last look (a task that cools down is reported once)
+    was_hot: bool
 
 
 class Schedule:
@@ -54,10 +74,11 @@ class Schedule:
         self.fast = fast_ms / 1000
         #: samples per second the fast schedule may take at most
         self.budget = budget
-        #: tgid -> [own period (0: none), hot until, next due, hot at the last look]
-        self.entries: dict[int, list] = {}
+        self.entries: dict[int, Due] = {}
         #: tasks that cooled down since the last take_cooled()
         self.cooled: list[int] = []
+        #: idle tgid -> slow polls it skipped in a row (quiet())
+        self.skipped: dict[int, int] = {}
 
     def period(self) -> float:
         """The fast period, stretched so that all hot tasks fit the budget."""
@@ -67,18 +88,36 @@ class Schedule:
         """*tgid* grew, was born, exec'd or is near a limit: sample it fast."""
         e = self.entries.get(tgid)
         if e is None:
-            self.entries[tgid] = [own_period or 0.0, now + HOT_LINGER, now, True]
+            self.entries[tgid] = Due(own_period or 0.0, now + HOT_LINGER, now, True)
         else:
-            e[1] = max(e[1], now + HOT_LINGER)
-            e[3] = True
+            e.hot_until = max(e.hot_until, now + HOT_LINGER)
+            e.was_hot = True
+
+    def due_now(self, tgid: int, now: float) -> None:
+        """Sample *tgid* at the next look (something woke it: its page faults)."""
+        e = self.entries.get(tgid)
+        if e is not None:
+            e.next_due = now
 
     def own_rate(self, tgid: int, period: float, now: float) -> None:
         """A task with its own sampling period (never dropped while it lives)."""
-        e = self.entries.setdefault(tgid, [period, float("-inf"), now, False])
-        e[0] = period
+        e = self.entries.setdefault(tgid, Due(period, float("-inf"), now, False))
+        e.own = period
 
     def forget(self, tgid: int) -> None:
         self.entries.pop(tgid, None)
+        self.skipped.pop(tgid, None)
+
+    def quiet(self, idle) -> set[int]:
+        """Of the *idle* tasks (nothing woke them), those the slow poll skips this
+        time: each is read at every QUIET_POLLS-th poll."""
+        out = set()
+        for tgid in idle:
+            n = self.skipped.get(tgid, 0) + 1
+            self.skipped[tgid] = n % QUIET_POLLS
+            if n % QUIET_POLLS:
+                out.add(tgid)
+        return out
 
     def due(self, now: float) -> list[int]:
         """Tasks whose sample is due; tasks that cooled down leave the schedule (and
@@ -86,16 +125,15 @@ class Schedule:
         fast = self.period()
         out = []
         for tgid, e in list(self.entries.items()):
-            own, hot_until, next_due, was_hot = e
-            if hot_until < now and was_hot:
-                e[3] = False
+            if e.hot_until < now and e.was_hot:
+                e.was_hot = False
                 self.cooled.append(tgid)
-            if hot_until < now and not own:
+            if e.hot_until < now and not e.own:
                 del self.entries[tgid]
                 continue
-            if now >= next_due:
+            if now >= e.next_due:
                 out.append(tgid)
-                e[2] = now + (fast if hot_until >= now else max(own, fast))
+                e.next_due = now + (fast if e.hot_until >= now else max(e.own, fast))
         return out
 
     def take_cooled(self) -> list[int]:
@@ -106,11 +144,11 @@ class Schedule:
         """Seconds until the next sample is due, None when nothing is scheduled."""
         if not self.entries:
             return None
-        return max(0.0, min(e[2] for e in self.entries.values()) - now)
+        return max(0.0, min(e.next_due for e in self.entries.values()) - now)
 
     def is_hot(self, tgid: int, now: float) -> bool:
         e = self.entries.get(tgid)
-        return e is not None and e[1] >= now
+        return e is not None and e.hot_until >= now
 
 
 class _Watched:
@@ -130,10 +168,12 @@ class HotWatch:
     own duplicate of each pidfd and an open statm), so the main loop closing a pidfd
     can never make it signal another process."""
 
-    def __init__(self, on_trip: Callable[[int], None], period: float = 0.001,
-                 proc: str = "/proc", max_tasks: int = 64):
+    def __init__(self, on_trip: Callable[[int], None], stop: Callable[[int], bool],
+                 period: float = 0.001, proc: str = "/proc", max_tasks: int = 64):
         #: called from the thread with the pid it stopped (must be thread-safe)
         self.on_trip = on_trip
+        #: stops a task through a pidfd this watch owns (Signaller.stop_from_thread)
+        self.stop = stop
         self.period = period
         self.proc = proc
         #: at most this many tasks watched at once (a cost bound: ~5 us a read)
@@ -142,9 +182,21 @@ class HotWatch:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
-        self.trips = 0
-        self.thread = threading.Thread(target=self._run, name="cgemu-hotwatch", daemon=True)
-        self.thread.start()
+        self.thread: threading.Thread | None = None
+
+    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the thread for as long as the daemon runs (close() stops it: the
+        tasks it stopped are the caller's to continue)."""
+        self.start()
+        task_status.started()
+        await trio.sleep_forever()
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="cgemu-hotwatch",
+                                           daemon=True)
+            self.thread.start()
 
     def arm(self, pid: int, pidfd: int, trip_pages: int) -> None:
         """Stop *pid* as soon as its resident set reaches *trip_pages*."""
@@ -212,12 +264,9 @@ class HotWatch:
                         continue
                     if resident < w.trip:
                         continue
-                    try:
-                        signal.pidfd_send_signal(w.pidfd, signal.SIGSTOP)
-                    except OSError:
+                    if not self.stop(w.pidfd):
                         continue
                     w.tripped = True
-                    self.trips += 1
                 try:
                     self.on_trip(w.pid)
                 except Exception:  # the daemon is shutting down
@@ -229,5 +278,6 @@ class HotWatch:
         caller continues them)."""
         self.stopping = True
         self.wake.set()
-        self.thread.join(timeout=2)
+        if self.thread is not None:
+            self.thread.join(timeout=2)
         return [pid for pid in list(self.watched) if self.disarm(pid)]

@@ -1,9 +1,10 @@
-"""The only place the daemon signals processes.
+"""The only place the daemon signals processes (scripts/check-layers holds it).
 
 Every process it may signal was handed to it: a socket client (its peer pid) or a task
-written into ``tasks``/``cgroup.procs``. Each gets a pidfd when the daemon first learns
-of it, and signals go through that pidfd, so a pid the kernel reused for another
-process is never hit. pid 1, the daemon and its ancestors are never signalled.
+written into ``tasks``/``cgroup.procs``, or forked by one. Each gets a pidfd when the
+daemon first learns of it, and signals go through that pidfd, so a pid the kernel
+reused for another process is never hit. pid 1, the daemon and its ancestors are never
+signalled.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Callable
 
 from ..host.procfs import protected_pids
 
@@ -48,3 +50,35 @@ class Signaller:
             return False
         log.info("sent %s to pid %d", signal.Signals(signum).name, owner.pid)
         return True
+
+    @staticmethod
+    def stop_from_thread(pidfd: int) -> bool:
+        """SIGSTOP through a pidfd the caller owns (the stop-first thread's own
+        duplicate, sampler.HotWatch): safe from any thread, it touches nothing the
+        main thread does. The caller only ever holds pidfds of tasks it may signal."""
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+        except OSError:
+            return False
+        return True
+
+    def kill_unfollowed(self, pid: int, still_ours: Callable[[], bool]) -> int | None:
+        """SIGKILL a task the daemon refused before following it (a fork past the kmem
+        limit). *still_ours* is asked once the pidfd is open (the pid still names
+        the refused task, not a process that reused it). The pidfd is returned for
+        the caller to watch the task exit and to close; None when it is gone or may
+        not be signalled."""
+        if not self.may_signal(pid):
+            return None
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return None  # gone already
+        try:
+            if not still_ours():
+                raise ProcessLookupError
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            os.close(pidfd)
+            return None
+        return pidfd

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import time
 from typing import Callable
 
 import attrs
@@ -18,12 +20,16 @@ import attrs
 from .. import protocol
 from ..core.errors import CgroupError
 from ..core.memcg import KINDS, MemCgroup, MemoryController, OomVerdict, Owner
-from ..host.fds import open_pidfd
+from ..core.memcg.stacks import STACK_PAGES
+from ..host.fds import open_pidfd, take_fd
 from ..protocol import ProtocolError, Request
 from ..units import PAGE_SIZE, pages_of
+from . import fork_guard
 from .effects import Clients
 from .fdbudget import FdBudget
+from .follower import Follower
 from .oom import OomExecutor
+from .tracker import ProcessTracker
 
 log = logging.getLogger("cgroupfs_emu.service")
 
@@ -39,9 +45,9 @@ class Context:
     executor: OomExecutor
     clients: Clients
     #: the process tracker (stop_following), or None
-    followers: object = None
-    #: the event-driven follower (issue 13: follow, followed), or None
-    follower: object = None
+    tracker: ProcessTracker | None = None
+    #: the scheduler of following (follow, followed), or None
+    follower: Follower | None = None
     #: the descriptor budget (service/fdbudget.py): pidfds for clients count too
     budget: FdBudget = attrs.field(factory=FdBudget)
 
@@ -144,12 +150,9 @@ def _usage(group: MemCgroup) -> int:
 def _amount(req: Request) -> tuple[str, int, int | None]:
     """(kind, pages, pid) of a charge or uncharge, parsed once per distinct line
     (requests are cached per session, so the result is kept on the request)."""
-    cached = req.memo.get("amount")
-    if cached is None:
-        cached = (protocol.kind_arg(req.args[0]),
-                  pages_of(protocol.size_arg(req.args[1])), protocol.pid_option(req))
-        req.memo["amount"] = cached
-    return cached
+    return req.memoized("amount", lambda: (protocol.kind_arg(req.args[0]),
+                                           pages_of(protocol.size_arg(req.args[1])),
+                                           protocol.pid_option(req)))
 
 
 # ---------------------------------------------------------------------- handlers
@@ -162,8 +165,10 @@ def do_hello(ctx: Context, s: Session, req: Request) -> bytes:
                             f"protocol version {version} unsupported; this server speaks 1")
     s.hello = True
     s.owner(None)  # from now on this process is a client, not followed from /proc
-    if ctx.followers is not None:
-        ctx.followers.stop_following(s.pid)
+    if ctx.follower is not None:
+        ctx.follower.stop_following(s.pid)
+    elif ctx.tracker is not None:
+        ctx.tracker.stop_following(s.pid)
     return protocol.ok_line(version=protocol.VERSION, pid=s.pid, uid=s.uid,
                             group=ctx.memory.memcg_of_task(s.pid).path(),
                             page_size=PAGE_SIZE, stock_batch=protocol.STOCK_BATCH)
@@ -294,20 +299,36 @@ def do_follow(ctx: Context, s: Session, req: Request) -> bytes:
         poll_ms = protocol.count_arg(req.options["poll_ms"], "poll_ms")
         if not 1 <= poll_ms <= 60000:
             raise ProtocolError(errno.EINVAL, "poll_ms must be 1..60000")
-    try:
-        fields = ctx.follower.follow_request(s.pid, s.uid, pid, guard, poll_ms)
-    except OSError as e:
-        raise ProtocolError(e.errno or errno.EIO, str(e)) from None
-    return protocol.ok_line(**fields)
+    info = ctx.follower.host.task(pid)
+    if info is None:
+        raise ProtocolError(errno.ESRCH, f"no process {pid}")
+    if s.uid != 0 and s.uid != info.uid:
+        raise ProtocolError(errno.EPERM, f"pid {pid} belongs to another user")
+    entry = ctx.follower.follow(pid, poll_ms)
+    if guard is not None:
+        try:
+            fd = take_fd(pid, guard)  # from the guarded child itself
+        except OSError as e:
+            raise ProtocolError(e.errno or errno.EIO, str(e)) from None
+        if not fork_guard.is_listener(fd):
+            os.close(fd)
+            raise ProtocolError(errno.EBADF, f"descriptor {guard} is not a seccomp listener")
+        ctx.follower.guards.add(fd)
+    return protocol.ok_line(pid=pid, followed=int(entry is not None),
+                            guard=int(guard is not None))
 
 
 def do_followed(ctx: Context, s: Session, req: Request) -> bytes:
     """``followed``: every followed process, its charge and its last sample's age."""
     if ctx.follower is None:
         raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")
-    rows = ctx.follower.table()
-    return protocol.ok_line(count=len(rows), tasks=",".join(
-        f"{r['pid']}:{r['bytes']}:{r['age_ms']}:{r['hot']}" for r in rows) or "-")
+    now = time.monotonic()
+    rows = []
+    for e in sorted(ctx.tracker.followed.values(), key=lambda e: e.tgid):
+        charged = (sum(e.owner.charged.values()) + e.stacks * STACK_PAGES) * PAGE_SIZE
+        hot = int(ctx.follower.schedule.is_hot(e.tgid, now))
+        rows.append(f"{e.tgid}:{charged}:{int((now - e.sampled_at) * 1000)}:{hot}")
+    return protocol.ok_line(count=len(rows), tasks=",".join(rows) or "-")
 
 
 #: verbs that concern followed processes: they neither need nor make a client

@@ -1,9 +1,10 @@
-"""Background duties of the daemon: noticing what changed outside any request.
+"""Background duties of the daemon that concern no real process: every ``poll_ms`` it
+drops the cgroup.event_control registrations whose listener closed its eventfd.
 
-Every ``poll_ms`` it follows real processes (service/tracker.py), forgets tasks that
-exited (which may make a group releasable) and drops registrations whose listener
-closed its eventfd. Thresholds are checked by the memory controller itself after each
-of its operations; release agents run from the effects port (service/effects.py).
+Following real processes, and forgetting tasks that exited, is the follower's
+(follower.py, the one place that decides when a process is looked at). Thresholds
+are checked by the memory controller itself after each of its operations; release
+agents run from the effects port (service/effects.py).
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import logging
 
 import trio
 
-from ..core.cgroup import Hierarchy
 from ..core.memcg import MemoryController
-from ..host.procfs import Host
-from .tracker import ProcessTracker
 
 log = logging.getLogger("cgroupfs_emu.watcher")
 
@@ -24,22 +22,12 @@ _MS = 1000
 
 
 class Watcher:
-    def __init__(self, hierarchy: Hierarchy, memory: MemoryController, host: Host,
-                 tracker: ProcessTracker | None = None, poll_ms: int = 500):
-        self.hierarchy = hierarchy
+    def __init__(self, memory: MemoryController, poll_ms: int = 500):
         self.memory = memory
-        self.host = host
-        #: the ProcessTracker, when real processes are followed
-        self.tracker = tracker
         self.interval = poll_ms / _MS
 
     def poll(self) -> None:
-        """One round of the duties above (synchronous: atomic for the core)."""
-        alive = set()
-        if self.tracker is not None:
-            self.tracker.poll()
-            alive = self.tracker.alive  # checked by their start time a moment ago
-        self.hierarchy.prune(lambda tid: tid in alive or self.host.is_alive(tid))
+        """One round (synchronous: atomic for the core)."""
         for listener in list(self.memory.listeners()):
             if listener.handle is not None and listener.handle.listener_closed():
                 self.memory.unregister_event(listener)
@@ -54,9 +42,7 @@ class Watcher:
             await trio.sleep(self.interval)
 
     def close(self) -> None:
-        """At unmount: never leave a task stopped, close every eventfd duplicate."""
-        if self.tracker is not None:
-            self.tracker.close()
+        """At unmount: close every eventfd duplicate."""
         for listener in list(self.memory.listeners()):
             if listener.handle is not None:
                 listener.handle.close()

@@ -178,6 +178,10 @@ class MemoryController(MemState):
     fork = _operation(stacks.fork)
     #: end_tasks(owner, count): some of them exit (stacks.task_exit)
     end_tasks = _operation(stacks.task_exit)
+    #: charge_stacks(owner, group, count) -> bool: a followed task's thread stacks
+    charge_stacks = _operation(stacks.charge_stacks)
+    #: uncharge_stacks(owner, group, count)
+    uncharge_stacks = _operation(stacks.uncharge_stacks)
 
     # ------------------------------------------------------------------ shared pages
 

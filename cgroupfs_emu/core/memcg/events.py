@@ -43,6 +43,10 @@ class EventListener:
     level: str = "low"
     mode: str = "default"
 
+    def take_handle(self, handle) -> None:
+        """The service's duplicate of the registering process's eventfd."""
+        self.handle = handle
+
 
 def register(state: MemState, group: MemCgroup, listener: EventListener) -> None:
     """memcg_write_event_control() after parsing: arm a threshold against current

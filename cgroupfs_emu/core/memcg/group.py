@@ -144,9 +144,26 @@ class MemCgroup:
 
     # ------------------------------------------------------------------ file writes
 
-    def set_soft_limit(self, nr_pages: int) -> None:
-        """RES_SOFT_LIMIT of mem_cgroup_write(): stored, never checked against anything."""
+    def set_soft_limit(self, nr_pages: int, nbytes: int | None = None) -> None:
+        """RES_SOFT_LIMIT of mem_cgroup_write(): stored, never checked against anything
+        (*nbytes*: as written, what a res_counter profile reads back)."""
         self.soft_limit = nr_pages
+        if nbytes is not None:
+            self.limit_bytes["soft"] = nbytes
+
+    def store_max(self, res, nr_pages: int) -> None:
+        """Seed 002's limit write: the value is simply stored, nothing is checked or
+        reclaimed."""
+        self.counter(res).max = nr_pages
+
+    def set_limit(self, res, nr_pages: int, nbytes: int) -> None:
+        """A kmem or tcp limit write of mem_cgroup_write(), with the bytes written (what
+        a res_counter profile reads back)."""
+        if res is Res.KMEM:
+            self.set_kmem_max(nr_pages, nbytes)
+        else:
+            self.set_tcp_max(nr_pages)
+        self.limit_bytes[res] = nbytes
 
     def set_tcp_max(self, nr_pages: int) -> None:
         """Port of memcg_update_tcp_max(): the first successful write activates tcp

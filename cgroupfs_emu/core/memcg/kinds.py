@@ -198,7 +198,6 @@ KIND_TCP = Kind("tcp", (TCP_FREE, TCP), client=True, user=False, reparented=Fals
 KINDS = {k.name: k for k in (KIND_ANON, KIND_FILE, KIND_SHMEM, KIND_MAPPED, KIND_KMEM, KIND_TCP)}
 #: what the daemon reads from /proc for a followed task, in charging order
 FOLLOWED = tuple(k for k in KINDS.values() if k.followed)
-STOCKABLE = frozenset(k.name for k in KINDS.values() if k.stockable)
 
 # The protocol names the kinds a client may send; the table must agree with it.
 assert tuple(k.name for k in KINDS.values() if k.client) == protocol.KINDS

@@ -111,3 +111,15 @@ def shrink_usage_to(state: MemState, group: MemCgroup, nr_pages: int) -> None:
         reclaim(state, group, group.memory.usage - nr_pages, may_swap=True)
     if group.memory.usage > nr_pages:
         raise Busy("cannot shrink usage below the requested value")
+
+
+def room(group: MemCgroup) -> tuple[int, int]:
+    """(pages left under the tightest memory or memsw limit at or above *group*, that
+    limit): how far a task of *group* may grow before a charge fails."""
+    left_min, limit = 1 << 62, 1 << 62
+    for counter in (group.memory, group.memsw):
+        for c in counter.ancestors():
+            left = c.max - c.usage
+            if left < left_min:
+                left_min, limit = left, c.max
+    return left_min, limit

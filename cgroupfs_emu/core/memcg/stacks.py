@@ -14,15 +14,16 @@ here; the fork just fails (the kernel could OOM-kill for it).
 
 from __future__ import annotations
 
+from ...units import PAGE_SIZE
 from ..errors import Invalid, NoMemory
-from .charge import charge
+from .charge import charge, uncharge
 from .group import MemCgroup
 from .kinds import ACCOUNTS, KIND_KMEM
 from .owners import Owner, uncharge_account
 from .state import MemState
 
 #: THREAD_SIZE on x86_64 and arm64: 16 KiB, in pages
-STACK_PAGES = 16384 // 4096
+STACK_PAGES = 16384 // PAGE_SIZE
 
 
 def fork(state: MemState, owner: Owner, group: MemCgroup, count: int) -> None:
@@ -43,6 +44,24 @@ def fork(state: MemState, owner: Owner, group: MemCgroup, count: int) -> None:
                 uncharge_account(state, g, owner.ledger(g), ACCOUNTS[name], n)
         raise
     owner.forked.extend(new)
+
+
+def charge_stacks(state: MemState, owner: Owner, group: MemCgroup, count: int) -> bool:
+    """*count* thread stacks of a followed task: a real try_charge of THREAD_SIZE of
+    kmem each that never waits or kills (alloc_thread_stack_node() fails and
+    copy_process() returns ENOMEM instead). False when refused; the refusal counts
+    in failcnt as the kernel's failed charge does."""
+    try:
+        return charge(state, owner, group, KIND_KMEM.name, count * STACK_PAGES,
+                      may_wait=False) is None
+    except NoMemory:
+        return False
+
+
+def uncharge_stacks(state: MemState, owner: Owner, group: MemCgroup, count: int) -> None:
+    """*count* stacks charge_stacks() made are freed (their threads exited, or a
+    reservation for a fork was never claimed)."""
+    uncharge(state, owner, group, KIND_KMEM.name, count * STACK_PAGES)
 
 
 def task_exit(state: MemState, owner: Owner, count: int) -> None:

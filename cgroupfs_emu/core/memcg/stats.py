@@ -93,11 +93,6 @@ class Stats(dict):
         self.sinks = []
 
 
-def new_stats() -> dict[str, int]:
-    """Counters without hierarchy (for a group, see Stats)."""
-    return dict(_ZERO)
-
-
 def account(stats: dict[str, int], acc: Account, delta: int) -> None:
     """Pages of *acc* were charged (delta > 0) or uncharged: their LRU keys, and the
     page events (a charge is a page in, a first touch of anon/shmem a fault): the
