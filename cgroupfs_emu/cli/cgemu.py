@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from . import alloc, diff, ps, run, socket, stat, top
+from . import alloc, completion, diff, ps, run, socket, stat, top
 from . import exec as exec_cmd
 from .common import CgemuError, Parser, find_mount, version_arg
 
@@ -28,6 +28,7 @@ SUBCOMMANDS = [
     stat.register,
     lambda sub: run.register(sub, find_mount),
     diff.register,
+    lambda sub: completion.register(sub, _parser),
 ]
 
 
