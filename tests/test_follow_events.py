@@ -1,4 +1,4 @@
-"""Issue 13 end to end: real processes followed as they happen. Exact OOM accounting,
+"""Real processes followed as they happen. Exact OOM accounting,
 the kernel's OOM report, short-lived work seen, bounded overshoot, and a fork bomb that
 stops at the kmem limit (inside a guarded ``cgemu exec`` tree: fork fails with ENOMEM;
 for a task joined through ``tasks``: the excess children are killed).

@@ -1,4 +1,4 @@
-"""Issue 13's mechanisms one by one, without a mount: the connector's parser and the
+"""The process follower's mechanisms one by one, without a mount: the connector's parser and the
 live connector, pidfd exit watching, the seccomp fork guard, the fast schedule, the
 stop-first thread, charging up to the limit and the OOM report. Every process
 signalled here is one the test started."""

@@ -1,4 +1,4 @@
-"""Issue 4 end to end: unmodified processes put into groups through tasks and
+"""Unmodified processes put into groups through tasks and
 cgroup.procs, their memory followed from /proc. The workload is tests/helpers/memhog.c,
 built here: it uses exactly the memory it is told to and nothing else."""
 
@@ -345,7 +345,7 @@ def test_cgemu_exec_charges_from_the_first_page_and_passes_the_status(mnt, memho
         assert hog_pid == p.pid  # exec in place: the command has cgemu exec's pid
         # the new image's own pages (stack, libc data) were touched after joining
         assert wait_until(lambda: num(f"{g}/memory.usage_in_bytes") > 0, timeout=SEEN)
-        time.sleep(1.2)  # busy tasks are sampled every 10 ms (issue 13): let it settle
+        time.sleep(1.2)  # busy tasks are sampled every 10 ms (docs/real-processes.md): let it settle
         before = num(f"{g}/memory.usage_in_bytes")
         p.stdin.write("a 65\n")
         p.stdin.flush()
