@@ -5,6 +5,7 @@ benchmark's command without measuring anything."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ def test_run_all_help_and_dry_run():
     assert r.returncode == 0 and "--quick" in r.stdout
     r = subprocess.run([sys.executable, RUN_ALL, "--dry-run"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    benches = {os.path.basename(line.split()[1]) for line in r.stdout.splitlines()}
+    benches = {os.path.basename(shlex.split(line)[1]) for line in r.stdout.splitlines()}
     assert benches == {f"bench_{n}.py" for n in
                        ("files", "scale", "socket", "follow", "overshoot", "view")}
     for bench in benches:

@@ -105,9 +105,13 @@ def loadable_path(library: str) -> str:
         return library
     with open(library, "rb") as f:
         data = f.read()
-    directory = os.path.dirname(default_socket_path("/"))
-    prepare_socket_dir(directory, 0o600)
-    target = os.path.join(directory, f"preload-{hashlib.sha256(data).hexdigest()[:16]}.so")
+    runtime = os.path.dirname(default_socket_path("/"))
+    prepare_socket_dir(runtime, 0o600)
+    # the same file name in a directory named by the content: the library knows itself
+    # in LD_PRELOAD by its name (cleaned() in cgview.c)
+    directory = os.path.join(runtime, f"preload-{hashlib.sha256(data).hexdigest()[:16]}")
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    target = os.path.join(directory, os.path.basename(library))
     if not os.path.exists(target):
         partial = f"{target}.{os.getpid()}"
         with open(partial, "wb") as f:
