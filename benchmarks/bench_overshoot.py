@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How far past its limit a task that allocates as fast as it can gets (issue 13).
+"""How far past its limit a task that allocates as fast as it can gets.
 
     python3 benchmarks/bench_overshoot.py [--limits 64M,256M,1G] [--runs 3]
 

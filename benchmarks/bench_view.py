@@ -14,7 +14,9 @@ and measures, each as the median of --repeat runs:
     control files   the same on the emulator mount's readable control files, repeated
                     to --files opens (FUSE dominates)
     java -version   timed from inside by view_files --time, so that cgemu run's own
-                    start (Python, namespace, mounts) is not in it (target <= 1.3x)
+                    start (Python, namespace, mounts) is not in it (target <= 1.3x);
+                    again with --preload-only, the view without seccomp: what is left
+                    is the JVM reading its container's files through FUSE
     cgemu run true  that start itself, against `true`, for the record
 
 Ratios are inside / outside from the same run. The machine's load moves them: run it
@@ -72,6 +74,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--files", type=int, default=20000)
+    ap.add_argument("--skip-files", action="store_true", help="only the java and start rows")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_view: needs root (cgemu run as root)", file=sys.stderr)
@@ -97,8 +100,9 @@ def main() -> int:
             run = [*CGEMU, "run", "-m", mnt, "--"]
             print(f"bench_view: {args.files} files, median of {args.repeat}, kernel "
                   f"{os.uname().release}", flush=True)
-            for name, listing in (("tmpfs files", os.path.join(shm, "tmpfs.list")),
-                                  ("control files", os.path.join(work, "control.list"))):
+            for name, listing in () if args.skip_files else (
+                    ("tmpfs files", os.path.join(shm, "tmpfs.list")),
+                    ("control files", os.path.join(work, "control.list"))):
                 compare(name, lambda: seconds([probe], listing),
                         lambda: seconds([*run, probe], listing), args.repeat,
                         1.5 if name == "tmpfs files" else None)
@@ -106,6 +110,9 @@ def main() -> int:
                 java = [probe, "--time", "java", "-version"]
                 compare("java -version", lambda: seconds(java, from_stderr=True),
                         lambda: seconds([*run, *java], from_stderr=True), args.repeat, 1.3)
+                preload = [*run[:-1], "--preload-only", "--"]
+                compare("java, preload", lambda: seconds(java, from_stderr=True),
+                        lambda: seconds([*preload, *java], from_stderr=True), args.repeat, None)
             compare("cgemu run true", lambda: wall(["true"]), lambda: wall([*run, "true"]),
                     args.repeat, None)
     finally:

@@ -3,7 +3,7 @@
 
     python3 benchmarks/soak.py [--clients N] [--minutes M] [--seed S]
 
-Not part of the test suite (issue 16). Mounts a real daemon (-o swap=32M), makes four
+Not part of the test suite. Mounts a real daemon (-o swap=32M), makes four
 groups with limits (one with oom_kill_disable 1, one with a kmem.tcp limit), and keeps
 N client processes running. Each client joins a random group, then charges and
 uncharges random kinds (anon, file, shmem, kmem, tcp, slab objects), with or without

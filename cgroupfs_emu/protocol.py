@@ -95,7 +95,7 @@ VERBS = {
     "slab_free": (2, 3, ("pid",)),
     "stock": (1, 1, STOCK_KINDS),
     "status": (0, 0, ("pid",)),
-    # issue 13, allowed before hello (they do not make the peer a client)
+    # the process follower's verbs (docs/protocol.md), allowed before hello (they do not make the peer a client)
     "follow": (1, 1, ("guard", "poll_ms")),
     "followed": (0, 0, ()),
     # seed 003: tasks the client creates and ends (their thread stacks are kmem)

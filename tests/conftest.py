@@ -1,4 +1,7 @@
-"""Shared fixtures: a real FUSE mount served by the real daemon in a subprocess."""
+"""Shared fixtures: a real FUSE mount served by the real daemon in a subprocess, by the
+project's own pytest plugin (cgroupfs_emu.testing, docs/testing.md): ``mnt``,
+``linux6`` and ``mount_with`` are its ``cgroupfs_factory`` with fixed options, and
+``Mount`` is its CgroupFS started at once."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import contextlib
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,7 +16,8 @@ import time
 
 import pytest
 
-HAVE_FUSE = os.path.exists("/dev/fuse") and shutil.which("fusermount3") is not None
+from cgroupfs_emu.testing import HAVE_FUSE, CgroupFS
+
 needs_fuse = pytest.mark.skipif(not HAVE_FUSE, reason="/dev/fuse or fusermount3 missing")
 
 
@@ -79,101 +82,47 @@ def started(argv: list[str], **popen_args):
                 f.close()
 
 
-class Mount:
-    """One foreground daemon and its mount point. Always call stop()."""
+def _mount_dir() -> str:
+    """A directory of its own for a mount, outside the test's tmp dir: mode 0755, so
+    other users reach allow_other mounts through it."""
+    d = tempfile.mkdtemp(prefix="cgemu-")
+    os.chmod(d, 0o755)
+    return d
+
+
+class Mount(CgroupFS):
+    """One foreground daemon and its mount point, started at once, by the pytest
+    plugin's machinery (cgroupfs_emu.testing). Always call stop()."""
 
     def __init__(self, options: str = "", source: str = "memory", prefix: tuple = (),
                  flags: tuple = ()):
         """*prefix*: a command the daemon runs under (e.g. prlimit); *flags*: more
         daemon flags (e.g. -d)."""
-        self.dir = tempfile.mkdtemp(prefix="cgemu-")
-        os.chmod(self.dir, 0o755)  # other users reach allow_other mounts through it
-        self.path = os.path.join(self.dir, "mnt")
-        os.mkdir(self.path)
-        # -X faulthandler: a daemon that will not exit is made to print where it hangs
-        cmd = [*prefix, sys.executable, "-X", "faulthandler", "-m", "cgroupfs_emu", "-f", *flags]
-        if options:
-            cmd += ["-o", options]
-        cmd += [source, self.path]
-        self.stderr_path = os.path.join(self.dir, "daemon.log")
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr, stderr=self._stderr)
-        if not wait_until(lambda: os.path.ismount(self.path) or self.proc.poll() is not None):
-            self.stop(check=False)
-            raise RuntimeError("mount did not appear")
-        if self.proc.poll() is not None:
-            self.stop(check=False)
-            raise RuntimeError(f"daemon exited: {self.log()}")
-
-    def p(self, *parts: str) -> str:
-        return os.path.join(self.path, *parts)
-
-    def log(self) -> str:
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self, check: bool = True) -> int | None:
-        """Unmount with fusermount3 -u and wait for the daemon; returns its status."""
-        if os.path.ismount(self.path):
-            subprocess.run(["fusermount3", "-u", self.path], check=False)
-        try:
-            rc = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            # our own child, by its pid: SIGABRT first, so faulthandler writes every
-            # thread's stack into the log the assertion below shows
-            self.proc.send_signal(signal.SIGABRT)
-            try:
-                rc = self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                rc = self.proc.wait()
-        if os.path.ismount(self.path):
-            subprocess.run(["fusermount3", "-u", "-z", self.path], check=False)
-        self._stderr.close()
-        log = self.final_log = self.log()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if check:
-            assert rc == 0, f"daemon exited {rc}: {log}"
-            assert "Traceback" not in log, log
-        return rc
+        super().__init__(_mount_dir(), options, source=source, prefix=prefix, flags=flags,
+                         remove_dir=True)
+        self.start()
 
 
 def _mount_fixture(options: str):
     @pytest.fixture
-    def fixture():
-        if not HAVE_FUSE:
-            pytest.skip("/dev/fuse or fusermount3 missing")
-        m = Mount(options)
-        try:
-            yield m
-        finally:
-            m.stop()
+    def fixture(cgroupfs_factory):
+        return cgroupfs_factory(options, directory=_mount_dir(), remove_dir=True)
     return fixture
 
 
 #: the default profile (seeds). ncpus=6 makes a child's kernel data 2 + 6 = 8 pages,
 #: what the tests that count a parent's usage after mkdir expect.
 mnt = _mount_fixture("ncpus=6")
+linux6 = _mount_fixture("kernel=linux-6")
 
 
 @pytest.fixture
-def mount_with():
-    """A factory for mounts with particular options; every one is stopped at the end."""
-    if not HAVE_FUSE:
-        pytest.skip("/dev/fuse or fusermount3 missing")
-    mounts = []
-
-    def make(options: str = "") -> Mount:
-        mounts.append(Mount(options))
-        return mounts[-1]
-
-    try:
-        yield make
-    finally:
-        for m in mounts:
-            m.stop()
-linux6 = _mount_fixture("kernel=linux-6")
+def mount_with(cgroupfs_factory):
+    """A factory for mounts with particular options; every one is stopped (and its
+    daemon checked) at the end, by the plugin's cgroupfs_factory."""
+    def make(options: str = "") -> CgroupFS:
+        return cgroupfs_factory(options, directory=_mount_dir(), remove_dir=True)
+    return make
 
 
 def write(path: str, data: bytes | str) -> None:

@@ -194,6 +194,21 @@ def test_the_detached_daemon_leaves_its_caller_alone(tmp_path):
     assert "exiting with status 0" in log.read_text()
 
 
+def test_the_detached_daemon_without_a_log_prints_nothing(tmp_path):
+    """Without log= the daemon's messages go nowhere once it detaches; none of them
+    (the follower's start line was one) reaches the caller's terminal."""
+    mnt = tmp_path / "cg"
+    mnt.mkdir()
+    r = subprocess.run(["cgroupfs_emu", "memory", str(mnt)], capture_output=True, text=True,
+                       timeout=30)
+    try:
+        assert r.returncode == 0, r.stderr
+        os.mkdir(mnt / "g")
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
+    assert (r.stdout, r.stderr) == ("", "")
+
+
 # ---------------------------------------------------------------- systemd
 
 

@@ -1,4 +1,4 @@
-"""Issue 5 end to end: eventfd listeners in their own processes, registered through
+"""Eventfd listeners in their own processes, registered through
 cgroup.event_control exactly as runtimes do, and the release agent."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 13's mechanisms one by one, without a mount: the connector's parser and the
+"""The process follower's mechanisms one by one, without a mount: the connector's parser and the
 live connector, pidfd exit watching, the seccomp fork guard, the fast schedule, the
 stop-first thread, charging up to the limit and the OOM report. Every process
 signalled here is one the test started."""
@@ -173,7 +173,8 @@ def test_schedule_heats_cools_and_stretches_to_its_budget():
 
 def test_hot_watch_stops_a_task_at_its_trip_point():
     trips = []
-    watch = HotWatch(trips.append, Signaller.stop_from_thread, period=0.001)
+    signals = Signaller()
+    watch = HotWatch(trips.append, signals.stop_from_thread, period=0.001)
     watch.start()
     try:
         with started(["sleep", "30"]) as p:
@@ -188,14 +189,16 @@ def test_hot_watch_stops_a_task_at_its_trip_point():
                 def state():
                     with open(f"/proc/{p.pid}/stat") as f:
                         return f.read().rsplit(")", 1)[1].split()[0]
-                assert wait_until(lambda: state() == "T", timeout=5)
-                os.kill(p.pid, signal.SIGCONT)
+                assert wait_until(lambda: state() == "t", timeout=5)  # a ptrace-stop
+                assert signals.stopper.cont(p.pid)
+                assert wait_until(lambda: state() == "S", timeout=5)
                 watch.disarm(p.pid)
                 assert not watch.is_armed(p.pid)
             finally:
                 os.close(fd)
     finally:
         watch.close()
+        signals.close()
 
 
 def test_fault_watch_fires_when_an_idle_task_faults_pages_in():

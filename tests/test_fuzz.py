@@ -1,4 +1,4 @@
-"""The fuzz tier (issue 16): arbitrary bytes written at arbitrary offsets to every
+"""The fuzz tier: arbitrary bytes written at arbitrary offsets to every
 control file of every group, for **every profile of the catalog** (a profile added
 later is fuzzed too), through a real mount with real clients holding charges.
 

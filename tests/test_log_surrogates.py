@@ -1,4 +1,4 @@
-"""Issue 16: no logging call of the package can fail on a surrogate-escaped name.
+"""No logging call of the package can fail on a surrogate-escaped name.
 
 Group names and release_agent paths need not be UTF-8; they reach the daemon as
 surrogate-escaped str (os.fsdecode). Every logging call site of the package is found

@@ -19,7 +19,7 @@ def outcome(fn, buf):
 
 
 LIMIT_CASES = [
-    # (written bytes, limit in bytes or errno name) -- spec 1.3 and G:10-18
+    # (written bytes, limit in bytes or errno name) -- the kernfs write rules (docs/kernel-generations.md, section 2) and G:10-18
     (b"4096\n", 4096), (b"0\n", 0), (b"1073741824\n", 1073741824),
     (b"4k\n", 4096), (b"4M\n", 4 << 20), (b"1g\n", 1 << 30), (b"1T\n", 1 << 40),
     (b"1p\n", 1 << 50), (b"1E\n", 1 << 60), (b"7E\n", 7 << 60), (b"8E\n", MAX),

@@ -1,4 +1,4 @@
-"""Issue 16: no input, client or load crashes the daemon, leaks, breaks a limit or
+"""No input, client or load crashes the daemon, leaks, breaks a limit or
 crosses a privilege line. Each test rebuilds one reproduction of the issue through a
 real mount, real client processes and the real socket."""
 
@@ -82,10 +82,10 @@ def hello(sock: socket.socket, timeout: float = 5.0) -> bytes:
         return b""
 
 
-# ---------------------------------------------------------------------- item 1 + budget
+# ------------------------------------------------------------------ descriptor budget
 
 
-def test_item1_daemon_survives_more_clients_than_descriptors_and_serves_the_mount():
+def test_daemon_survives_more_clients_than_descriptors_and_serves_the_mount():
     """ulimit -n 64 and 100 clients: connections beyond the budget are refused with a
     logged warning and a closed socket; the mount serves throughout."""
     m = Mount(prefix=("prlimit", "--nofile=64:64"))
@@ -129,7 +129,7 @@ def test_item1_daemon_survives_more_clients_than_descriptors_and_serves_the_moun
         m.stop()
 
 
-def test_item1_soft_descriptor_limit_is_raised_to_the_hard_limit():
+def test_soft_descriptor_limit_is_raised_to_the_hard_limit():
     m = Mount(prefix=("prlimit", "--nofile=100:300"))
     try:
         with open(f"/proc/{m.proc.pid}/limits") as f:
@@ -139,10 +139,10 @@ def test_item1_soft_descriptor_limit_is_raised_to_the_hard_limit():
         m.stop()
 
 
-# ---------------------------------------------------------------------- item 2
+# ----------------------------------------------------------------------------- pidfds
 
 
-def test_item2_no_pidfd_leaks_when_clients_are_oom_killed_with_a_request_in_flight(
+def test_no_pidfd_leaks_when_clients_are_oom_killed_with_a_request_in_flight(
         mnt, raw_clients):
     g = group(mnt, "g", limit_in_bytes="1M")
     path = socket_of(mnt)
@@ -161,10 +161,10 @@ def test_item2_no_pidfd_leaks_when_clients_are_oom_killed_with_a_request_in_flig
     assert stat_of(f"{g}/memory.oom_control")["oom_kill"] == 8
 
 
-# ---------------------------------------------------------------------- item 5
+# ---------------------------------------------------------------- a hang-up under OOM
 
 
-def test_item5_a_connection_closed_while_its_charge_waits_under_oom_is_an_exit(
+def test_a_connection_closed_while_its_charge_waits_under_oom_is_an_exit(
         mnt, raw_clients):
     g = group(mnt, "g", limit_in_bytes="1M", oom_control="1")
     c = raw_clients(socket_of(mnt))
@@ -179,10 +179,10 @@ def test_item5_a_connection_closed_while_its_charge_waits_under_oom_is_an_exit(
     assert c.proc.poll() is None
 
 
-# ---------------------------------------------------------------------- item 9
+# ------------------------------------------------------------------ replies in flight
 
 
-def test_item9_clients_exiting_with_replies_in_flight_log_no_error(mnt, raw_clients):
+def test_clients_exiting_with_replies_in_flight_log_no_error(mnt, raw_clients):
     g = group(mnt, "g")
     path = socket_of(mnt)
     for _ in range(20):
@@ -198,10 +198,10 @@ def test_item9_clients_exiting_with_replies_in_flight_log_no_error(mnt, raw_clie
     assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
 
 
-# ---------------------------------------------------------------------- item 6
+# ----------------------------------------------------------- mkdir and the kmem limit
 
 
-def test_item6_mkdir_honours_an_enforced_kmem_limit(mnt):
+def test_mkdir_honours_an_enforced_kmem_limit(mnt):
     """seeds: the kernel data of a new child is kmem of its parent; with the parent's
     independent kmem limit too low, mkdir is ENOMEM and nothing is charged."""
     p = group(mnt, "p", **{"kmem.independent_kmem_limit": "1", "kmem.limit_in_bytes": "0"})
@@ -216,10 +216,10 @@ def test_item6_mkdir_honours_an_enforced_kmem_limit(mnt):
     assert num(f"{p}/memory.kmem.failcnt") == 2
 
 
-# ---------------------------------------------------------------------- item 7
+# ---------------------------------------------------------- rmdir under a flat parent
 
 
-def test_item7_rmdir_under_a_non_hierarchical_parent_keeps_its_limit(mnt, chargers):
+def test_rmdir_under_a_non_hierarchical_parent_keeps_its_limit(mnt, chargers):
     """use_hierarchy 0: the child's page cache never counted against the parent, so at
     rmdir it goes to the root (mem_cgroup_move_parent()), never over the parent's
     limit."""
@@ -241,10 +241,10 @@ def test_item7_rmdir_under_a_non_hierarchical_parent_keeps_its_limit(mnt, charge
     assert stat_of(mnt.p("memory.stat"))["cache"] == 8388608
 
 
-# ---------------------------------------------------------------------- item 4
+# ----------------------------------------------------------- names that are not UTF-8
 
 
-def test_item4_a_group_named_with_bytes_that_are_not_utf8(mount_with, raw_clients, tmp_path):
+def test_a_group_named_with_bytes_that_are_not_utf8(mount_with, raw_clients, tmp_path):
     """mkdir $'\\xff' is legal on the kernel. Its clients get replies and events (the
     name escaped as \\377), reclaim of their page cache does not fail the write that
     caused it, and log lines naming it or a non-UTF-8 release_agent are written."""
@@ -277,7 +277,7 @@ def test_item4_a_group_named_with_bytes_that_are_not_utf8(mount_with, raw_client
     assert "Logging error" not in mnt.log()
 
 
-# ---------------------------------------------------------------------- items 10, 11
+# ------------------------------------------------------------ the default socket path
 
 NOBODY = 65534
 #: uids of no account on the machine, for the socket directory tests
@@ -305,7 +305,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switches users (CI ru
 
 
 @needs_root
-def test_item10_socket_mode_0666_works_on_the_default_socket_path(mount_with):
+def test_socket_mode_0666_works_on_the_default_socket_path(mount_with):
     m = mount_with("socket_mode=0666")
     path = socket_of(m)
     assert path.startswith("/run/cgroupfs_emu/")
@@ -323,7 +323,7 @@ def daemon_tree():
 
 
 @needs_root
-def test_item11_default_socket_directory_of_another_user_is_refused(daemon_tree):
+def test_default_socket_directory_of_another_user_is_refused(daemon_tree):
     """/tmp/cgroupfs_emu-UID made first by someone else (here: mode 0777, owned by
     another uid) must not receive the socket; nor one writable by others."""
     base = f"/tmp/cgroupfs_emu-{VICTIM}"
@@ -365,7 +365,7 @@ def test_item11_default_socket_directory_of_another_user_is_refused(daemon_tree)
         shutil.rmtree(work, ignore_errors=True)
 
 
-# ---------------------------------------------------------------------- item 3
+# -------------------------------------------------------- event_control's descriptors
 
 _WRITE_GIVEN_FD = """
 import os, sys
@@ -392,7 +392,7 @@ if len(sys.argv) > 3:
 
 
 @needs_root
-def test_item3_event_control_uses_the_writers_descriptors_not_the_openers(mount_with,
+def test_event_control_uses_the_writers_descriptors_not_the_openers(mount_with,
                                                                           chargers):
     """A root process opens cgroup.event_control and hands the descriptor to a child
     that drops to nobody and holds neither descriptor named in the line: the kernel
@@ -429,13 +429,13 @@ def test_item3_event_control_uses_the_writers_descriptors_not_the_openers(mount_
             os.close(fd)
 
 
-def test_item3_the_opener_writing_itself_still_registers(mnt, listeners):
+def test_the_opener_writing_itself_still_registers(mnt, listeners):
     """The ordinary case (listener.py opens and writes) keeps working."""
     g = group(mnt, "g")
     assert listeners(g, "memory.usage_in_bytes", "4K").first == "registered"
 
 
-# ---------------------------------------------------------------------- item 8
+# -------------------------------------------------------------- answers that were EIO
 
 
 @pytest.mark.parametrize("name", [b"g", b"\xff"])
@@ -443,7 +443,7 @@ def test_item3_the_opener_writing_itself_still_registers(mnt, listeners):
     ("kernel=linux-6", "memory.limit_in_bytes", b"6\x002M"),       # "6": 0 pages
     ("kernel=seeds", "memory.shrink_in_bytes", b"18446744073709551616"),  # wraps to 0
 ])
-def test_item8_writes_that_answered_eio_get_the_kernels_answer(mount_with, chargers, name,
+def test_writes_that_answered_eio_get_the_kernels_answer(mount_with, chargers, name,
                                                               profile, file, value):
     """Both values mean 0 and make reclaim evict a client's page cache; they answered
     EIO when the client's group name was not UTF-8. The kernel reclaims everything

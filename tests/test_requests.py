@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import HAVE_FUSE, Mount, needs_fuse, wait_until
+from conftest import Mount, needs_fuse, wait_until
 
 pytestmark = [pytest.mark.mount, needs_fuse]
 
@@ -57,16 +57,11 @@ class Counted:
 
 
 @pytest.fixture
-def counted():
-    if not HAVE_FUSE:
-        pytest.skip("/dev/fuse or fusermount3 missing")
-    m = Mount("kernel=linux-6", flags=("-d",))
-    try:
-        os.mkdir(m.p("g"))
-        yield Counted(m)
-        os.rmdir(m.p("g"))
-    finally:
-        m.stop()
+def counted(cgroupfs_factory):
+    m = cgroupfs_factory("kernel=linux-6", flags=("-d",))
+    os.mkdir(m.p("g"))
+    yield Counted(m)
+    os.rmdir(m.p("g"))
 
 
 def _read(path: str, fstat: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Issue 12: unmodified programs from the distribution, run inside `cgemu run`, find
+"""Unmodified programs from the distribution, run inside `cgemu run`, find
 the emulator as their system's cgroup v1 memory hierarchy. Every value they report is
 checked against the emulator's own files, read from outside the view."""
 

@@ -1,4 +1,4 @@
-"""Issue 15: each seed system as its own profile, checked through real mounts.
+"""Each seed system as its own profile, checked through real mounts.
 
 One table per profile, every row tagged with the rule of docs/seed-profiles.md it
 checks ([M4], [S5], [K2], ...; the tags trace to spec section 5 and the seed patches).

@@ -1,4 +1,4 @@
-"""Issue 3 end to end: real client processes charge a real mount through the real
+"""Real client processes charge a real mount through the real
 socket, and everything is checked through the control files."""
 
 from __future__ import annotations

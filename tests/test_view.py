@@ -291,3 +291,70 @@ def test_view_argv_runs_a_command_in_the_view(mnt, probe):
                        text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert facts(r.stdout)["STATFS_MEMORY"][0].split()[1] == "0x27e0eb"
+
+
+OLD_KERNEL = """
+import platform, sys
+platform.release = lambda: "5.10.0-28-amd64"  # what uname says on a kernel before 5.14
+from cgroupfs_emu.cli.cgemu import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kernel_without_the_seccomp_view_falls_back_in_one_line(mnt, probe):
+    group(mnt, "box")
+    r = subprocess.run([sys.executable, "-c", OLD_KERNEL, "run", "-m", mnt.path, "-g", "box",
+                        "--", "sh", "-c", f"grep :memory: /proc/self/cgroup; {probe}"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "cgemu run: no seccomp view (kernel 5.10.0-28-amd64 has no SECCOMP_ADDFD_FLAG_SEND "
+        "(5.14+)): only dynamically linked programs see the emulated /proc files (through "
+        "the preload library), and statfs says fuse"]
+    assert r.stdout.splitlines()[0].endswith(":memory:/box")  # sh, through the library
+    assert facts(r.stdout)["STATFS_MEMORY"][0].split()[1] == "0x65735546"  # the static one
+
+
+def run_filter(prog, arch: int, nr: int, args: tuple[int, ...] = ()) -> int:
+    """What classic BPF *prog* returns for seccomp_data (arch, nr, args), little-endian."""
+    import struct
+    data = struct.pack("<iIQ6Q", nr, arch, 0, *(list(args) + [0] * 6)[:6])
+    from cgroupfs_emu.service import fork_guard as fg
+    pc, a = 0, 0
+    while True:
+        code, jt, jf, k = prog[pc]
+        if code == fg.BPF_LD_W_ABS:
+            a = struct.unpack_from("<I", data, k)[0]
+        elif code == fg.BPF_JEQ_K:
+            pc += jt if a == k else jf
+        elif code == fg.BPF_JSET_K:
+            pc += jt if a & k else jf
+        elif code == fg.BPF_RET_K:
+            return k
+        pc += 1
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_the_view_filter_notifies_only_what_can_be_a_view_file(machine):
+    from cgroupfs_emu.service import fork_guard as fg
+    prog = fg.program(machine, fg.VIEW_CALLS[machine], fg.VIEW_PASSED[machine])
+    arch = fg.ARCHES[machine][0]
+    calls = fg.VIEW_CALLS[machine]
+    o_wronly, o_cloexec = 1, 0o2000000
+    o_directory = 0o200000 if machine == "x86_64" else 0o40000
+    allow, notify = fg.SECCOMP_RET_ALLOW, fg.SECCOMP_RET_USER_NOTIF
+    openat = calls["openat"]
+    assert run_filter(prog, arch, openat, (0, 0, o_cloexec)) == notify
+    assert run_filter(prog, arch, openat, (0, 0, o_wronly | o_cloexec)) == allow
+    assert run_filter(prog, arch, openat, (0, 0, o_directory)) == allow
+    for name in ("statfs", "fstatfs", "openat2"):
+        assert run_filter(prog, arch, calls[name], (0, 0, o_wronly)) == notify
+    if "open" in calls:
+        assert run_filter(prog, arch, calls["open"], (0, 0)) == notify
+        assert run_filter(prog, arch, calls["open"], (0, 2)) == allow  # O_RDWR
+    assert run_filter(prog, arch, 0, ()) == allow  # any other call
+    assert run_filter(prog, 0x40000003, openat, ()) == allow  # another ABI
+    # the fork guard's filter, built by the same code, is what it was
+    guard = fg.program(machine)
+    assert run_filter(guard, arch, fg.ARCHES[machine][2]["clone"]) == notify
+    assert run_filter(guard, arch, openat) == allow

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from . import alloc, ps, run, socket, stat, top
+from . import alloc, completion, diff, ps, run, socket, stat, top
 from . import exec as exec_cmd
 from .common import CgemuError, Parser, find_mount, version_arg
 
@@ -27,6 +27,8 @@ SUBCOMMANDS = [
     top.register,
     stat.register,
     lambda sub: run.register(sub, find_mount),
+    diff.register,
+    lambda sub: completion.register(sub, _parser),
 ]
 
 

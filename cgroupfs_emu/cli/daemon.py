@@ -60,6 +60,8 @@ log = logging.getLogger("cgroupfs_emu")
 
 #: the exit status of a daemon whose FUSE connection was aborted (1: any other failure)
 EXIT_ABORTED = 3
+#: the signals that unmount and stop the daemon
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def fuse_options(cfg: MountConfig) -> set[str]:
@@ -115,6 +117,7 @@ class Daemon:
     def start(self, stack: contextlib.ExitStack) -> None:
         """Socket first, then the mount: both exist before anyone hears "mounted".
         Each pushes its undoing on *stack*."""
+        stack.callback(self.signals.close)  # unwound last: lets go of ptrace-stopped tasks
         stack.callback(self.watcher.close)
         stack.callback(self.follower.close)  # unwound first (LIFO): continue what its thread stopped
         # the descriptor budget (service/fdbudget.py) counts on it, and every followed
@@ -194,7 +197,9 @@ class Daemon:
                            stderr=subprocess.DEVNULL, check=False)
 
     async def _on_signal(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            # held since the mount was announced (cli/mount.py): delivered now, here
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             async for signum in signals:
                 log.info("signal %d: unmounting", signum)
                 self._signalled = True

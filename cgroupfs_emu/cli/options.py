@@ -8,6 +8,8 @@ lines work.
 from __future__ import annotations
 
 import os
+import textwrap
+from collections.abc import Callable
 
 import attrs
 
@@ -56,7 +58,7 @@ class MountConfig:
     oom_kill: bool = True
     #: how often the daemon looks at real processes (exits, closed eventfds, ...)
     poll_ms: int = 500
-    #: issue 13: how process events arrive (auto: the proc connector when root,
+    #: how process events arrive (auto: the proc connector when root,
     #: else pidfds + /proc scans), the fast sampling period of busy tasks, and
     #: thread-stack charging (None: as the profile says)
     events: str = "auto"
@@ -70,61 +72,128 @@ class MountConfig:
     ncpus: int | None = None
 
 
-def apply_option(cfg: MountConfig, opt: str) -> None:
-    """Take one ``-o`` option: ours, a VFS flag for the kernel, or an ignored one."""
-    key, eq, value = opt.partition("=")
-    if key == "kernel":
-        if value not in PROFILES and value not in ALIASES:
-            raise UsageError(f"unknown kernel profile {value!r} "
-                             f"(choose from {', '.join(profile_names())})")
-        cfg.profile = ALIASES.get(value, value)
-    elif key == "release_agent" and eq:
-        cfg.release_agent = value
-    elif key in ("log", "socket", "pidfile"):
+def _take_kernel(cfg: MountConfig, value: str) -> None:
+    if value not in PROFILES and value not in ALIASES:
+        raise UsageError(f"unknown kernel profile {value!r} "
+                         f"(choose from {', '.join(profile_names())})")
+    cfg.profile = ALIASES.get(value, value)
+
+
+def _take_path(key: str, attr: str):
+    def take(cfg: MountConfig, value: str) -> None:
         if not value:
             raise UsageError(f"{key} needs a path: {key}=PATH")
-        # absolute: the detached daemon works from "/"
-        setattr(cfg, {"log": "log_file"}.get(key, key), os.path.abspath(value))
-    elif key == "socket_mode" and eq:
-        try:
-            cfg.socket_mode = int(value, 8)
-        except ValueError:
-            raise UsageError(f"socket_mode={value!r} is not an octal mode") from None
-        if not 0 <= cfg.socket_mode <= 0o777:
-            raise UsageError(f"socket_mode={value!r} is not a permission mode")
-    elif key == "swap" and eq:
-        try:
-            cfg.swap = memparse_strict(value)
-        except ValueError:
-            raise UsageError(f"swap={value!r} is not a size (e.g. 64M)") from None
-    elif key == "poll_ms" and eq:
-        if not value.isdigit() or not 10 <= int(value) <= 60000:
-            raise UsageError(f"poll_ms={value!r}: a number of milliseconds, 10..60000")
-        cfg.poll_ms = int(value)
-    elif key == "events" and value in ("auto", "connector", "scan"):
-        cfg.events = value
-    elif key == "fast_ms" and eq:
-        if not value.isdigit() or not 1 <= int(value) <= 1000:
-            raise UsageError(f"fast_ms={value!r}: a number of milliseconds, 1..1000")
-        cfg.fast_ms = int(value)
-    elif key == "thread_stacks" and value in ("0", "1"):
-        cfg.thread_stacks = value == "1"
-    elif key == "ncpus" and eq:
-        if not value.isdigit() or not 1 <= int(value) <= 8192:
-            raise UsageError(f"ncpus={value!r}: a number of CPUs, 1..8192")
-        cfg.ncpus = int(value)
-    elif key == "oom_kill":
-        if value not in ("kill", "none"):
-            raise UsageError(f"oom_kill must be kill or none, not {value!r}")
-        cfg.oom_kill = value == "kill"
-    elif key in ("release_agent", "swap", "poll_ms", "socket_mode"):
-        raise UsageError(f"{key} needs a value: {key}=...")
-    elif key == "allow_other" and eq:
-        raise UsageError("allow_other takes no value")
-    elif opt == "allow_other":
-        cfg.allow_other = True
-    elif opt == "default_permissions":
-        pass  # always on: the kernel checks modes, like kernfs
+        setattr(cfg, attr, os.path.abspath(value))  # absolute: the detached daemon works from "/"
+    return take
+
+
+def _take_number(key: str, low: int, high: int, what: str):
+    def take(cfg: MountConfig, value: str) -> None:
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise UsageError(f"{key}={value!r}: {what}, {low}..{high}")
+        setattr(cfg, key, int(value))
+    return take
+
+
+def _take_socket_mode(cfg: MountConfig, value: str) -> None:
+    try:
+        cfg.socket_mode = int(value, 8)
+    except ValueError:
+        raise UsageError(f"socket_mode={value!r} is not an octal mode") from None
+    if not 0 <= cfg.socket_mode <= 0o777:
+        raise UsageError(f"socket_mode={value!r} is not a permission mode")
+
+
+def _take_swap(cfg: MountConfig, value: str) -> None:
+    try:
+        cfg.swap = memparse_strict(value)
+    except ValueError:
+        raise UsageError(f"swap={value!r} is not a size (e.g. 64M)") from None
+
+
+def _take_choice(key: str, choices: tuple[str, ...], store):
+    def take(cfg: MountConfig, value: str) -> None:
+        if value not in choices:
+            raise UsageError(f"{key} must be {' or '.join(choices)}, not {value!r}")
+        store(cfg, value)
+    return take
+
+
+def _set(attr: str, value):
+    return lambda cfg, _: setattr(cfg, attr, value)
+
+
+@attrs.frozen
+class Option:
+    """One ``-o`` option of ours: ``NAME=VALUE`` (a *value* metavar) or a bare flag."""
+
+    name: str
+    value: str  # the metavar in --help; "" for a flag that takes no value
+    help: str
+    default: str  # what holds when the option is not given, as --help prints it
+    take: Callable[[MountConfig, str], None]
+
+
+def _default(attr: str) -> str:
+    return str(attrs.fields_dict(MountConfig)[attr].default)
+
+
+#: Every option of ours, in --help order: apply_option() takes only these (and the
+#: VFS and ignored names below), and USAGE is printed from this table.
+OPTIONS = (
+    Option("kernel", "NAME", "kernel generation or seed system to emulate: "
+           + ", ".join(n for n in profile_names() if n not in ALIASES)
+           + "".join(f"; {a} = {t}" for a, t in ALIASES.items())
+           + " (docs/kernel-generations.md, docs/seed-profiles.md)",
+           _default("profile"), _take_kernel),
+    Option("ncpus", "N", "possible CPUs a new group's per-CPU data is charged for",
+           "this machine's", _take_number("ncpus", 1, 8192, "a number of CPUs")),
+    Option("allow_other", "", "let other users use the mount (needs user_allow_other)",
+           "off", _set("allow_other", True)),
+    Option("default_permissions", "", "the kernel checks modes, like kernfs", "always on",
+           lambda cfg, _: None),
+    Option("release_agent", "PATH", "initial release_agent of the hierarchy", "empty",
+           lambda cfg, value: setattr(cfg, "release_agent", value)),
+    Option("log", "FILE", "append the daemon's log to FILE",
+           "stderr with -f; detached: warnings and errors to syslog, else to "
+           "~/.local/state/cgroupfs_emu/daemon.log, docs/logging.md",
+           _take_path("log", "log_file")),
+    Option("pidfile", "FILE", "write the daemon's pid to FILE once the mount is live",
+           "none", _take_path("pidfile", "pidfile")),
+    Option("socket", "PATH", "client socket", "see 'cgemu socket --help'",
+           _take_path("socket", "socket")),
+    Option("socket_mode", "OCTAL", "permissions of the client socket",
+           f"{attrs.fields(MountConfig).socket_mode.default:04o}", _take_socket_mode),
+    Option("swap", "SIZE", "size of the emulated swap device, e.g. 256M",
+           _default("swap"), _take_swap),
+    Option("oom_kill", "kill|none", "none: an OOM refuses the charge instead of SIGKILL",
+           "kill", _take_choice("oom_kill", ("kill", "none"),
+                                lambda cfg, v: setattr(cfg, "oom_kill", v == "kill"))),
+    Option("poll_ms", "N", "how often idle real processes are sampled, in ms",
+           _default("poll_ms"), _take_number("poll_ms", 10, 60000, "a number of milliseconds")),
+    Option("fast_ms", "N", "how often busy real processes are sampled, in ms",
+           _default("fast_ms"), _take_number("fast_ms", 1, 1000, "a number of milliseconds")),
+    Option("events", "auto|connector|scan", "how forks and exits are learned",
+           _default("events"), _take_choice("events", ("auto", "connector", "scan"),
+                                            lambda cfg, v: setattr(cfg, "events", v))),
+    Option("thread_stacks", "0|1", "charge 16K of kmem per followed task",
+           "the profile's", _take_choice("thread_stacks", ("0", "1"),
+                                         lambda cfg, v: setattr(cfg, "thread_stacks", v == "1"))),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def apply_option(cfg: MountConfig, opt: str) -> None:
+    """Take one ``-o`` option: ours (OPTIONS), a VFS flag for the kernel, or an ignored one."""
+    key, eq, value = opt.partition("=")
+    row = _BY_NAME.get(key)
+    if row is not None:
+        if row.value.isupper() and not eq:
+            # (a choice's own error lists its values: "oom_kill must be kill or none")
+            raise UsageError(f"{key} needs a value: {key}={row.value}")
+        if not row.value and eq:
+            raise UsageError(f"{key} takes no value")
+        row.take(cfg, value)
     elif opt in PASSED:
         cfg.fuse_options.add(opt)
     elif opt in IGNORED or key.startswith("x-") or key in ("comment", "fsname", "subtype"):
@@ -176,36 +245,40 @@ def parse_args(argv: list[str]) -> MountConfig:
     return cfg
 
 
-USAGE = """usage: cgroupfs_emu [-f] [-d] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
+def _usage() -> str:
+    """cgroupfs_emu --help, its option list printed from OPTIONS."""
+    lines = []
+    for o in OPTIONS:
+        spec = f"{o.name}={o.value}" if o.value else o.name
+        text = f"{o.help} (default: {o.default})"
+        lines.extend(_columns(spec, text))
+    lines += _columns(", ".join(sorted(PASSED)), "VFS flags, handed to the kernel")
+    lines += _columns(", ".join(sorted(IGNORED)) + ", x-*, comment=, fsname=, subtype=",
+                      "accepted and ignored, as mount(8) and fstab add them")
+    return _HEAD + "\n".join(lines) + _TAIL
+
+
+def _columns(spec: str, text: str, width: int = 88) -> list[str]:
+    """"  spec   text" with text wrapped at column 23 (a long spec gets a line of its own)."""
+    body = textwrap.wrap(text, width - 23, break_on_hyphens=False) or [""]
+    if len(spec) > 19:
+        spec_lines = textwrap.wrap(spec, width - 2, break_on_hyphens=False)
+        return [f"  {s}" for s in spec_lines] + [" " * 23 + b for b in body]
+    return [f"  {spec:<20} {body[0]}"] + [" " * 23 + b for b in body[1:]]
+
+
+_HEAD = """usage: cgroupfs_emu [-f] [-d] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
        cgroupfs_emu -h | -V
 
 Mount an emulated cgroup v1 memory hierarchy at MOUNTPOINT. Returns once the mount is
 live and keeps serving in the background (-f: stay in the foreground; -d: debug log,
 implies -f). Unmount with 'fusermount3 -u MOUNTPOINT' or SIGTERM.
 
-options:
-  kernel=NAME          kernel generation to emulate: seeds (default), linux-3.10,
-                       linux-4.19, linux-5.10, linux-6.18 (linux-6 = linux-6.18);
-                       a seed system: memctl-2007, shrink-2008, kmem-2011,
-                       kmem-slab-2012, kmem-2012 (docs/seed-profiles.md)
-  ncpus=N              possible CPUs a new group's per-CPU data is charged for
-                       (default: this machine's)
-  allow_other          let other users use the mount (needs user_allow_other)
-  release_agent=PATH   initial release_agent of the hierarchy
-  log=FILE             append the daemon's log to FILE (default when detached:
-                       warnings and errors to syslog, else to
-                       ~/.local/state/cgroupfs_emu/daemon.log, docs/logging.md)
-  pidfile=FILE         write the daemon's pid to FILE once the mount is live
-  socket=PATH          client socket (default: see 'cgemu socket --help' / README)
-  socket_mode=OCTAL    permissions of the client socket (default 0600)
-  swap=SIZE            size of the emulated swap device, e.g. 256M (default 0)
-  oom_kill=kill|none   none: an OOM refuses the charge instead of sending SIGKILL
-  poll_ms=N            how often idle real processes are sampled (default 500)
-  fast_ms=N            how often busy real processes are sampled (default 10)
-  events=auto|connector|scan  how forks and exits are learned (default auto)
-  thread_stacks=0|1    charge 16K of kmem per followed task (default: the profile's)
-  rw,ro,nosuid,...     VFS flags, handed to the kernel
-  defaults,nofail,...  accepted and ignored, as mount(8) adds them
+options (-o, comma-separated):
+"""
+_TAIL = """
 
 example:
   mkdir -p /tmp/cg && cgroupfs_emu -o kernel=linux-6 memory /tmp/cg && ls /tmp/cg"""
+
+USAGE = _usage()

@@ -148,7 +148,8 @@ class Handoff:
         Returns None, or why there is no seccomp view (then nothing was installed)."""
         self.ours.close()
         try:
-            fd = fork_guard.install(fork_guard.VIEW_CALLS[platform.machine()])
+            fd = fork_guard.install(fork_guard.VIEW_CALLS[platform.machine()],
+                                    fork_guard.VIEW_PASSED.get(platform.machine()))
         except OSError as e:
             reason = e.strerror or str(e)
             if e.errno == errno.EBUSY:

@@ -1,6 +1,6 @@
 """The cgroup core: a tree of groups holding tasks, and how a task moves.
 
-Follows ``kernel/cgroup/cgroup.c`` / ``cgroup-v1.c`` (spec 1.2). It knows nothing of
+Follows ``kernel/cgroup/cgroup.c`` / ``cgroup-v1.c``. It knows nothing of
 memory: like the kernel's core it calls each :class:`Subsystem` bound to the hierarchy
 at the points where a subsystem has a say, and keeps the subsystem's per-group state
 (its *css*) in ``Cgroup.subsys`` without looking inside.
@@ -57,7 +57,7 @@ class Cgroup:
         #: subsystem name -> that subsystem's state for this group (its css)
         self.subsys: dict[str, object] = {}
         self._path: str | None = None
-        # cgroup_create() copies both flags from the parent, once (spec 1.2).
+        # cgroup_create() copies both flags from the parent, once.
         self.notify_on_release = parent.notify_on_release if parent else False
         self.clone_children = parent.clone_children if parent else False
 

@@ -42,7 +42,7 @@ class Feature(enum.Flag):
     #: seed 004: memory.shrink_in_bytes
     SHRINK_USAGE = enum.auto()
     #: 5.11+: use_hierarchy always reads 1 and only accepts 1. Without it it is a real
-    #: per-group flag with the pre-5.11 rules (spec 3.4).
+    #: per-group flag with the pre-5.11 rules (mem_cgroup_hierarchy_write() before 5.11).
     HIERARCHY_FORCED = enum.auto()
     #: 4.13+: memory.oom_control has an "oom_kill N" line
     OOM_KILL_LINE = enum.auto()
@@ -245,7 +245,7 @@ class Profile:
     #: seed 003 patch 8: kmem charges stay with a removed group until freed
     kmem_outlives_group: bool = False
     #: Thread stacks are kernel memory (seed 003; 3.8+ with kmem accounting): every
-    #: task charges THREAD_SIZE of kmem while it lives (issue 13 uses the same flag)
+    #: task charges THREAD_SIZE of kmem while it lives (real processes' and socket clients' alike)
     charges_thread_stacks: bool = False
     #: the stock a socket client may hold (0: no batching before 2.6.33)
     stock_batch: int = 64

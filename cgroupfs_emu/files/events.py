@@ -1,4 +1,4 @@
-"""cgroup.event_control: "<event_fd> <control_fd> [args]" (spec 3.9).
+"""cgroup.event_control: "<event_fd> <control_fd> [args]" (memcg_write_event_control(); docs/notifications.md).
 
 Port of memcg_write_event_control(). Both numbers are descriptors of the *writing*
 process (the task blocked in the write(2), found by ControlTree.writer; EBADF where it

@@ -2,7 +2,7 @@
 
 Two generations of the cgroup file plumbing, both data here so a profile picks one:
 
-* ``KERNFS`` (3.14+; what spec 1.3 describes for 6.18): a write above PAGE_SIZE is
+* ``KERNFS`` (3.14+; kernfs_fop_write_iter() of 6.18): a write above PAGE_SIZE is
   E2BIG (``atomic_write_len``); u64 files are parsed with ``kstrtoull(buf, 0)`` on the
   raw buffer (one trailing newline, ERANGE on overflow); other handlers get the
   NUL-terminated buffer and strip it themselves.

@@ -1,4 +1,4 @@
-"""The kernel's value parsers, byte for byte (spec 1.3).
+"""The kernel's value parsers, byte for byte (docs/kernel-generations.md, sections 1 and 2).
 
 Each takes the bytes of one write(2), already cut at the first NUL (handlers parse a C
 string), and returns a number or raises the kernel's errno.

@@ -2,7 +2,7 @@
 
 It sees a tree of directories (opaque group objects) holding control files (rows with a
 name and a mode) through a ControlTree, and knows nothing about memory. Behaviour
-follows kernfs as cgroup v1 uses it (spec 1.2, 1.3):
+follows kernfs as cgroup v1 uses it (fs/kernfs/file.c, dir.c):
 
 * control files are regular, st_size 0, opened with direct I/O; each open handle renders
   its text at its first read and again whenever a read starts at offset 0 (seq_file);

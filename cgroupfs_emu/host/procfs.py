@@ -18,6 +18,7 @@ import platform
 import attrs
 
 from ..units import KIB, PAGE_SIZE
+from . import mounts
 from .fds import EventFd, same_files, take_eventfd
 
 #: The write-family syscalls a writer of a control file can be blocked in, by
@@ -193,6 +194,7 @@ class Host:
         #: tid -> start time when the emulator first learned of it: a tid reused by the
         #: kernel for a new task has another start time and is not the same task.
         self._start_times: dict[int, int] = {}
+        self._mnt_ns: str | None = None
 
     def task(self, tid: int) -> TaskInfo | None:
         """The task with this TID (a thread or a process), or None."""
@@ -278,11 +280,25 @@ class Host:
 
     def fd_target(self, pid: int, fd: int) -> str | None:
         """What descriptor *fd* of process *pid* refers to (readlink of
-        /proc/PID/fd/FD: a path, or e.g. 'anon_inode:[eventfd]'), None if not open."""
+        /proc/PID/fd/FD: a path, or e.g. 'anon_inode:[eventfd]'), None if not open.
+        A path is given as our own namespace sees that file (mounts.translate) when
+        PID lives in another mount namespace, as a command in `cgemu run` does;
+        'mnt:[...]' when no mount of ours shows it."""
         try:
-            return os.readlink(f"{self.proc}/{pid}/fd/{fd}")
+            target = os.readlink(f"{self.proc}/{pid}/fd/{fd}")
+            if not target.startswith("/"):
+                return target
+            ns = os.readlink(f"{self.proc}/{pid}/ns/mnt")
         except (FileNotFoundError, ProcessLookupError):
             return None
+        if ns == self._own_mnt_ns():
+            return target
+        return mounts.translate(self.proc, pid, fd, target) or ns
+
+    def _own_mnt_ns(self) -> str:
+        if self._mnt_ns is None:
+            self._mnt_ns = os.readlink(f"{self.proc}/self/ns/mnt")
+        return self._mnt_ns
 
     # ------------------------------------------------------------------ writers
 

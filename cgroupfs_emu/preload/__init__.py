@@ -1,4 +1,5 @@
-"""The preload library `cgemu run` gives the programs it starts (see cgview.c).
+"""The C library of `cgemu run`: the renderer of the view's /proc files, the preload
+interposers (cgview.c) and the view's seccomp supervisor (supervise.c).
 
 It is built when the package is installed (setup.py's build_ext); `python -m
 cgroupfs_emu.preload build` rebuilds it in place.

@@ -32,10 +32,11 @@
  * posix_spawn are interposed only to take this library out of LD_PRELOAD for a
  * program it cannot serve (static, or set-user/group-ID).
  *
- * Not reached: statically linked programs (Go without cgo reads /proc with raw
- * syscalls) and anything that issues open(2) itself, reads relative to a directory
- * fd, or uses openat2(2); they see the kernel's files.  statfs() still reports FUSE's
- * magic, not CGROUP_SUPER_MAGIC.
+ * The same render() serves the view's seccomp supervisor (supervise.c, through
+ * cgemu_render()), which reaches what this library cannot: statically linked programs
+ * (Go without cgo reads /proc with raw syscalls), open(2) issued directly, reads
+ * relative to a directory fd, openat2(2), and statfs().  `cgemu run` preloads this
+ * library only where there is no seccomp view (it says why in one line).
  */
 #define _GNU_SOURCE
 #include <ctype.h>

@@ -80,7 +80,7 @@ class Connection:
     async def _reply(self, line: bytes) -> None:
         reply = dispatch(self.ctx, self.session, line)
         if type(reply) is Pending:  # a charge that needs an OOM kill or wait
-            # a hang-up while it sleeps under OOM is an exit (issue 16 item 5)
+            # a hang-up while it sleeps under OOM is an exit (docs/protocol.md)
             reply = await finish(self.ctx, reply, getattr(self.stream, "hangup", None))
         await self.stream.send(reply)
 
@@ -115,6 +115,6 @@ class Connection:
                     line = line[:-1]
                 # _reply(), inline: this is the loop of every request
                 reply = dispatch(ctx, session, line)
-                if type(reply) is Pending:  # a hang-up meanwhile is an exit (item 5)
+                if type(reply) is Pending:  # a hang-up meanwhile is an exit
                     reply = await finish(ctx, reply, getattr(stream, "hangup", None))
                 await stream.send(reply)

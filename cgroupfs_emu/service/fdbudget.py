@@ -1,4 +1,4 @@
-"""The daemon's descriptor budget (issue 16).
+"""The daemon's descriptor budget.
 
 Every client costs the daemon descriptors (its socket, a pidfd per process it charges
 for), so a user who may connect could otherwise run the daemon out of them; then

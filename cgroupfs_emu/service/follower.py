@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 
@@ -203,7 +202,7 @@ class Follower(StatelessSubsystem):
             # a move to the root) before the main loop settled the trip: nothing will
             # decide about it any more, so it goes on. A task kept stopped on purpose
             # (oom_kill_disable: stopped_in) is the OOM executor's to continue.
-            self.signals.send(entry.owner, signal.SIGCONT)
+            self.signals.cont(entry.owner)
         self.forks.forgotten(entry)
         pidfd = self.signals.pidfd(entry.owner)
         if pidfd is not None:
@@ -252,7 +251,7 @@ class Follower(StatelessSubsystem):
             # a fork the last look at /proc has not found yet
             self._scan_forks(time.monotonic(), force=True)
             entry = self.tracker.followed.get(tgid)
-        return 0 if entry is None else self.forks.decide_clone(entry)
+        return 0 if entry is None else self.forks.decide_clone(entry, tid)
 
     def follow(self, pid: int, poll_ms: int | None):
         """``follow``: *pid*, in a group, followed from now on (at its own slow rate
@@ -296,7 +295,7 @@ class Follower(StatelessSubsystem):
                 if pid in self.tracker.followed and entry.stopped_in is None:
                     # only ever armed on tasks the daemon may signal (sampled()):
                     # the daemon undoes its own stop
-                    self.signals.send(entry.owner, signal.SIGCONT)
+                    self.signals.cont(entry.owner)
 
     # ------------------------------------------------------------------ loop
 
@@ -438,7 +437,7 @@ class Follower(StatelessSubsystem):
         for pid in list(self.tripped):
             entry = self.tracker.followed.get(pid)
             if entry is not None and entry.stopped_in is None:
-                self.signals.send(entry.owner, signal.SIGCONT)
+                self.signals.cont(entry.owner)
         if self.exits is not None:
             self.exits.close()
         if self.faults is not None:

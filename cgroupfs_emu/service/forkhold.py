@@ -8,7 +8,7 @@ copy_process() would have failed with ENOMEM instead.
 A refused child costs its parent a fork and the host an exit, where the kernel's
 refused fork costs nothing: a fork bomb forks faster than its killed children finish
 exiting, and the host would hold ever more of them. So once :data:`DYING_MAX`
-refused children of one process are still exiting, the process is held (SIGSTOP)
+refused children of one process are still exiting, the process is held (stopped)
 until they are gone (checked every :data:`DYING_POLL`): its next fork waits, as if
 the failed one took that long. A process kept stopped on purpose (oom_kill_disable)
 is never continued from here.
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 
 from .proc_events import is_exited
 
 log = logging.getLogger("cgroupfs_emu.follower")
 
 #: refused children of one process that may be dying at once before the process is
-#: held (SIGSTOP) until they are gone
+#: held (stopped) until they are gone
 DYING_MAX = 8
 #: how often (seconds) refused children are looked for while some are exiting
 DYING_POLL = 0.001
@@ -57,7 +56,7 @@ class ForkHold:
         dying.append(pidfd)
         if (len(dying) > DYING_MAX and parent not in self.held
                 and parent.stopped_in is None
-                and self.signals.send(parent.owner, signal.SIGSTOP)):
+                and self.signals.stop(parent.owner)):
             self.held.add(parent)
 
     def release_dead(self) -> None:
@@ -78,7 +77,7 @@ class ForkHold:
         if parent in self.held:
             self.held.discard(parent)
             if parent.stopped_in is None:
-                self.signals.send(parent.owner, signal.SIGCONT)
+                self.signals.cont(parent.owner)
 
     def close(self) -> None:
         for parent in list(self.dying):

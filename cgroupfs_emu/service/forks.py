@@ -47,6 +47,8 @@ class Forks:
         self.hold = ForkHold(signals, tracker.host)
         #: entries holding stack reservations of guarded forks
         self._reserving: set = set()
+        #: tid of a guarded caller -> (entry, stamp) of the reservation made for it
+        self._asked: dict = {}
 
     def _memcg(self, tgid: int):
         return self.memory.memcg_of_task(tgid)
@@ -114,6 +116,8 @@ class Forks:
                 self.uncharge(entry, 1, reserved=True)
             if not entry.pending or self.tracker.followed.get(entry.tgid) is not entry:
                 self._reserving.discard(entry)
+        self._asked = {tid: held for tid, held in self._asked.items()
+                       if held[1] in held[0].pending}
 
     # ------------------------------------------------------------------ tasks
 
@@ -215,14 +219,23 @@ class Forks:
         if pidfd is None or is_exited(pidfd):
             self.tracker.exited(entry)
 
-    def decide_clone(self, entry) -> int:
-        """A guarded task of followed *entry* is about to create a task: 0 to let it,
-        or the errno its clone fails with."""
+    def decide_clone(self, entry, tid: int) -> int:
+        """Guarded thread *tid* of followed *entry* is about to create a task: 0 to
+        let it, or the errno its clone fails with."""
         if not self.stacks:
             return 0
         self.reconcile(entry)
+        held = self._asked.pop(tid, None)
+        if held is not None and held[0] is entry and held[1] in entry.pending:
+            # The same thread asks again before a task from its last answer appeared:
+            # that fork never happened. copy_process() gives up a fork a signal came
+            # into (-ERESTARTNOINTR) and the clone restarts, after the guard said yes;
+            # the stack reserved for it is still this thread's.
+            self._asked[tid] = held
+            return 0
         if not self._reserve(entry, self._memcg(entry.tgid)):
             return errno.ENOMEM
+        self._asked[tid] = (entry, entry.pending[-1])
         return 0
 
     def close(self) -> None:

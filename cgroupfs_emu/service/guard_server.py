@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 from typing import Callable
 
 import trio
 
-from . import fork_guard
+from .guard_recv import GuardReceiver
 
 log = logging.getLogger("cgroupfs_emu.follower")
 
@@ -46,32 +45,14 @@ class GuardServer:
             self._nursery = None
 
     async def _serve_one(self, fd: int) -> None:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
+        # notifications are received in a thread the moment they are queued, so a
+        # signal can hardly ever fail a guarded fork (guard_recv.py)
         try:
-            while True:
-                await trio.lowlevel.wait_readable(fd)
-                ready = poller.poll(0)
-                if not ready:
-                    continue
-                events = ready[0][1]
-                if events & select.POLLIN:
-                    got = fork_guard.receive(fd)
-                    if got is not None:
-                        nid, tid, _ = got
-                        try:
-                            err = self.decide(tid)
-                        except Exception:
-                            log.exception("fork guard decision failed")
-                            err = 0
-                        fork_guard.respond(fd, nid, err)
-                elif events & (select.POLLHUP | select.POLLERR):
-                    return  # every guarded task is gone
+            await GuardReceiver(fd, self.decide).serve()
         except Exception:  # one listener's failure must not end the others
             log.exception("fork guard listener %d failed", fd)
         finally:
             self.listeners.remove(fd)
-            trio.lowlevel.notify_closing(fd)
             os.close(fd)
 
     def close(self) -> None:

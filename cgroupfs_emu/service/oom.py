@@ -7,8 +7,8 @@ task's growth):
 * a victim is sent SIGKILL through its pidfd and its memory freed at once (the OOM
   reaper), then the charge is retried;
 * with oom_kill_disable a client's charge sleeps on the group's OOM wait queue until
-  the group recovers (or the client exits); a real task is stopped (SIGSTOP) and
-  continued once its growth fits.
+  the group recovers (or the client exits); a real task is stopped (Signaller.stop:
+  a ptrace-stop) and continued once its growth fits.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class OomExecutor:
         # Frozen first, as the kernel's victim is (it sits in its page fault while the
         # report is written): a running process would go on allocating while its
         # numbers are read.
-        self.signals.send(victim, signal.SIGSTOP)
+        self.signals.stop(victim)
         numbers = task_numbers(self.proc, victim.pid)
         lines = oom_report(verdict.group, self.memory.memcg_of_task(victim.pid), victim.pid,
                            numbers)
@@ -147,7 +147,7 @@ class OomExecutor:
     def stop(self, owner: Owner, group: MemCgroup) -> bool:
         """A real task cannot sleep in our page fault: stop it while its group is
         under OOM. False if it could not be stopped."""
-        if not self.signals.send(owner, signal.SIGSTOP):
+        if not self.signals.stop(owner):
             return False
         self.memory.mark_under_oom(group, +1)
         return True
@@ -156,4 +156,4 @@ class OomExecutor:
         """The stopped task's group recovered (or the task is gone): continue it."""
         self.memory.mark_under_oom(group, -1)
         if signal_it:
-            self.signals.send(owner, signal.SIGCONT)
+            self.signals.cont(owner)

@@ -17,10 +17,12 @@ The slow poll (``poll_ms``, default 500 ms) still reads every followed task. On 
   an open descriptor, a few microseconds) every millisecond and compares the
   resident set with a *trip* point: the resident size at the last charged sample
   plus the room left under the tightest limit above the task (shared among the hot
-  tasks under that limit). At the trip the thread sends SIGSTOP through the task's
-  pidfd *first* and tells the main loop, which samples the stopped task, charges what
-  it really used and decides like the kernel at a failed charge: continue it (the
-  growth fit: SIGCONT), OOM-kill, or keep it stopped (``oom_kill_disable``). The
+  tasks under that limit). At the trip the thread stops the task *first* (a
+  ptrace-stop through Signaller.stop_from_thread, stopper.py; SIGSTOP where
+  refused) and tells
+  the main loop, which samples the stopped task, charges what it really used and
+  decides like the kernel at a failed charge: continue it (the growth fit),
+  OOM-kill, or keep it stopped (``oom_kill_disable``). The
   overshoot past the limit is what the task touches between two reads plus the
   signal's delivery: with a 1 ms period, a few MiB at the fastest fault rates.
 
@@ -168,11 +170,12 @@ class HotWatch:
     own duplicate of each pidfd and an open statm), so the main loop closing a pidfd
     can never make it signal another process."""
 
-    def __init__(self, on_trip: Callable[[int], None], stop: Callable[[int], bool],
+    def __init__(self, on_trip: Callable[[int], None], stop: Callable[[int, int], bool],
                  period: float = 0.001, proc: str = "/proc", max_tasks: int = 64):
         #: called from the thread with the pid it stopped (must be thread-safe)
         self.on_trip = on_trip
-        #: stops a task through a pidfd this watch owns (Signaller.stop_from_thread)
+        #: stop(pid, pidfd) through a pidfd this watch owns (Signaller.stop_from_thread:
+        #: a ptrace-stop job control does not see, where the host allows)
         self.stop = stop
         self.period = period
         self.proc = proc
@@ -264,7 +267,7 @@ class HotWatch:
                         continue
                     if resident < w.trip:
                         continue
-                    if not self.stop(w.pidfd):
+                    if not self.stop(w.pid, w.pidfd):
                         continue
                     w.tripped = True
                 try:

@@ -34,10 +34,10 @@ def prepare_socket_dir(directory: str, mode: int) -> None:
     """The default socket directory (/run/cgroupfs_emu, $XDG_RUNTIME_DIR/cgroupfs_emu,
     /tmp/cgroupfs_emu-UID): created if missing, and refused unless it is a real
     directory owned by us that nobody else may write, as XDG_RUNTIME_DIR users
-    expect: in /tmp another user could have made it first and own the socket
-    (issue 16 item 11). Group and others get search permission on it when the
-    socket *mode* lets them connect, so -o socket_mode=0666 takes effect on the
-    default path too (item 10); they never get to list or write it."""
+    expect: in /tmp another user could have made it first and own the socket. Group
+    and others get search permission on it when the socket *mode* lets them connect,
+    so -o socket_mode=0666 takes effect on the default path too; they never get to
+    list or write it."""
     search = (0o010 if mode & 0o060 else 0) | (0o001 if mode & 0o006 else 0)
     try:
         os.mkdir(directory, 0o700)

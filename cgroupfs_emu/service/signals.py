@@ -5,6 +5,10 @@ written into ``tasks``/``cgroup.procs``, or forked by one. Each gets a pidfd whe
 daemon first learns of it, and signals go through that pidfd, so a pid the kernel
 reused for another process is never hit. pid 1, the daemon and its ancestors are never
 signalled.
+
+Stops and continues go through :meth:`Signaller.stop` / :meth:`Signaller.cont`: a
+ptrace-stop that job control does not see where the host allows it (stopper.py),
+else SIGSTOP and SIGCONT.
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ import signal
 from typing import Callable
 
 from ..host.procfs import protected_pids
+from .stopper import Stopper
 
 log = logging.getLogger("cgroupfs_emu.signals")
 
 
 class Signaller:
-    def __init__(self):
+    def __init__(self, stopper: Stopper | None = None):
         self.protected = protected_pids()
         #: owner (core.memcg.Owner) -> pidfd
         self.pidfds: dict[object, int] = {}
+        self.stopper = stopper or Stopper()
 
     def may_signal(self, pid: int) -> bool:
         return pid not in self.protected
@@ -51,16 +57,40 @@ class Signaller:
         log.info("sent %s to pid %d", signal.Signals(signum).name, owner.pid)
         return True
 
-    @staticmethod
-    def stop_from_thread(pidfd: int) -> bool:
-        """SIGSTOP through a pidfd the caller owns (the stop-first thread's own
-        duplicate, sampler.HotWatch): safe from any thread, it touches nothing the
-        main thread does. The caller only ever holds pidfds of tasks it may signal."""
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
-        except OSError:
+    def stop(self, owner) -> bool:
+        """Stop the owner's process (see the module docstring); False if it is gone
+        or may not be signalled."""
+        fd = self.pidfds.get(owner)
+        if fd is None:
             return False
+        return self.stop_from_thread(owner.pid, fd)
+
+    def stop_from_thread(self, pid: int, pidfd: int) -> bool:
+        """stop() through a pidfd of *pid* the caller owns (the stop-first thread's
+        own duplicate, sampler.HotWatch): safe from any thread, it touches nothing
+        the main thread does (the stopper takes requests from any thread)."""
+        if not self.may_signal(pid):
+            return False
+        try:
+            if self.stopper.stop(pid, pidfd):
+                log.info("stopped pid %d (ptrace)", pid)
+                return True
+            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+        except ProcessLookupError:
+            return False
+        log.info("sent SIGSTOP to pid %d", pid)
         return True
+
+    def cont(self, owner) -> bool:
+        """Continue what stop() stopped."""
+        if self.stopper.cont(owner.pid):
+            log.info("continued pid %d (ptrace)", owner.pid)
+            return True
+        return self.send(owner, signal.SIGCONT)
+
+    def close(self) -> None:
+        """At daemon exit: let every ptrace-stopped task go."""
+        self.stopper.close()
 
     def kill_unfollowed(self, pid: int, still_ours: Callable[[], bool]) -> int | None:
         """SIGKILL a task the daemon refused before following it (a fork past the kmem

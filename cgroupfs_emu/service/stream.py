@@ -60,7 +60,7 @@ class SocketStream:
 
     async def hangup(self) -> bool:
         """Wait for the peer to close its end while a charge of this connection sleeps
-        under OOM (a disconnect is an exit, docs/protocol.md; issue 16 item 5). What
+        under OOM (a disconnect is an exit, docs/protocol.md). What
         it sends meanwhile (pipelined requests) is kept for receive(). False: stopped
         watching (too much pending)."""
         fd = self.fd

@@ -57,8 +57,11 @@ class Sampled:
     #: pages per kind (a forked child's baseline comes from it), resident pages
     last: dict = attrs.field(factory=dict)
     resident: int = 0
-    #: threads /proc listed: more than before means new threads to adopt
+    #: threads /proc listed: more than before means new threads to adopt, and their
+    #: ids then (only others are new: a thread there when its leader joined stays
+    #: where it is, as the kernel moves one thread per write to tasks)
     threads: int = 1
+    tids: frozenset = frozenset()
     #: RssFile at the last smaps scan, and the program pages found then
     file_seen: int = -1
     program_pages: int = 0
@@ -221,7 +224,9 @@ class ProcessTracker(StatelessSubsystem):
             entry.base = {k: min(n, parent.seen.last.get(k, 0)) for k, n in pages.items()}
         seen.last = pages
         seen.resident = _resident(sample)
-        entry.nthreads = sample.threads
+        entry.nthreads = seen.threads = sample.threads
+        seen.tids = (frozenset((tgid,)) if sample.threads == 1
+                     else frozenset(self.host.threads(tgid)))
         self.followed[tgid] = entry
         return entry
 
@@ -306,17 +311,21 @@ class ProcessTracker(StatelessSubsystem):
 
     def _adopt_threads(self, entry: Followed, count: int) -> None:
         """New threads of a process in a group join the group (checked only when the
-        thread count grew since the last poll)."""
-        if count <= entry.seen.threads:
-            entry.seen.threads = count
+        thread count grew since the last poll). A kernel puts a new thread in its
+        creator's group (cgroup_post_fork()); /proc does not say which thread
+        created it, so here it is the leader's."""
+        seen = entry.seen
+        if count <= seen.threads:
+            seen.threads = count
             return
-        entry.seen.threads = count
+        seen.threads = count
         h = self.hierarchy
         group = h.task_group.get(entry.tgid)
-        if group is None:
-            return
-        new = [tid for tid in self.host.threads(entry.tgid) if tid not in h.task_group]
-        h.attach_all(self.host.learn(new), group)
+        tids = self.host.threads(entry.tgid)
+        new = [t for t in tids if t not in seen.tids and t not in h.task_group]
+        seen.tids = frozenset(tids)
+        if group is not None:
+            h.attach_all(self.host.learn(new), group)
 
     def sample(self, entry: Followed) -> int | None:
         """Read *entry* and charge what changed; the pages it had before, or None

@@ -90,7 +90,7 @@ class Session:
         ctx = self.ctx
         if owner is not None:
             # OOM-killed with a request in flight: the dead owner's pidfd goes before
-            # a fresh one is opened (it used to leak, issue 16 item 2)
+            # a fresh one is opened
             ctx.clients.remove(owner)
             ctx.executor.signals.forget(owner)
         if not ctx.budget.may_open():
@@ -109,7 +109,7 @@ class Session:
         return owner
 
     def close(self) -> None:
-        """A client that goes away is a process that exited (issue 3, item 8)."""
+        """A client that goes away is a process that exited, as exit_mm() uncharges (docs/workloads.md)."""
         ctx = self.ctx
         for owner in self.owners.values():
             ctx.memory.release(owner)
@@ -287,7 +287,7 @@ def do_status(ctx: Context, s: Session, req: Request) -> bytes:
 
 
 def do_follow(ctx: Context, s: Session, req: Request) -> bytes:
-    """``follow PID [guard=FD] [poll_ms=MS]`` (issue 13, from ``cgemu exec``): PID's
+    """``follow PID [guard=FD] [poll_ms=MS]`` (from ``cgemu exec``): PID's
     own slow sampling rate, and its seccomp listener for the fork guard."""
     if ctx.follower is None:
         raise ProtocolError(errno.EOPNOTSUPP, "this daemon follows no processes")

@@ -48,7 +48,7 @@ class MemCgroup:
             self.swappiness = state.vm_swappiness
             self.oom_kill_disable = False
         else:
-            # Copied once at mkdir, never propagated later (spec 1.2).
+            # Copied once at mkdir, never propagated later (mem_cgroup_css_alloc()).
             self.use_hierarchy = state.profile.hierarchy_forced or parent.use_hierarchy
             self.swappiness = parent.read_swappiness()
             self.oom_kill_disable = parent.oom_kill_disable

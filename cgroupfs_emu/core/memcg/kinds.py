@@ -159,7 +159,7 @@ class Kind:
     #: read from /proc for a followed task
     followed: bool = False
     #: user pages: a charge may wait on an OOM'ing group with oom_kill_disable;
-    #: kernel-internal charges fail instead of sleeping (spec 3.5)
+    #: kernel-internal charges fail instead of sleeping (mem_cgroup_oom_synchronize() is for user faults)
     user: bool = True
     #: reparented to the parent at rmdir; kernel memory becomes unaccounted (seed 001
     #: patch 03)

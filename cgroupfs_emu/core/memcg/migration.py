@@ -102,7 +102,7 @@ def offline(state: MemState, group: MemCgroup) -> None:
     hierarchical, which already counts them, so no limit can break; otherwise to the
     root, as mem_cgroup_move_parent() does (parent_mem_cgroup() is NULL for a child
     of a use_hierarchy=0 group, so root_mem_cgroup takes them). Charging them to an
-    unchained parent would break its limit (issue 16 item 7): pages that never
+    unchained parent would break its limit: pages that never
     counted against it cannot be pushed under it.
     """
     chained = group.counter(Res.MEM).parent is not None

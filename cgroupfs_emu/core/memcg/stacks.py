@@ -6,7 +6,7 @@ alloc_thread_stack_node()); where the profile charges thread stacks
 kmem charged to the forking task's group, held while the task lives. At the kmem limit
 the allocation fails and so does the fork, with ENOMEM: that is how seed 003 stops a
 fork bomb. Socket clients say ``fork`` / ``exit`` for tasks they create (they appear
-in no ``tasks`` file); real processes are the process follower's (issue 13).
+in no ``tasks`` file); real processes are the process follower's (docs/real-processes.md).
 
 Not emulated: a stack charge that hits the user limit never triggers the OOM killer
 here; the fork just fails (the kernel could OOM-kill for it).

@@ -1,6 +1,5 @@
 """A task's end: everything it held is freed, except what the kind table says
-outlives it (page cache stays with its group, owned by nobody, until reclaimed;
-spec 3.1)."""
+outlives it (page cache stays with its group, owned by nobody, until reclaimed)."""
 
 from __future__ import annotations
 

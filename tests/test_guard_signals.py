@@ -1,0 +1,124 @@
+"""A fork under the seccomp fork guard behaves as the kernel's while signals rain on
+the forking process (service/guard_recv.py): it succeeds, or fails with the kernel's
+own errno for the limit (ENOMEM at the kmem limit), never because a signal came.
+
+Every process signalled here is one the test started (the forker's own child sends
+them, bounded in time and count)."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import group, needs_fuse, num, write
+
+pytestmark = [pytest.mark.mount, needs_fuse]
+
+M = 1 << 20
+
+FORKER = textwrap.dedent("""\
+    import errno, os, signal, sys, time
+    kmem = sys.argv[1]
+    seen = {"SIGCHLD": 0, "SIGUSR1": 0}
+    def count(sig, frame):
+        seen[signal.Signals(sig).name] += 1
+    for sig in (signal.SIGCHLD, signal.SIGUSR1):
+        signal.signal(sig, count)
+        signal.siginterrupt(sig, False)  # SA_RESTART, as signal(3) and bash install them
+    me = os.getpid()
+    pacer = os.fork()
+    if pacer == 0:  # SIGUSR1 every 0.2 ms, bounded by time and count
+        end = time.monotonic() + 60
+        for _ in range(300_000):
+            if time.monotonic() > end or os.getppid() != me:
+                break
+            os.kill(me, signal.SIGUSR1)
+            time.sleep(0.0002)
+        os._exit(0)
+    def reap(pid):
+        while True:
+            try:
+                return os.waitpid(pid, 0)
+            except InterruptedError:
+                continue
+    # 1: 2000 forks, each child gone before the next: none may fail
+    failed = {}
+    for _ in range(2000):
+        try:
+            pid = os.fork()
+        except OSError as e:
+            failed[errno.errorcode[e.errno]] = failed.get(errno.errorcode[e.errno], 0) + 1
+            continue
+        if pid == 0:
+            os._exit(0)
+        reap(pid)
+    # 2: children kept alive until a fork fails: it fails at the limit, with ENOMEM
+    before = int(open(kmem).read())
+    r, w = os.pipe()
+    kids, err = [], None
+    for _ in range(200):
+        try:
+            pid = os.fork()
+        except OSError as e:
+            err = errno.errorcode[e.errno]
+            break
+        if pid == 0:
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        kids.append(pid)
+    os.close(w)
+    for pid in kids:
+        reap(pid)
+    os.kill(pacer, signal.SIGKILL)
+    reap(pacer)
+    failed = ",".join(f"{k}:{v}" for k, v in failed.items()) or "none"
+    print(f"failed={failed} before={before} live={len(kids)} err={err} "
+          f"usr1={seen['SIGUSR1']} chld={seen['SIGCHLD']}", flush=True)
+    """)
+
+
+def test_forks_under_the_guard_never_fail_because_of_a_signal(mount_with, tmp_path):
+    """Without a stack reserved once per asking thread, every fork the kernel itself
+    restarted for a signal (copy_process(): -ERESTARTNOINTR after the guard said yes)
+    held a second reservation, and the group's kmem limit refused sequential forks."""
+    m = mount_with("kernel=linux-5.10")  # a profile that charges thread stacks
+    g = group(m, "f")
+    write(f"{g}/memory.kmem.limit_in_bytes", "1M")
+    script = tmp_path / "forker.py"
+    script.write_text(FORKER)
+    r = subprocess.run([sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "exec", "-m", m.path,
+                        "-g", "f", "--", sys.executable, str(script),
+                        f"{g}/memory.kmem.usage_in_bytes"],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r
+    assert "fork guard" not in r.stderr, r.stderr
+    fields = dict(kv.split("=", 1) for kv in r.stdout.split())
+    assert fields["failed"] == "none", fields
+    assert int(fields["usr1"]) >= 500 and int(fields["chld"]) >= 2000, fields  # it rained
+    fit = (1 * M - int(fields["before"])) // (16 * 1024)
+    assert fields["err"] == errno.errorcode[errno.ENOMEM], fields
+    assert int(fields["live"]) == fit, fields
+    assert num(f"{g}/memory.kmem.failcnt") >= 1
+
+
+def test_a_kernel_without_wait_killable_recv_gets_the_guard_and_one_warning():
+    """Before 5.19 seccomp(2) refuses the flag with EINVAL; this kernel refuses an
+    unknown flag the same way, which stands in for it here (in a child: a filter
+    cannot be removed)."""
+    prog = textwrap.dedent("""\
+        import os
+        from cgroupfs_emu.service import fork_guard
+        fork_guard.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 30  # unknown: EINVAL
+        fd = fork_guard.install()
+        print("listener", fork_guard.is_listener(fd), flush=True)
+        """)
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r
+    assert r.stdout == "listener True\n"
+    assert r.stderr.count("no SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV") == 1, r.stderr
