@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from cgroupfs_emu.service import births
 from cgroupfs_emu.service.births import BirthScan
 
 G = object()  # a group
@@ -95,3 +96,30 @@ def test_a_task_moved_out_of_a_group_makes_a_look_uncertain(proc):
     scan, followed, groups = _joined(proc)
     proc.add(12, 10)
     assert scan.look(followed, groups.get, 1) == []
+
+
+def test_a_reap_between_two_reads_of_one_look_is_seen(proc, monkeypatch):
+    # A (11, outside, forked before P joined) starts C (13) without running itself (a
+    # vfork spawn faults nothing in A); C forks D (14) and exits: D is P's now. A reaps
+    # C just after the look read A's stat and before it read A's children: A's
+    # counters were read unchanged, C is gone from both lists, and D looked like a
+    # child P forked in its group. The kernel accounts the reap first
+    # (wait_task_zombie(): cmin_flt) and unlinks the child after (release_task()).
+    scan, followed, groups = _joined(proc)
+    assert scan.look(followed, groups.get, 0) == []
+    proc.add(13, 11)
+    proc.add(14, 10)  # C exited (a zombie till A reaps it): D went to the subreaper
+    real = births.read_stat
+    armed = [True]
+
+    def read_stat(root, pid):
+        fields = real(root, pid)
+        if pid == 11 and armed:
+            armed.clear()  # A reaps C now
+            proc.procs[11]["minflt"] = 5
+            proc.remove(13)
+        return fields
+
+    monkeypatch.setattr(births, "read_stat", read_stat)
+    assert scan.look(followed, groups.get, 0) == []
+    assert not armed

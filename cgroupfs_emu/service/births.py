@@ -96,10 +96,14 @@ class BirthScan:
             if direct and pid not in self.known and pid not in followed:
                 new.append(pid)
                 continue
-            sig = _signature(self.proc, pid)
-            if sig is not None:
-                outside.append(sig)
-            stack.extend((kid, False) for kid in kids(pid))
+            # Its children before its stat, and one listed but gone counts as a
+            # change: a parent that reaps a child between the two reads changes its
+            # counters first (wait_task_zombie(): cmin_flt) and its children after
+            # (release_task()), so the other order could see neither change and take
+            # an orphan of that child for a fork of the followed process.
+            below = kids(pid)
+            outside.append(_signature(self.proc, pid) or (pid, None))
+            stack.extend((kid, False) for kid in below)
         return new, frozenset(outside), inner
 
     def _signatures(self, pids) -> frozenset:
