@@ -29,7 +29,6 @@ S4 = GENERATIONS + "#4-memorystat"
 S5 = GENERATIONS + "#5-rules-that-changed"
 S6 = GENERATIONS + "#6-directory-order"
 S9 = GENERATIONS + "#9-not-settled-from-source-and-what-the-emulator-does"
-ERA = SEEDS + "#era-mechanics-spec-5-first-paragraph-spec-4"
 #: what a refused write prints (strerror of the kernel's errno; dash's echo says "I/O
 #: error" whatever the errno)
 ERRNO_TEXT = re.compile(r"Invalid argument|I/O error|Device or resource busy|Operation not permitted|"
