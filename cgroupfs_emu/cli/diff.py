@@ -35,6 +35,7 @@ import time
 import attrs
 
 from .common import CgemuError, cgroupfs_mounts
+from .leftovers import kill_chosen, parent_of
 from .run import PR_SET_CHILD_SUBREAPER
 
 DEFAULT_PROFILES = ("linux-3.10", "linux-4.19", "linux-5.10", "linux-6.18")
@@ -317,25 +318,14 @@ def _stop_runners(runs: list[Run]) -> None:
 
 def _kill_orphans(runs: list[Run]) -> None:
     """SIGKILL what a killed runner left: this process is a subreaper (see execute),
-    so CMD's orphans are our children. Each is named by a pidfd opened before its
-    parent is checked, so a reused pid is never signalled; daemons are spared."""
-    me, daemons = str(os.getpid()), {r.daemon for r in runs}
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in daemons:
-            continue
+    so CMD's orphans are our children; daemons are spared. Each is reaped at once (a
+    child of ours cannot be reused before that)."""
+    me = os.getpid()
+    for pid in kill_chosen(lambda p: parent_of(p) == me, spared={r.daemon for r in runs}):
         try:
-            fd = os.pidfd_open(int(name))
-        except OSError:
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[1] == me:
-                    signal.pidfd_send_signal(fd, signal.SIGKILL)
-                    os.waitpid(int(name), 0)
-        except (OSError, ChildProcessError):
+            os.waitpid(pid, 0)
+        except ChildProcessError:
             pass
-        finally:
-            os.close(fd)
 
 
 def _stop_daemons(runs: list[Run]) -> None:

@@ -43,6 +43,7 @@ from ..client import find_socket
 from ..preload import VIEW_ENV, library_path
 from . import view
 from .common import group_dir, join_group
+from .leftovers import kill_chosen, mount_namespace_of
 
 DEFAULT_AT = "/sys/fs/cgroup"
 
@@ -396,29 +397,12 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
 
 def _kill_leftovers(outer: str, rounds: int = 100) -> None:
     """SIGKILL every other process in our mount namespace and reap those that are ours.
-    Each one is named by a pidfd opened before its namespace is checked, so a pid that
-    is reused meanwhile is never signalled. *outer* is the namespace we came from: if
-    ours were it, nothing is killed."""
-    me, ns = os.getpid(), os.readlink("/proc/self/ns/mnt")
+    *outer* is the namespace we came from: if ours were it, nothing is killed."""
+    ns = mount_namespace_of("self")
     if ns == outer:
         return
     for _ in range(rounds):
-        left = 0
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == me:
-                continue
-            try:
-                fd = os.pidfd_open(int(name))
-            except OSError:
-                continue
-            try:
-                if os.readlink(f"/proc/{name}/ns/mnt") == ns:
-                    signal.pidfd_send_signal(fd, signal.SIGKILL)
-                    left += 1
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+        left = kill_chosen(lambda p: mount_namespace_of(p) == ns)
         while True:  # orphans reparented to us, and CMD's zombies
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
