@@ -315,6 +315,10 @@ def _start(command: list[str], env: dict[str, str], memory: str, group: str, pro
     # Everything that opens a file is done before the filter exists.
     note = view.static_note(prog, command)
     preloaded = view.with_preload(env, library)
+    # Held from the fork until the parent's forwarding handlers are in place (its
+    # caller unblocks them): a SIGTERM that came before would end cgemu by the
+    # default action and leave CMD running with nobody to pass its status on.
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, *TERMINAL))
     pid = os.fork()
     if pid:
         return pid
@@ -322,6 +326,7 @@ def _start(command: list[str], env: dict[str, str], memory: str, group: str, pro
         # Python ignores SIGPIPE and SIGXFSZ; CMD must start with the defaults
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, *TERMINAL, *FORWARDED):
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         _join(memory, group)
         reason = handoff.child() if handoff else None
         if reason and handoff.busy and VIEW_ENV in os.environ:
@@ -374,6 +379,8 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
 
     old = {s: signal.signal(s, forward) for s in FORWARDED}
     old.update({s: signal.signal(s, signal.SIG_IGN) for s in TERMINAL})
+    # what came since the fork is forwarded now (_start() held it)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (*FORWARDED, *TERMINAL))
     try:
         while True:
             try:
