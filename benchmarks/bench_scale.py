@@ -15,7 +15,10 @@ until the memcg ID space is full (65,535 with the root), then removed. At each s
 * memory.stat of the root and of a leaf (open + read + close, median of 200), and
   their ratio (target <= 3x: the totals are kept, not summed per read);
 * the daemon's resident memory per group, over what it held with one group (target
-  <= 4 KiB).
+  <= 4 KiB);
+* with one group and at the largest size: the idle daemon's CPU (utime + stime from /proc) over
+  IDLE_SECONDS with nothing asked of it, as a share of one core: what its periodic
+  duties cost per group (target: about what it costs with no groups).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import time
 from _daemon import build_c, emu_command, pinned, serving
 
 SIZES = (100, 10_000, 65_535)
+#: how long the idle daemon's CPU is measured (with one group, and at the largest size)
+IDLE_SECONDS = 5.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def rss(pid: int) -> int:
@@ -37,6 +43,17 @@ def rss(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise SystemExit("no VmRSS")
+
+
+def idle_share(pid: int, seconds: float) -> float:
+    """The share of one core *pid* used over *seconds* of asking nothing of it."""
+    def cpu():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    c0, t0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    return (cpu() - c0) / (time.monotonic() - t0)
 
 
 def timed(fn, *args) -> int:
@@ -114,6 +131,7 @@ def main() -> int:
         for _ in range(50):
             read_file(leaf_stat), read_file(root_stat), listing(mnt)
         base = rss(proc.pid)
+        idle_base = idle_share(proc.pid, IDLE_SECONDS)
         for size, us in grow(mnt, sizes, 2, offset=-2):
             r = rows[size]
             r["mkdir"] = us
@@ -121,6 +139,8 @@ def main() -> int:
             r["leaf"] = statistics.median(timed(read_file, leaf_stat) for _ in range(200))
             r["root"] = statistics.median(timed(read_file, root_stat) for _ in range(200))
             r["per_group"] = (rss(proc.pid) - base) / (size - 2)
+            if size == sizes[-1]:
+                idle = idle_share(proc.pid, IDLE_SECONDS)
         for size, us in shrink(mnt, sizes, 2, offset=-2):
             rows[size]["rmdir"] = us
         os.rmdir(os.path.join(mnt, "leaf"))
@@ -136,6 +156,8 @@ def main() -> int:
               f"{r['c_rmdir']:>7.0f} {r['readdir'] / 1e6:>7.1f} {r['c_readdir'] / 1e6:>7.1f} "
               f"{r['readdir'] / r['c_readdir']:>5.1f}x {r['root'] / 1000:>7.0f} "
               f"{r['leaf'] / 1000:>7.0f} {r['root'] / r['leaf']:>7.2f}x {r['per_group']:>12.0f}")
+    print(f"idle daemon CPU at {sizes[-1]} groups: {idle * 100:.2f} % of one core, "
+          f"with 1 group: {idle_base * 100:.2f} % (each over {IDLE_SECONDS:.0f} s)")
     return 0
 
 
