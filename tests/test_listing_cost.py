@@ -196,7 +196,7 @@ def test_kept_listing_equals_a_listing_sorted_from_scratch(monkeypatch, profile)
         files = tree.nodes.listing(dnode)[0]
         entries = [Entry(name, tree.nodes.dir_node(group).born * _SEQ_SPAN)
                    for name, group in dnode.group.children.items()]
-        entries += [Entry(os.fsdecode(k[1]), -k[0]) for k in files.keys]
+        entries += [Entry(os.fsdecode(k[1]), -k[0]) for k in files.keys()]
         want = [name for name, _, _ in readdir_page(order, entries, 0, Cursor())]
         assert got == want
         assert set(got) == alive[inode] | {".", ".."} | set(tree.files(dnode.group))
