@@ -48,11 +48,25 @@ class EventListener:
         self.handle = handle
 
 
+def _depth(group: MemCgroup) -> int:
+    depth = 0
+    while group.parent is not None:
+        group, depth = group.parent, depth + 1
+    return depth
+
+
 def register(state: MemState, group: MemCgroup, listener: EventListener) -> None:
     """memcg_write_event_control() after parsing: arm a threshold against current
     usage (no event fires for where usage already is); an OOM listener registered
     while the group is already under OOM hears it at once."""
     group.events.append(listener)
+    if group not in state.listening:
+        # Deepest first: mem_cgroup_threshold() walks from the charged group up to
+        # the root, so a child's thresholds fire before its parent's. A group never
+        # changes depth (cgroup1_rename() stays in the parent), so the order is made
+        # here, at a registration, and never per check.
+        state.listening = dict.fromkeys(
+            sorted([*state.listening, group], key=_depth, reverse=True))
     if listener.kind == THRESHOLD:
         state.thresholds += 1
         listener.above = listener.threshold <= group.usage(listener.memsw)
@@ -62,9 +76,11 @@ def register(state: MemState, group: MemCgroup, listener: EventListener) -> None
 
 def unregister(state: MemState, listener: EventListener) -> None:
     """The registering process closed its eventfd: forget the listener."""
-    for group in state.root.subtree_all():
+    for group in state.listening:
         if listener in group.events:
             group.events.remove(listener)
+            if not group.events:
+                del state.listening[group]
             state.thresholds -= listener.kind == THRESHOLD
             state.effects.unregister(listener)
             return
@@ -77,33 +93,49 @@ def remove_all(state: MemState, group: MemCgroup) -> None:
         state.thresholds -= listener.kind == THRESHOLD
         state.effects.unregister(listener)
     group.events.clear()
+    state.listening.pop(group, None)
 
 
 def listeners(state: MemState):
-    for group in state.root.subtree_all():
+    """Every registered listener (of the groups that have one)."""
+    for group in list(state.listening):
         yield from group.events
 
 
 def check_thresholds(state: MemState) -> None:
-    """__mem_cgroup_threshold(): fire every threshold whose side of usage changed."""
+    """mem_cgroup_threshold() -> __mem_cgroup_threshold(): fire every threshold whose
+    side of usage changed. Visits only the groups that have listeners, deepest first
+    (see register); in a group the memory thresholds before the memsw ones, each in
+    the kernel's array order: ascending when usage rose past them, descending when
+    it fell below them. Where one operation changed groups in two branches (a move,
+    a reclaim of a subtree) the kernel's order is that of its memcg_check_events()
+    calls, which is not modelled."""
     if not state.thresholds:
         return  # the common case: called after every operation, nothing to check
-    for group in state.root.subtree_all():
-        usage = {}
-        for listener in group.events:
-            if listener.kind != THRESHOLD:
+    for group in state.listening:
+        for memsw in (False, True):
+            crossed = [listener for listener in group.events
+                       if listener.kind == THRESHOLD and listener.memsw == memsw]
+            if not crossed:
                 continue
-            if listener.memsw not in usage:
-                usage[listener.memsw] = group.usage(listener.memsw)
-            above = listener.threshold <= usage[listener.memsw]
-            if above != listener.above:
-                listener.above = above
+            usage = group.usage(memsw)
+            crossed = [listener for listener in crossed
+                       if (listener.threshold <= usage) != listener.above]
+            if not crossed:
+                continue
+            rose = not crossed[0].above
+            crossed.sort(key=lambda listener: listener.threshold, reverse=not rose)
+            for listener in crossed:
+                listener.above = rose
                 state.effects.fire(listener)
 
 
 def oom_notify(state: MemState, group: MemCgroup) -> None:
     """mem_cgroup_oom_notify(): the OOM'ing group notifies its own listeners and those
-    of every descendant in its hierarchy."""
+    of every descendant in its hierarchy (in the kernel's pre-order, so the walk
+    stays; skipped when no group listens at all)."""
+    if not state.listening:
+        return
     for g in group.hierarchical_subtree():
         for listener in g.events:
             if listener.kind == OOM:

@@ -63,6 +63,10 @@ class MemState:
         self.recover_gen = 0
         #: threshold listeners registered anywhere (0: nothing to check after a change)
         self.thresholds = 0
+        #: the groups with at least one cgroup.event_control listener, as an ordered
+        #: set (events.py keeps it: deepest first, then by first registration), so
+        #: the threshold check and the watcher visit those, not every group
+        self.listening: dict = {}
         #: the cgroup hierarchy this controller is bound to (Subsystem.bind)
         self.hierarchy = None
         #: the root group's memcg
