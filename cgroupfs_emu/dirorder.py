@@ -314,7 +314,9 @@ def _from(runs: Sequence[Run], begins: Sequence[int]) -> Iterator[tuple[tuple, o
     if len(runs) == 1:
         yield from runs[0].items_from(begins[0])
         return
-    (short, s), (long, i) = sorted(zip(runs, begins), key=lambda rb: len(rb[0]))
+    (short, s), (long, i) = zip(runs, begins)
+    if len(short) > len(long):
+        (short, s), (long, i) = (long, i), (short, s)
     shorts = short.items_from(s)
     nxt = next(shorts, None)
     c, i = long._locate(i)
