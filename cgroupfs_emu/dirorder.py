@@ -121,7 +121,6 @@ class Entry:
     node: object = attrs.field(default=None, eq=False)
 
 
-
 def _bytes_of(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
 
