@@ -409,6 +409,52 @@ def test_a_kernel_without_the_seccomp_view_falls_back_in_one_line(mnt, probe):
     assert facts(r.stdout)["STATFS_MEMORY"][0].split()[1] == "0x65735546"  # the static one
 
 
+def test_a_refused_sync_wakeup_is_reported_by_the_library_and_named_on_6_6(monkeypatch):
+    import ctypes
+    import errno
+    from cgroupfs_emu.cli import view
+    from cgroupfs_emu.preload import library_path
+    lib = ctypes.CDLL(library_path())
+    r, w = os.pipe()
+    try:  # not a listener: the kernel refuses SET_FLAGS as it would refuse the flag
+        assert lib.cgemu_view_sync_wakeup(r) < 0
+    finally:
+        os.close(r)
+        os.close(w)
+    monkeypatch.setattr(view.platform, "release", lambda: "6.6.0-1-amd64")
+    assert view.sync_wakeup_line("cgemu run", 0) is None
+    line = view.sync_wakeup_line("cgemu run", -errno.EINVAL)
+    assert line.startswith("cgemu run: kernel 6.6.0-1-amd64 refused "
+                           "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Invalid argument)")
+    monkeypatch.setattr(view.platform, "release", lambda: "6.5.0")  # before the flag
+    assert view.sync_wakeup_line("cgemu run", -errno.EINVAL) is None
+
+
+REFUSING_KERNEL = """
+import ctypes, errno, platform, sys, types
+platform.release = lambda: "6.6.0-test"  # a kernel that has the flag, and refuses it
+from cgroupfs_emu.cli import view
+class Refusing(ctypes.CDLL):
+    def __init__(self, name):
+        super().__init__(name)
+        self.cgemu_view_sync_wakeup = lambda listener: -errno.EINVAL
+view.ctypes = types.SimpleNamespace(CDLL=Refusing, c_int=ctypes.c_int, c_char_p=ctypes.c_char_p)
+from cgroupfs_emu.cli.cgemu import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_refused_sync_wakeup_is_one_line_and_the_view_still_works(mnt, probe):
+    group(mnt, "box", limit_in_bytes="48M")
+    r = subprocess.run([sys.executable, "-c", REFUSING_KERNEL, "run", "-m", mnt.path, "-g", "box",
+                        "--", probe], capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "cgemu run: kernel 6.6.0-test refused SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Invalid "
+        "argument): the view's opens and statfs wait for ordinary wakeups (slower)"]
+    check_view(facts(r.stdout), "/box", read(mnt.p("box/memory.limit_in_bytes")).strip())
+
+
 def run_filter(prog, arch: int, nr: int, args: tuple[int, ...] = ()) -> int:
     """What classic BPF *prog* returns for seccomp_data (arch, nr, args), little-endian."""
     import struct

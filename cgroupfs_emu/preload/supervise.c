@@ -255,6 +255,19 @@ static void dispatch(int listener, const struct seccomp_notif *req)
     }
 }
 
+/* Ask the kernel to wake the supervisor, and then the caller, on the waker's CPU
+ * (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 6.6+): 0, or -errno when it refused (EINVAL
+ * before 6.6), and then every round trip takes the usual wakeups. cgemu asks before
+ * the loop starts, and says so when a kernel that has the flag refuses it. */
+int cgemu_view_sync_wakeup(int listener)
+{
+    /* the flag is the ioctl's argument itself (seccomp_notify_set_flags()) */
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+              (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
+        return -errno;
+    return 0;
+}
+
 /* Serve listener until no task uses its filter any more, or stop_fd is readable once
  * the listener has nothing to say. view is the emulator's mount point in the view.
  * Returns 0, or -errno. */
@@ -277,8 +290,6 @@ int cgemu_view_supervise(int listener, const char *view, int stop_fd)
     answer.f_fsid.__val[1] = (int)((uint64_t)st.st_dev >> 32);
     answer.f_flags = real.f_flags;
 
-    /* the flag is the ioctl's argument itself (seccomp_notify_set_flags()) */
-    ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
     struct seccomp_notif_sizes sizes = {0};
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0)
         return -errno;
