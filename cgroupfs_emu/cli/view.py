@@ -39,6 +39,8 @@ log = logging.getLogger("cgroupfs_emu")
 
 #: the kernel that first hands a descriptor back as a call's result (ADDFD_FLAG_SEND)
 ADDFD_SEND = (5, 14)
+#: the kernel that first wakes the supervisor on the caller's CPU (FD_SYNC_WAKE_UP)
+SYNC_WAKE_UP = (6, 6)
 
 
 def unavailable() -> str | None:
@@ -72,6 +74,21 @@ def view_argv(argv: list[str], mount: str | None = None, group: str = "/",
 def fallback_line(prog: str, reason: str) -> str:
     return (f"{prog}: no seccomp view ({reason}): only dynamically linked programs see the "
             "emulated /proc files (through the preload library), and statfs says fuse")
+
+
+def sync_wakeup_line(prog: str, rc: int) -> str | None:
+    """The line for cgemu_view_sync_wakeup()'s *rc*, or None: a kernel of 6.6 or later
+    that refuses the flag makes every round trip slower, and that is said; before 6.6
+    the refusal is expected (docs/architecture.md, "The view of cgemu run")."""
+    try:
+        release = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
+    except ValueError:
+        release = SYNC_WAKE_UP  # an odd release string: say it rather than hide it
+    if rc >= 0 or release < SYNC_WAKE_UP:
+        return None
+    return (f"{prog}: kernel {platform.release()} refused SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP "
+            f"({os.strerror(-rc)}): the view's opens and statfs wait for ordinary wakeups "
+            "(slower)")
 
 
 def preloadable(path: str) -> bool:
@@ -211,6 +228,9 @@ class Supervisor:
         listener = handoff.parent()
         if listener is None:
             return
+        line = sync_wakeup_line(self.prog, self.lib.cgemu_view_sync_wakeup(listener))
+        if line:
+            print(line, file=sys.stderr)
         rc = self.lib.cgemu_view_supervise(listener, self.view, self.stop_r)
         if rc < 0:
             # the command's opens now fail (ENOSYS) rather than hang: say why
