@@ -11,6 +11,13 @@ and measures, each as the median of --repeat runs:
     tmpfs files     stat + open + read + close of --files small files in a tmpfs
                     directory (/dev/shm): every open is a notification the supervisor
                     lets through (target <= 1.5x)
+    floor           the same files under the same filter, in the same alternation, with
+                    the cheapest supervisor there is (view_files --floor: every
+                    notification answered CONTINUE, nothing read): what one user
+                    notification per open costs on this machine, whatever the
+                    supervisor does
+    floor + read    the floor plus one read of the path's first 256 bytes
+                    (process_vm_readv), the least the view's supervisor must do
     control files   the same on the emulator mount's readable control files, repeated
                     to --files opens (FUSE dominates)
     java -version   timed from inside by view_files --time, so that cgemu run's own
@@ -53,15 +60,35 @@ def wall(argv: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def compare(name: str, outside, inside, repeat: int, target: float | None) -> None:
-    out, inn = [], []
-    for _ in range(repeat):  # alternated, so that load changes hit both alike
+def compare(name: str, outside, inside, repeat: int, target: float | None,
+            others: tuple = ()) -> None:
+    """One row for *inside* against *outside*, and one for each (name, command) of
+    *others* against the same outside: all alternated, so that load changes hit each
+    alike."""
+    rows = [(name, inside, target)] + [(n, f, None) for n, f in others]
+    out, times = [], [[] for _ in rows]
+    for _ in range(repeat):
         out.append(outside())
-        inn.append(inside())
-    o, i = statistics.median(out), statistics.median(inn)
-    goal = f"  (target <= {target}x)" if target else ""
-    print(f"{name:16s} outside {o * 1000:9.1f} ms   inside {i * 1000:9.1f} ms   "
-          f"ratio {i / o:5.2f}x{goal}", flush=True)
+        for t, (_, f, _) in zip(times, rows):
+            t.append(f())
+    o = statistics.median(out)
+    for (row, _, goal), t in zip(rows, times):
+        i = statistics.median(t)
+        goal = f"  (target <= {goal}x)" if goal else ""
+        print(f"{row:16s} outside {o * 1000:9.1f} ms   inside {i * 1000:9.1f} ms   "
+              f"ratio {i / o:5.2f}x{goal}", flush=True)
+
+
+def view_filter() -> str:
+    """cgemu run's own filter (service/fork_guard.py), as view_files --floor takes it:
+    struct sock_filter instructions, little-endian, in hex."""
+    import platform
+    import struct
+
+    from cgroupfs_emu.service import fork_guard
+    m = platform.machine()
+    return b"".join(struct.pack("<HBBI", *insn) for insn in fork_guard.program(
+        m, fork_guard.VIEW_CALLS[m], fork_guard.VIEW_PASSED.get(m))).hex()
 
 
 def write_list(path: str, files: list[str], count: int) -> None:
@@ -100,12 +127,17 @@ def main() -> int:
             run = [*CGEMU, "run", "-m", mnt, "--"]
             print(f"bench_view: {args.files} files, median of {args.repeat}, kernel "
                   f"{os.uname().release}", flush=True)
+            floor = [probe, "--floor", view_filter()]
             for name, listing in () if args.skip_files else (
                     ("tmpfs files", os.path.join(shm, "tmpfs.list")),
                     ("control files", os.path.join(work, "control.list"))):
+                tmpfs = name == "tmpfs files"
                 compare(name, lambda: seconds([probe], listing),
                         lambda: seconds([*run, probe], listing), args.repeat,
-                        1.5 if name == "tmpfs files" else None)
+                        1.5 if tmpfs else None,
+                        (("floor", lambda: seconds(floor, listing)),
+                         ("floor + read", lambda: seconds([*floor, "--read"], listing)))
+                        if tmpfs else ())
             if shutil.which("java"):
                 java = [probe, "--time", "java", "-version"]
                 compare("java -version", lambda: seconds(java, from_stderr=True),

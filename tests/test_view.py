@@ -102,19 +102,99 @@ int main(void)
 """
 
 
-@pytest.fixture(scope="module")
-def probe():
-    """The probe, linked statically, where any user may run it."""
+# Where the supervisor reads the caller's memory: an openat2 whose struct open_how
+# straddles a page boundary (its flags' first half holds a 0 byte, where a string reader
+# stops), a path that ends just before an unreadable page, and a path longer than the
+# supervisor's first read of it. Each must open the view's mountinfo.
+EDGES_SRC = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/openat2.h>
+
+static char text[1 << 16];
+
+static void show_lines(const char *key, int fd)
+{
+    ssize_t n, t = 0;
+    if (fd < 0) {
+        printf("%s ERR %d\n", key, errno);
+        return;
+    }
+    while ((n = syscall(SYS_read, fd, text + t, sizeof text - 1 - t)) > 0)
+        t += n;
+    text[t] = 0;
+    syscall(SYS_close, fd);
+    for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n"))
+        printf("%s %s\n", key, l);
+}
+
+int main(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    char *two = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (two == MAP_FAILED)
+        return 2;
+    /* the third page unreadable: nothing may be read past what the caller names */
+    mprotect(two + 2 * page, page, PROT_NONE);
+
+    /* struct open_how 4 bytes before the end of the first page: its u64 flags straddle
+     * the boundary, and their first half is 00 00 08 00 (O_RDONLY|O_CLOEXEC on x86_64) */
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC};
+    char *at = two + page - 4;
+    memcpy(at, &how, sizeof how);
+    int fd = syscall(SYS_openat2, AT_FDCWD, "/proc/self/mountinfo", at, sizeof how);
+    if (fd < 0 && errno == ENOSYS)
+        printf("STRADDLE ENOSYS\n");
+    else
+        show_lines("STRADDLE", fd);
+
+    /* a path that ends on the last byte of the second page, before the unreadable one */
+    const char *name = "/proc/self/mountinfo";
+    char *edge = two + 2 * page - strlen(name) - 1;
+    strcpy(edge, name);
+    show_lines("EDGE", syscall(SYS_openat, AT_FDCWD, edge, O_RDONLY | O_CLOEXEC));
+
+    /* a path far longer than a short first read of it */
+    char longpath[1024] = "/proc/self";
+    for (int i = 0; i < 120; i++)
+        strcat(longpath, "/.");
+    strcat(longpath, "/../self/mountinfo");
+    printf("LONGPATH_LENGTH %zu\n", strlen(longpath));
+    show_lines("LONGPATH", syscall(SYS_openat, AT_FDCWD, longpath, O_RDONLY | O_CLOEXEC));
+    return 0;
+}
+"""
+
+
+def static_program(name: str, source: str):
+    """*source* linked statically, in a directory any user may read; yields its path."""
     d = tempfile.mkdtemp(prefix="cgemu-view-")
     try:
         os.chmod(d, 0o755)
-        with open(os.path.join(d, "probe.c"), "w") as f:
-            f.write(PROBE_SRC)
-        subprocess.run(["cc", "-O1", "-static", "-o", os.path.join(d, "probe"),
-                        os.path.join(d, "probe.c")], check=True)
-        yield os.path.join(d, "probe")
+        with open(os.path.join(d, f"{name}.c"), "w") as f:
+            f.write(source)
+        subprocess.run(["cc", "-O1", "-static", "-o", os.path.join(d, name),
+                        os.path.join(d, f"{name}.c")], check=True)
+        yield os.path.join(d, name)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def probe():
+    """The probe, linked statically, where any user may run it."""
+    yield from static_program("probe", PROBE_SRC)
+
+
+@pytest.fixture(scope="module")
+def edges():
+    yield from static_program("edges", EDGES_SRC)
 
 
 def facts(out: str) -> dict[str, list[str]]:
@@ -132,6 +212,16 @@ def recorded_statfs() -> dict[str, str]:
     return dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
 
 
+def check_mountinfo(lines: list[str], what: str = "") -> None:
+    """The view's mountinfo: one cgroup line, v1 memory, under the tmpfs."""
+    cg = [line for line in lines if line.split(" - ")[1].split()[0] in ("cgroup", "cgroup2")]
+    assert len(cg) == 1, (what, lines)
+    assert cg[0].split()[4] == "/sys/fs/cgroup/memory"
+    assert cg[0].split(" - ")[1].split() == ["cgroup", "cgroup", "rw,memory"]
+    tmpfs = [line for line in lines if line.split()[4] == "/sys/fs/cgroup"]
+    assert tmpfs and tmpfs[-1].split(" - ")[1].split()[0] == "tmpfs"
+
+
 def check_view(f: dict[str, list[str]], grp: str, limit: str) -> None:
     """What the probe saw, against a v1 host's answers."""
     rec = recorded_statfs()
@@ -144,12 +234,7 @@ def check_view(f: dict[str, list[str]], grp: str, limit: str) -> None:
     assert f["FSTATFS_LIMIT"][0].split()[:2] == ["0", "0x27e0eb"]
     assert f["STATFS_ROOT"][0].split()[:2] == ["0", "0x1021994"]  # TMPFS_MAGIC
     for key in ("MOUNTINFO", "DIRFD"):
-        cg = [line for line in f[key] if line.split(" - ")[1].split()[0] in ("cgroup", "cgroup2")]
-        assert len(cg) == 1, f[key]
-        assert cg[0].split()[4] == "/sys/fs/cgroup/memory"
-        assert cg[0].split(" - ")[1].split() == ["cgroup", "cgroup", "rw,memory"]
-        tmpfs = [line for line in f[key] if line.split()[4] == "/sys/fs/cgroup"]
-        assert tmpfs and tmpfs[-1].split(" - ")[1].split()[0] == "tmpfs"
+        check_mountinfo(f[key])
     for key in ("CGROUP", "CWD") + (() if f.get("OPENAT2") == ["ENOSYS"] else ("OPENAT2",)):
         memory = [line for line in f[key] if "memory" in line.split(":")[1].split(",")]
         assert [line.split(":", 2)[2] for line in memory] == [grp], f[key]
@@ -162,6 +247,15 @@ def test_a_static_program_sees_a_v1_memory_hierarchy_through_raw_syscalls(mnt, p
     assert r.returncode == 0, r.stderr + r.stdout
     assert r.stderr == ""  # no fallback line, no note
     check_view(facts(r.stdout), "/box", read(mnt.p("box/memory.limit_in_bytes")).strip())
+
+
+def test_the_supervisor_reads_what_the_caller_names_wherever_it_lies(mnt, edges):
+    r = cgemu("run", "-m", mnt.path, "--", edges)
+    assert r.returncode == 0, r.stderr + r.stdout
+    f = facts(r.stdout)
+    assert int(f["LONGPATH_LENGTH"][0]) > 256  # longer than the supervisor's first read
+    for key in ("EDGE", "LONGPATH") + (() if f.get("STRADDLE") == ["ENOSYS"] else ("STRADDLE",)):
+        check_mountinfo(f[key], key)
 
 
 def test_a_user_gets_the_same_view_of_a_static_program(nobody_mount, nobody_tree, probe):
@@ -313,6 +407,52 @@ def test_a_kernel_without_the_seccomp_view_falls_back_in_one_line(mnt, probe):
         "the preload library), and statfs says fuse"]
     assert r.stdout.splitlines()[0].endswith(":memory:/box")  # sh, through the library
     assert facts(r.stdout)["STATFS_MEMORY"][0].split()[1] == "0x65735546"  # the static one
+
+
+def test_a_refused_sync_wakeup_is_reported_by_the_library_and_named_on_6_6(monkeypatch):
+    import ctypes
+    import errno
+    from cgroupfs_emu.cli import view
+    from cgroupfs_emu.preload import library_path
+    lib = ctypes.CDLL(library_path())
+    r, w = os.pipe()
+    try:  # not a listener: the kernel refuses SET_FLAGS as it would refuse the flag
+        assert lib.cgemu_view_sync_wakeup(r) < 0
+    finally:
+        os.close(r)
+        os.close(w)
+    monkeypatch.setattr(view.platform, "release", lambda: "6.6.0-1-amd64")
+    assert view.sync_wakeup_line("cgemu run", 0) is None
+    line = view.sync_wakeup_line("cgemu run", -errno.EINVAL)
+    assert line.startswith("cgemu run: kernel 6.6.0-1-amd64 refused "
+                           "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Invalid argument)")
+    monkeypatch.setattr(view.platform, "release", lambda: "6.5.0")  # before the flag
+    assert view.sync_wakeup_line("cgemu run", -errno.EINVAL) is None
+
+
+REFUSING_KERNEL = """
+import ctypes, errno, platform, sys, types
+platform.release = lambda: "6.6.0-test"  # a kernel that has the flag, and refuses it
+from cgroupfs_emu.cli import view
+class Refusing(ctypes.CDLL):
+    def __init__(self, name):
+        super().__init__(name)
+        self.cgemu_view_sync_wakeup = lambda listener: -errno.EINVAL
+view.ctypes = types.SimpleNamespace(CDLL=Refusing, c_int=ctypes.c_int, c_char_p=ctypes.c_char_p)
+from cgroupfs_emu.cli.cgemu import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_refused_sync_wakeup_is_one_line_and_the_view_still_works(mnt, probe):
+    group(mnt, "box", limit_in_bytes="48M")
+    r = subprocess.run([sys.executable, "-c", REFUSING_KERNEL, "run", "-m", mnt.path, "-g", "box",
+                        "--", probe], capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "cgemu run: kernel 6.6.0-test refused SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Invalid "
+        "argument): the view's opens and statfs wait for ordinary wakeups (slower)"]
+    check_view(facts(r.stdout), "/box", read(mnt.p("box/memory.limit_in_bytes")).strip())
 
 
 def run_filter(prog, arch: int, nr: int, args: tuple[int, ...] = ()) -> int:

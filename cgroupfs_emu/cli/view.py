@@ -36,6 +36,8 @@ from ..service.server import prepare_socket_dir
 
 #: the kernel that first hands a descriptor back as a call's result (ADDFD_FLAG_SEND)
 ADDFD_SEND = (5, 14)
+#: the kernel that first wakes the supervisor on the caller's CPU (FD_SYNC_WAKE_UP)
+SYNC_WAKE_UP = (6, 6)
 
 
 def unavailable() -> str | None:
@@ -69,6 +71,21 @@ def view_argv(argv: list[str], mount: str | None = None, group: str = "/",
 def fallback_line(prog: str, reason: str) -> str:
     return (f"{prog}: no seccomp view ({reason}): only dynamically linked programs see the "
             "emulated /proc files (through the preload library), and statfs says fuse")
+
+
+def sync_wakeup_line(prog: str, rc: int) -> str | None:
+    """The line for cgemu_view_sync_wakeup()'s *rc*, or None: a kernel of 6.6 or later
+    that refuses the flag makes every round trip slower, and that is said; before 6.6
+    the refusal is expected (docs/architecture.md, "The view of cgemu run")."""
+    try:
+        release = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
+    except ValueError:
+        release = SYNC_WAKE_UP  # an odd release string: say it rather than hide it
+    if rc >= 0 or release < SYNC_WAKE_UP:
+        return None
+    return (f"{prog}: kernel {platform.release()} refused SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP "
+            f"({os.strerror(-rc)}): the view's opens and statfs wait for ordinary wakeups "
+            "(slower)")
 
 
 def preloadable(path: str) -> bool:
@@ -187,6 +204,9 @@ class Supervisor:
         self.lib = ctypes.CDLL(library)  # RTLD_LOCAL: its interposers stay its own
         self.lib.cgemu_view_supervise.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.listener, self.view, self.prog = listener, os.fsencode(view), prog
+        line = sync_wakeup_line(prog, self.lib.cgemu_view_sync_wakeup(listener))
+        if line:
+            print(line, file=sys.stderr)
         self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
         self.thread = threading.Thread(target=self._serve, name="cgemu-view", daemon=True)
         self.thread.start()

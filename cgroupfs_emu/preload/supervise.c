@@ -56,28 +56,42 @@ void cgemu_set_view(const char *view);
 static dev_t emu_dev;          /* the emulator's superblock, as stat() reports it */
 static struct statfs answer;   /* what statfs says of it in the view */
 
-/* Read len bytes at addr in pid, a page at a time (process_vm_readv stops at the first
- * iovec it cannot read); returns the bytes read. */
-static size_t peek(pid_t pid, uint64_t addr, char *out, size_t len)
+static long page_size;         /* the caller's, which is ours */
+
+/* Exactly len bytes (at most a page) at addr in pid, zero bytes and all: a struct, not a
+ * string. One process_vm_readv with the remote range cut at its page boundary: the call
+ * stops at the first remote iovec it cannot read, so what lies before an unreadable page
+ * still arrives. Returns the bytes read: len, unless part of it is unreadable. */
+static size_t peek_raw(pid_t pid, uint64_t addr, void *out, size_t len)
 {
-    size_t done = 0;
-    while (done < len) {
-        size_t page = 4096 - ((addr + done) & 4095), n = len - done < page ? len - done : page;
-        struct iovec local = {out + done, n}, remote = {(void *)(uintptr_t)(addr + done), n};
-        ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-        if (got <= 0)
-            break;
-        done += got;
-        if (memchr(out + done - got, 0, got))
-            break; /* a string ends here: the next page may not exist */
-    }
-    return done;
+    size_t first = page_size - (addr & (page_size - 1));
+    if (len > (size_t)page_size)
+        return 0;
+    struct iovec local = {out, len},
+                 remote[2] = {{(void *)(uintptr_t)addr, len < first ? len : first},
+                              {(void *)(uintptr_t)(addr + first), len < first ? 0 : len - first}};
+    ssize_t got = process_vm_readv(pid, &local, 1, remote, len <= first ? 1 : 2, 0);
+    return got < 0 ? 0 : (size_t)got;
 }
 
+/* The NUL-terminated path at addr in pid, into out (PATH_MAX bytes); 0, or -1 when it is
+ * unreadable or longer. Most paths are short: the first read takes PATH_PREFIX bytes,
+ * and only a path without its NUL there costs a second read of the rest. Each read is
+ * cut at the page boundary it crosses (peek_raw), so an unreadable page after the NUL
+ * never fails it. */
+#define PATH_PREFIX 256
 static int read_path(pid_t pid, uint64_t addr, char *out)
 {
-    size_t n = peek(pid, addr, out, PATH_MAX);
-    return memchr(out, 0, n) ? 0 : -1;
+    size_t done = 0;
+    for (size_t want = PATH_PREFIX; done < PATH_MAX; want = PATH_MAX) {
+        size_t got = peek_raw(pid, addr + done, out + done, want - done);
+        if (memchr(out + done, 0, got))
+            return 0;
+        if (done + got < want)
+            return -1; /* an unreadable page before the NUL: the kernel says EFAULT */
+        done += got;
+    }
+    return -1; /* ENAMETOOLONG */
 }
 
 /* Only these names can be a view file: everything else is let through at once. */
@@ -228,7 +242,7 @@ static void dispatch(int listener, const struct seccomp_notif *req)
     case SYS_openat2: {
         uint64_t how_flags = 0; /* struct open_how starts with its u64 flags */
         if (a[3] < sizeof how_flags ||
-            peek(req->pid, a[2], (char *)&how_flags, sizeof how_flags) != sizeof how_flags)
+            peek_raw(req->pid, a[2], &how_flags, sizeof how_flags) != sizeof how_flags)
             return proceed(listener, req->id);
         return on_open(listener, req, (long)a[0], a[1], (long)how_flags);
     }
@@ -239,6 +253,19 @@ static void dispatch(int listener, const struct seccomp_notif *req)
     default:
         return proceed(listener, req->id);
     }
+}
+
+/* Ask the kernel to wake the supervisor, and then the caller, on the waker's CPU
+ * (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 6.6+): 0, or -errno when it refused (EINVAL
+ * before 6.6), and then every round trip takes the usual wakeups. cgemu asks before
+ * the loop starts, and says so when a kernel that has the flag refuses it. */
+int cgemu_view_sync_wakeup(int listener)
+{
+    /* the flag is the ioctl's argument itself (seccomp_notify_set_flags()) */
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+              (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
+        return -errno;
+    return 0;
 }
 
 /* Serve listener until no task uses its filter any more, or stop_fd is readable once
@@ -256,14 +283,13 @@ int cgemu_view_supervise(int listener, const char *view, int stop_fd)
      * f_fsid from the superblock's random uuid; the mount flags are the bind's own */
     memset(&answer, 0, sizeof answer);
     answer.f_type = CGROUP_SUPER_MAGIC;
-    answer.f_bsize = answer.f_frsize = sysconf(_SC_PAGESIZE);
+    page_size = sysconf(_SC_PAGESIZE);
+    answer.f_bsize = answer.f_frsize = page_size;
     answer.f_namelen = NAME_MAX;
     answer.f_fsid.__val[0] = (int)(st.st_dev ^ CGROUP_SUPER_MAGIC);
     answer.f_fsid.__val[1] = (int)((uint64_t)st.st_dev >> 32);
     answer.f_flags = real.f_flags;
 
-    /* the flag is the ioctl's argument itself (seccomp_notify_set_flags()) */
-    ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
     struct seccomp_notif_sizes sizes = {0};
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0)
         return -errno;
