@@ -368,9 +368,12 @@ def _supervise(command: list[str], env: dict[str, str], memory: str, group: str,
     if reason:
         print(view.fallback_line(prog, reason), file=sys.stderr)
     handoff = None if reason or preload_only else view.Handoff()
+    # loaded before the fork: once CMD has sent its listener each of its opens waits
+    # for the supervisor, which must not be loading a library then
+    supervisor = view.Supervisor(library, memory, prog) if handoff else None
     pid = _start(command, env, memory, group, prog, library, handoff)
-    listener = handoff.parent() if handoff else None
-    supervisor = view.Supervisor(library, listener, memory, prog) if listener is not None else None
+    if supervisor is not None:
+        supervisor.start(handoff)
     done = False
 
     def forward(signum, frame):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -33,6 +34,8 @@ import threading
 from ..protocol import default_socket_path
 from ..service import fork_guard
 from ..service.server import prepare_socket_dir
+
+log = logging.getLogger("cgroupfs_emu")
 
 #: the kernel that first hands a descriptor back as a call's result (ADDFD_FLAG_SEND)
 ADDFD_SEND = (5, 14)
@@ -198,33 +201,66 @@ class Handoff:
 
 
 class Supervisor:
-    """preload/supervise.c's loop on *listener*, in a thread of its own."""
+    """preload/supervise.c's loop, in a thread of its own.
 
-    def __init__(self, library: str, listener: int, view: str, prog: str) -> None:
+    Built before the command is forked (the library loaded, its entry point looked up),
+    started right after: from the moment the command has sent its listener, every open
+    it makes waits for this thread, so nothing slow may stand between the two."""
+
+    def __init__(self, library: str, view: str, prog: str) -> None:
         self.lib = ctypes.CDLL(library)  # RTLD_LOCAL: its interposers stay its own
         self.lib.cgemu_view_supervise.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.listener, self.view, self.prog = listener, os.fsencode(view), prog
-        line = sync_wakeup_line(prog, self.lib.cgemu_view_sync_wakeup(listener))
-        if line:
-            print(line, file=sys.stderr)
+        self.view, self.prog = os.fsencode(view), prog
         self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
-        self.thread = threading.Thread(target=self._serve, name="cgemu-view", daemon=True)
+        self.thread: threading.Thread | None = None
+
+    def start(self, handoff: Handoff) -> None:
+        """Serve the listener that the command sends through *handoff* (the thread
+        waits for it itself; none comes when the command fell back to preloading)."""
+        self.thread = threading.Thread(target=self._serve, args=(handoff,), name="cgemu-view",
+                                       daemon=True)
         self.thread.start()
 
-    def _serve(self) -> None:
+    def _serve(self, handoff: Handoff) -> None:
         # signals are the main thread's (it forwards them to the command)
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        rc = self.lib.cgemu_view_supervise(self.listener, self.view, self.stop_r)
+        _raise_priority()
+        listener = handoff.parent()
+        if listener is None:
+            return
+        line = sync_wakeup_line(self.prog, self.lib.cgemu_view_sync_wakeup(listener))
+        if line:
+            print(line, file=sys.stderr)
+        rc = self.lib.cgemu_view_supervise(listener, self.view, self.stop_r)
         if rc < 0:
             # the command's opens now fail (ENOSYS) rather than hang: say why
             print(f"{self.prog}: the view's supervisor stopped: {os.strerror(-rc)}",
                   file=sys.stderr)
-        os.close(self.listener)
+        os.close(listener)
 
     def stop(self) -> None:
         """Once the command's tree is gone the loop ends by itself; on kernels before
         6.6 a waiting RECV is not woken then, and the thread is left to the exit."""
         os.write(self.stop_w, b"x")
-        self.thread.join(1)
+        if self.thread is not None:
+            self.thread.join(1)
+            if self.thread.is_alive():
+                return  # still in RECV: its descriptors go with the exit
         os.close(self.stop_r)
         os.close(self.stop_w)
+
+
+#: the supervisor's nice value where it may have one: each notification holds a task
+#: of the command inside a system call until this thread answers, so it must not wait
+#: behind other work on a busy machine (the command's own threads included)
+SUPERVISOR_NICE = -20
+
+
+def _raise_priority() -> None:
+    """Give the calling thread SUPERVISOR_NICE (setpriority(PRIO_PROCESS, tid): on Linux
+    a thread's own nice value). Without CAP_SYS_NICE (RLIMIT_NICE) the kernel refuses,
+    and the supervisor runs at cgemu's priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SUPERVISOR_NICE)
+    except OSError as e:
+        log.debug("the view's supervisor keeps its priority: %s", e.strerror)

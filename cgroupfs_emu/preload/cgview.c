@@ -149,7 +149,8 @@ static void put_escaped(struct buf *b, const char *s)
     }
 }
 
-/* Every group below the root with its tasks file, read once per synthesized file. */
+/* The groups below the root, parents before children, read once per synthesized file:
+ * each with its tasks file where a pid is looked for, only counted for /proc/cgroups. */
 struct group {
     char *path; /* relative to the view, with a leading slash */
     struct buf tasks;
@@ -160,49 +161,68 @@ struct groups {
     size_t n, cap;
 };
 
-static void collect_groups(char *path, size_t root_len, size_t len, struct groups *gs)
+static int lists(const struct buf *tasks, long pid);
+
+/* What a walk reads: with_tasks reads every group's tasks file (group_of), and a walk
+ * for a pid (> 0) stops at the first group whose tasks lists it: that listing is
+ * where the task was when it was read. Every read here is a FUSE round trip to the
+ * daemon, and these renders sit in the traced program's open(). */
+struct walk {
+    int with_tasks;
+    long pid;
+    int found;
+};
+
+/* A directory is opened only when it has subgroups: kernfs counts each child
+ * directory's ".." in its parent's link count (kernfs_refresh_inode(): 2 + subdirs, as the
+ * emulator reports it), so a group with st_nlink 2 is a leaf. A link count below 2
+ * (a filesystem that does not count) is walked. */
+static void collect_groups(char *path, size_t root_len, size_t len, struct groups *gs,
+                           struct walk *w)
 {
     DIR *d = opendir(path);
     if (!d)
         return;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while (!w->found && (e = readdir(d))) {
         if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
             continue;
+        if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)
+            continue; /* a control file: no stat for it */
         size_t n = strlen(e->d_name);
         if (len + 1 + n + sizeof "/tasks" > PATH_MAX)
             continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
         path[len] = '/';
         memcpy(path + len + 1, e->d_name, n + 1);
-        int isdir = e->d_type == DT_DIR;
-        if (e->d_type == DT_UNKNOWN) {
-            struct stat st;
-            isdir = lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+        if (gs->n == gs->cap) {
+            size_t cap = gs->cap ? gs->cap * 2 : 16;
+            struct group *v = realloc(gs->v, cap * sizeof *v);
+            if (!v)
+                break;
+            gs->v = v;
+            gs->cap = cap;
         }
-        if (isdir) {
-            if (gs->n == gs->cap) {
-                size_t cap = gs->cap ? gs->cap * 2 : 16;
-                struct group *v = realloc(gs->v, cap * sizeof *v);
-                if (!v)
-                    break;
-                gs->v = v;
-                gs->cap = cap;
-            }
-            struct group *g = &gs->v[gs->n++];
-            memset(g, 0, sizeof *g);
-            g->path = strdup(path + root_len);
+        struct group *g = &gs->v[gs->n++];
+        memset(g, 0, sizeof *g);
+        g->path = strdup(path + root_len);
+        if (w->with_tasks) {
             memcpy(path + len + 1 + n, "/tasks", sizeof "/tasks");
             slurp(path, &g->tasks); /* a group removed meanwhile lists nothing */
             path[len + 1 + n] = 0;
-            collect_groups(path, root_len, len + 1 + n, gs);
+            w->found = w->pid > 0 && lists(&g->tasks, w->pid);
         }
+        if (!w->found && st.st_nlink != 2)
+            collect_groups(path, root_len, len + 1 + n, gs, w);
         path[len] = 0;
     }
     closedir(d);
     path[len] = 0;
 }
 
-static void read_groups(struct groups *gs)
+static void read_groups(struct groups *gs, struct walk *w)
 {
     const char *v = view_path();
     char path[PATH_MAX];
@@ -213,7 +233,7 @@ static void read_groups(struct groups *gs)
         return;
     memcpy(path, v, vl);
     path[vl] = 0;
-    collect_groups(path, vl, vl, gs);
+    collect_groups(path, vl, vl, gs, w);
 }
 
 static void free_groups(struct groups *gs)
@@ -287,7 +307,8 @@ static long origin_if_young(long pid, int *young)
 static void group_of(long pid, struct buf *out)
 {
     struct groups gs = {0};
-    read_groups(&gs);
+    struct walk w = {.with_tasks = 1, .pid = pid};
+    read_groups(&gs, &w); /* all of them, unless pid was found: then it is the last */
     for (int depth = 0; depth < 64 && pid > 0; depth++) {
         /* children before parents: a listing read mid-move must not hide the newer */
         for (size_t i = gs.n; i-- > 0;) {
@@ -309,7 +330,8 @@ static void group_of(long pid, struct buf *out)
 static long group_count(void)
 {
     struct groups gs = {0};
-    read_groups(&gs);
+    struct walk w = {0}; /* counting needs no tasks file */
+    read_groups(&gs, &w);
     long n = (long)gs.n + 1;
     free_groups(&gs);
     return n;
