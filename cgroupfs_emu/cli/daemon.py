@@ -39,7 +39,7 @@ from ..core.catalog import get_profile
 from ..host.cpus import possible_cpus
 from ..files import ControlTree
 from ..fs import CgroupFS
-from ..fs.session import fuse_fds, install_fast_wait
+from ..fs.session import WaitCounts, fuse_fds, install_fast_wait
 from ..host.procfs import Host
 from ..protocol import SOCKET_XATTR, default_socket_path
 from ..service.effects import Clients, HostFacts, ReleaseAgents, ServiceEffects
@@ -113,6 +113,8 @@ class Daemon:
         self.device: str | None = None
         self.aborted = False
         self._signalled = False
+        #: how the FUSE loop's waits for a request ended (fs/session.py), or None
+        self.waits: WaitCounts | None = None
 
     def start(self, stack: contextlib.ExitStack) -> None:
         """Socket first, then the mount: both exist before anyone hears "mounted".
@@ -139,13 +141,18 @@ class Daemon:
             raise UsageError(f"cannot mount on {self.cfg.mountpoint}: {e}") from None
         session = fuse_fds() - before
         if len(session) == 1:  # the session's /dev/fuse descriptor
-            install_fast_wait(session.pop())
+            self.waits = install_fast_wait(session.pop())
+            if self.waits is not None:
+                stack.callback(self._log_waits)
         # read from the mount table, not stat(): nobody serves the mount yet
         self.device = helper.mount_device(self.cfg.mountpoint)
         # Unmount on the error path too: a daemon that dies must not leave a mount
         # whose every access fails with ENOTCONN.
         stack.callback(self._clear_dead_mount)
         stack.callback(pyfuse3.close, unmount=True)
+
+    def _log_waits(self) -> None:
+        log.debug("FUSE request waits: %s", self.waits)
 
     def _close_socket(self, listener) -> None:
         listener.close()
