@@ -9,8 +9,9 @@ by a process that joined through ``tasks`` is killed at once, never followed
 (forkhold.py), and the refusal counts in ``kmem.failcnt``.
 
 A guarded fork reserves its child's stack in the parent's name; the child's adoption
-turns the reservation into its own charge, and a reservation no fork event claims
-within :data:`PENDING_TTL` is dropped. A batch of fork events is decided (stack
+turns the reservation into its own charge (a child gone before it could be adopted
+spends it), and a reservation no fork event claims within :data:`PENDING_TTL` is
+dropped. A batch of fork events is decided (stack
 reserved, or the child killed) before any child of it is adopted: adopting reads
 /proc and takes a while, and a fork bomb's refused child has to die at once.
 
@@ -203,7 +204,15 @@ class Forks:
                 and not self._fits(parent, self.memory.of(group))):
             self.hold.kill(pid, group, parent)  # cheap: never followed at all
             return None
-        return tracker.forked(pid, ptgid, born_ns)
+        entry = tracker.forked(pid, ptgid, born_ns)
+        if entry is None and parent is not None and parent.pending:
+            # The child is gone before it could be adopted (it exited at once). Its
+            # fork happened, so the stack reserved for it is spent and freed, as
+            # free_task() frees a dead child's; held until PENDING_TTL instead, the
+            # parent's next fork took it for a restarted one and charged nothing.
+            parent.pending.pop(0)
+            self.uncharge(parent, 1, reserved=True)
+        return entry
 
     def exited(self, pid: int, tgid: int) -> None:
         """An exit event of *pid*, a thread (or the leader) of followed *tgid*."""
