@@ -210,6 +210,7 @@ class Supervisor:
     def __init__(self, library: str, view: str, prog: str) -> None:
         self.lib = ctypes.CDLL(library)  # RTLD_LOCAL: its interposers stay its own
         self.lib.cgemu_view_supervise.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.cgemu_view_sync_wakeup.argtypes = [ctypes.c_int]  # looked up before the fork
         self.view, self.prog = os.fsencode(view), prog
         self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
         self.thread: threading.Thread | None = None
@@ -228,15 +229,20 @@ class Supervisor:
         listener = handoff.parent()
         if listener is None:
             return
-        line = sync_wakeup_line(self.prog, self.lib.cgemu_view_sync_wakeup(listener))
-        if line:
-            print(line, file=sys.stderr)
-        rc = self.lib.cgemu_view_supervise(listener, self.view, self.stop_r)
-        if rc < 0:
-            # the command's opens now fail (ENOSYS) rather than hang: say why
-            print(f"{self.prog}: the view's supervisor stopped: {os.strerror(-rc)}",
-                  file=sys.stderr)
-        os.close(listener)
+        # whatever happens here, the listener is closed at the end: the command's
+        # trapped calls then fail (ENOSYS) rather than wait for an answer forever
+        try:
+            line = sync_wakeup_line(self.prog, self.lib.cgemu_view_sync_wakeup(listener))
+            if line:
+                print(line, file=sys.stderr)
+            rc = self.lib.cgemu_view_supervise(listener, self.view, self.stop_r)
+            if rc < 0:
+                print(f"{self.prog}: the view's supervisor stopped: {os.strerror(-rc)}",
+                      file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - said in one line, never a hang
+            print(f"{self.prog}: the view's supervisor failed: {e!r}", file=sys.stderr)
+        finally:
+            os.close(listener)
 
     def stop(self) -> None:
         """Once the command's tree is gone the loop ends by itself; on kernels before

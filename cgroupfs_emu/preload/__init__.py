@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .build import HERE, LIBRARY_NAME
+from .build import HERE, LIBRARY_NAME, SOURCES
 
 # The environment protocol between `cgemu run` and the library.
 VIEW_ENV = "CGROUPFS_EMU_VIEW"  # where the emulator is mounted in the private view
@@ -22,4 +22,13 @@ def library_path() -> str:
         raise FileNotFoundError(
             f"the preload library {path} is missing; build it with "
             "`python3 -m cgroupfs_emu.preload build` (needs a C compiler) or reinstall the package")
+    # A checkout updated after the install keeps the old library: its supervisor may
+    # lack an entry point this package calls, and a traced command would wait on it.
+    built = os.stat(path).st_mtime
+    newer = [os.path.basename(s) for s in SOURCES
+             if os.path.exists(s) and os.stat(s).st_mtime > built]
+    if newer:
+        raise FileNotFoundError(
+            f"the preload library {path} is older than {', '.join(newer)}; rebuild it with "
+            "`python3 -m cgroupfs_emu.preload build` or reinstall the package")
     return path
