@@ -96,18 +96,8 @@ def test_forks_under_the_guard_never_fail_because_of_a_signal(mount_with, tmp_pa
     """Without a stack reserved once per asking thread, every fork the kernel itself
     restarted for a signal (copy_process(): -ERESTARTNOINTR after the guard said yes)
     held a second reservation, and the group's kmem limit refused sequential forks."""
-    m = mount_with("kernel=linux-5.10")  # a profile that charges thread stacks
-    g = group(m, "f")
-    write(f"{g}/memory.kmem.limit_in_bytes", "1M")
-    script = tmp_path / "forker.py"
-    script.write_text(FORKER)
-    r = subprocess.run([sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "exec", "-m", m.path,
-                        "-g", "f", "--", sys.executable, str(script),
-                        f"{g}/memory.kmem.usage_in_bytes"],
-                       capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r
-    assert "fork guard" not in r.stderr, r.stderr
-    fields = dict(kv.split("=", 1) for kv in r.stdout.split())
+    m, g, fields, stderr = run_guarded(mount_with, tmp_path, "f", FORKER, 240)
+    assert "fork guard" not in stderr, stderr
     assert fields["failed"] == "none", fields
     assert int(fields["usr1"]) >= 500 and int(fields["chld"]) >= 2000, fields  # it rained
     fit = (1 * M - int(fields["before"])) // (16 * 1024)
@@ -116,6 +106,23 @@ def test_forks_under_the_guard_never_fail_because_of_a_signal(mount_with, tmp_pa
     # and the refusal came exactly at the limit: no room left for one more stack
     assert 1 * M - 16 * 1024 < int(fields["at_failure"]) <= 1 * M, fields
     assert num(f"{g}/memory.kmem.failcnt") >= 1
+
+
+def run_guarded(mount_with, tmp_path, name: str, program: str, timeout: int):
+    """*program* under `cgemu exec` in a new group *name* with a 1M kmem limit, on a
+    profile that charges thread stacks; (mount, group path, its key=value output,
+    its stderr)."""
+    m = mount_with("kernel=linux-5.10")
+    g = group(m, name)
+    write(f"{g}/memory.kmem.limit_in_bytes", "1M")
+    script = tmp_path / f"{name}.py"
+    script.write_text(program)
+    r = subprocess.run([sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "exec", "-m", m.path,
+                        "-g", name, "--", sys.executable, str(script),
+                        f"{g}/memory.kmem.usage_in_bytes"],
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r
+    return m, g, dict(kv.split("=", 1) for kv in r.stdout.split()), r.stderr
 
 
 def test_a_kernel_without_wait_killable_recv_gets_the_guard_and_one_warning():
@@ -159,16 +166,6 @@ def test_a_child_gone_before_adoption_gives_its_stack_back(mount_with, tmp_path)
     guarded fork's reservation whose child exited before the daemon could adopt it
     is spent, not held (it was, for PENDING_TTL, and the thread's next fork took it
     for a restart and charged nothing: one fork past the kmem limit)."""
-    m = mount_with("kernel=linux-5.10")
-    g = group(m, "q")
-    write(f"{g}/memory.kmem.limit_in_bytes", "1M")
-    script = tmp_path / "quick.py"
-    script.write_text(QUICK)
-    r = subprocess.run([sys.executable, "-m", "cgroupfs_emu.cli.cgemu", "exec", "-m", m.path,
-                        "-g", "q", "--", sys.executable, str(script),
-                        f"{g}/memory.kmem.usage_in_bytes"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r
-    fields = dict(kv.split("=", 1) for kv in r.stdout.split())
+    _, _, fields, _ = run_guarded(mount_with, tmp_path, "q", QUICK, 120)
     assert int(fields["base"]) > 0, fields  # the forker's own stack is charged
     assert fields["lingered"] == "0", fields
