@@ -33,22 +33,20 @@ def test_a_plain_path_is_used_as_it_is(tmp_path):
     assert env["LD_PRELOAD"] == str(library)
 
 
-def test_a_library_older_than_its_sources_is_refused_with_the_fix(tmp_path, monkeypatch):
+def test_a_library_older_than_the_package_is_refused_with_the_fix(tmp_path, monkeypatch):
     """A checkout updated after the install keeps its old library; the supervisor of
     an older build lacks entry points this package calls and a traced command waited
     on it for ever (a dev tree after a merge did). cgemu run says so instead."""
     import cgroupfs_emu.preload as preload
-    lib, src = tmp_path / preload.LIBRARY_NAME, tmp_path / "cgview.c"
-    lib.write_bytes(b"\x7fELF")
-    src.write_text("/* newer */\n")
-    os.utime(lib, (1_000_000, 1_000_000))
+    lib = tmp_path / preload.LIBRARY_NAME
+    real = open(library_path(), "rb").read()
+    lib.write_bytes(real.replace(b"cgemu_view_sync_wakeup", b"cgemu_view_sync_wakeuX"))
     monkeypatch.setattr(preload, "HERE", str(tmp_path))
-    monkeypatch.setattr(preload, "SOURCES", (str(src),))
     try:
         preload.library_path()
     except FileNotFoundError as e:
-        assert "older than cgview.c" in str(e) and "preload build" in str(e), e
+        assert "no cgemu_view_sync_wakeup" in str(e) and "preload build" in str(e), e
     else:
         raise AssertionError("a stale library was handed out")
-    os.utime(src, (1_000, 1_000))  # rebuilt since: fine
+    lib.write_bytes(real)  # rebuilt: fine
     assert preload.library_path() == str(lib)

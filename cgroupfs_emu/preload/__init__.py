@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 
-from .build import HERE, LIBRARY_NAME, SOURCES
+from .build import HERE, LIBRARY_NAME
 
 # The environment protocol between `cgemu run` and the library.
 VIEW_ENV = "CGROUPFS_EMU_VIEW"  # where the emulator is mounted in the private view
+
+#: the library's functions that Python calls (cli/view.py, through ctypes)
+ENTRY_POINTS = (b"cgemu_render", b"cgemu_set_view", b"cgemu_view_supervise",
+                b"cgemu_view_sync_wakeup")
 
 
 def library_path() -> str:
@@ -22,13 +26,15 @@ def library_path() -> str:
         raise FileNotFoundError(
             f"the preload library {path} is missing; build it with "
             "`python3 -m cgroupfs_emu.preload build` (needs a C compiler) or reinstall the package")
-    # A checkout updated after the install keeps the old library: its supervisor may
-    # lack an entry point this package calls, and a traced command would wait on it.
-    built = os.stat(path).st_mtime
-    newer = [os.path.basename(s) for s in SOURCES
-             if os.path.exists(s) and os.stat(s).st_mtime > built]
-    if newer:
+    # A checkout updated after the install keeps the old library, whose supervisor may
+    # lack an entry point this package calls (a traced command then waited on it). The
+    # names are in the library's dynamic symbol table; file times say nothing here
+    # (an installed wheel's files all get the time of the install).
+    with open(path, "rb") as f:
+        image = f.read()
+    missing = [name.decode() for name in ENTRY_POINTS if name not in image]
+    if missing:
         raise FileNotFoundError(
-            f"the preload library {path} is older than {', '.join(newer)}; rebuild it with "
-            "`python3 -m cgroupfs_emu.preload build` or reinstall the package")
+            f"the preload library {path} is older than this package (no {', '.join(missing)});"
+            " rebuild it with `python3 -m cgroupfs_emu.preload build` or reinstall the package")
     return path
